@@ -1,0 +1,141 @@
+"""Pieces shared by the GEMM and loop generators: names, IR comments, types, templates."""
+
+from __future__ import annotations
+
+import keyword
+import math
+import re
+from io import StringIO
+from pathlib import Path
+
+import jinja2
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    Float32Type,
+    Float64Type,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    Signedness,
+)
+from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.printer import Printer
+
+from coda.dialects.epilogue import StoreOp
+from coda.dialects.kernel import KernelOp
+
+
+class CodegenError(ValueError):
+    """The kernel op is outside what the Triton generator handles."""
+
+
+# Names every generated module uses at top level or in `launch`; SSA names avoid them.
+MODULE_NAMES = frozenset(
+    {"triton", "tl", "torch", "launch", "grid", "S", "X", "R", "_sum", "_max", "_min"}
+)
+
+
+class Namer:
+    """Hands out unique Python identifiers for one generated module."""
+
+    def __init__(self, reserved: set[str] | frozenset[str]) -> None:
+        self._used: set[str] = set(reserved) | MODULE_NAMES
+
+    def fresh(self, base: str) -> str:
+        ident = re.sub(r"\W", "_", base)
+        if not ident or ident[0].isdigit():
+            ident = f"v{ident}"
+        if keyword.iskeyword(ident) or keyword.issoftkeyword(ident):
+            ident += "_"
+        candidate, n = ident, 1
+        while candidate in self._used:
+            candidate, n = f"{ident}_{n}", n + 1
+        self._used.add(candidate)
+        return candidate
+
+
+class IrText:
+    """SSA names and one-line op texts, exactly as `print(kernel)` spells them."""
+
+    def __init__(self, kernel: KernelOp) -> None:
+        self._printer = Printer(stream=StringIO())
+        # Printing the whole op once fixes every value's name for the later look-ups.
+        self._printer.print_op(kernel)
+
+    def name(self, value: SSAValue) -> str:
+        """`%name` of a value."""
+        self._printer.stream = StringIO()
+        return "%" + self._printer.print_ssa_value(value)
+
+    def names(self, values: list[SSAValue] | tuple[SSAValue, ...]) -> str:
+        return ", ".join(self.name(v) for v in values)
+
+    def op(self, op: Operation) -> str:
+        """The op without its type signature, e.g. `%1 = epilogue.map "gelu"(%0)`."""
+        if isinstance(op, StoreOp):
+            return f"epilogue.store {self.name(op.value)} -> result {op.index.value.data}"
+        self._printer.stream = StringIO()
+        self._printer.print_op(op)
+        text = self._printer.stream.getvalue()
+        return text.split(" : ", 1)[0].strip()
+
+
+def element_type(value: SSAValue) -> Attribute:
+    return value.type.element_type
+
+
+def is_float(elem: Attribute) -> bool:
+    return isinstance(elem, AnyFloat)
+
+
+def compute_type(elem: Attribute) -> str:
+    """The Triton type a value of `elem` has inside a kernel.
+
+    Float math runs in float32 (float64 stays float64): loads upcast, stores convert back.
+    """
+    if isinstance(elem, Float64Type):
+        return "tl.float64"
+    if is_float(elem):
+        return "tl.float32"
+    if isinstance(elem, IntegerType):
+        width = elem.width.data
+        if width == 1:
+            return "tl.int1"
+        unsigned = elem.signedness.data == Signedness.UNSIGNED
+        return f"tl.{'u' if unsigned else ''}int{width}"
+    raise CodegenError(f"no Triton type for element type {elem}")
+
+
+def load_conversion(elem: Attribute) -> str:
+    """Suffix that turns a loaded `elem` into its compute type ('' when it already is)."""
+    if is_float(elem) and not isinstance(elem, Float32Type | Float64Type):
+        return f".to({compute_type(elem)})"
+    return ""
+
+
+def literal(attr: FloatAttr | IntegerAttr) -> str:
+    """A Python literal Triton accepts for a constant attribute."""
+    value = attr.value.data
+    if isinstance(attr, IntegerAttr):
+        elem = attr.type
+        if isinstance(elem, IntegerType) and elem.width.data == 1:
+            return "True" if value else "False"
+        return str(int(value))
+    value = float(value)
+    if math.isnan(value) or math.isinf(value):
+        return f'float("{value}")'
+    return repr(value)
+
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+
+def render(template: str, **slots: object) -> str:
+    return _TEMPLATES.get_template(template).render(**slots)

@@ -1,0 +1,150 @@
+"""The `torch.compile(model, backend="coda")` entry point.
+
+Dynamo hands over an FX graph; AOTAutograd splits it into forward and backward aten
+graphs (decomposing composite ops with `DECOMPOSITIONS`); each graph is imported,
+lowered through the pass pipeline, turned into Triton kernels and wrapped in a
+runtime `Program`.
+
+A graph coda cannot compile never breaks the user's training: it runs eagerly and
+the reason is logged. `options={"strict": True}` (or `CODA_STRICT=1`) raises instead,
+which is what tests use to prove a graph really was compiled.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch._decomp import get_decompositions
+from torch._dynamo.backends.common import aot_autograd
+from torch._functorch.aot_autograd import make_boxed_func
+from torch._functorch.partitioners import min_cut_rematerialization_partition
+
+from coda.compiler.fx_import import UnsupportedGraph, import_graph
+from coda.compiler.pipeline import lower
+
+log = logging.getLogger("coda.compiler")
+aten = torch.ops.aten
+
+#: composite ops that AOTAutograd decomposes into ops the importer lowers
+DECOMPOSITIONS = get_decompositions(
+    [
+        aten._softmax,
+        aten._softmax_backward_data,
+        aten._log_softmax,
+        aten._log_softmax_backward_data,
+        aten.native_layer_norm,
+        aten.native_layer_norm_backward,
+        aten.mse_loss,
+        aten.mse_loss_backward,
+        aten.addcmul,
+        aten.addcdiv,
+        aten.hardtanh,
+        aten.hardtanh_backward,
+        aten.leaky_relu,
+        aten.leaky_relu_backward,
+        aten.softplus,
+        aten.softplus_backward,
+        aten.elu,
+        aten.elu_backward,
+        aten.hardsigmoid,
+        aten.hardswish,
+        aten.mish,
+        aten.rsub,
+        aten.var_mean,
+    ]
+)
+
+
+@dataclass(frozen=True)
+class CodaOptions:
+    #: raise on a graph coda cannot compile instead of running it eagerly
+    strict: bool = False
+
+    @classmethod
+    def from_user(cls, options: dict[str, Any] | None) -> CodaOptions:
+        options = dict(options or {})
+        strict = bool(options.pop("strict", os.environ.get("CODA_STRICT", "") == "1"))
+        if options:
+            raise ValueError(f"unknown coda options: {', '.join(sorted(options))}")
+        return cls(strict=strict)
+
+
+def _device_of(example_inputs: Sequence[Any]) -> torch.device:
+    for value in example_inputs:
+        if isinstance(value, torch.Tensor):
+            return value.device
+    return torch.device("cpu")
+
+
+def compile_graph(
+    gm: fx.GraphModule,
+    example_inputs: Sequence[Any],
+    *,
+    graph_kind: str,
+    options: CodaOptions,
+) -> Callable[..., Any]:
+    """Compile one aten graph; on failure fall back to running `gm` eagerly."""
+    from coda.compiler.program import build_program  # codegen loads only when compiling
+
+    start = time.perf_counter()
+    try:
+        imported = import_graph(gm, graph_kind)
+        lower(imported.module, "kernel")
+        program = build_program(
+            imported.func, imported.output_slots, graph_kind, _device_of(example_inputs)
+        )
+    except UnsupportedGraph as err:
+        if options.strict:
+            raise
+        log.warning("coda: %s graph runs eagerly: %s", graph_kind, err)
+        return make_boxed_func(gm.forward)
+    except Exception as err:  # a compiler bug must not break the user's training
+        if options.strict:
+            raise
+        log.warning(
+            "coda: %s graph runs eagerly after an internal error: %s: %s",
+            graph_kind,
+            type(err).__name__,
+            err,
+        )
+        return make_boxed_func(gm.forward)
+    log.info(
+        "coda: compiled %s graph into %d steps in %.2fs",
+        graph_kind,
+        len(program.steps),
+        time.perf_counter() - start,
+    )
+    return _boxed(program)
+
+
+def _boxed(program: Callable[[list[Any]], list[Any]]) -> Callable[[list[Any]], list[Any]]:
+    """AOTAutograd's boxed calling convention: one list of arguments."""
+
+    def run(args: list[Any]) -> list[Any]:
+        return program(args)
+
+    run._boxed_call = True  # type: ignore[attr-defined]
+    return run
+
+
+def coda_backend(
+    gm: fx.GraphModule, example_inputs: Sequence[Any], **kwargs: Any
+) -> Callable[..., Any]:
+    """Dynamo backend; receives `options=`/`mode=` only when the user passes them."""
+    options = CodaOptions.from_user(kwargs.get("options"))
+    compiler = functools.partial(compile_graph, options=options)
+    return aot_autograd(
+        fw_compiler=functools.partial(compiler, graph_kind="forward"),
+        bw_compiler=functools.partial(compiler, graph_kind="backward"),
+        inference_compiler=functools.partial(compiler, graph_kind="inference"),
+        decompositions=DECOMPOSITIONS,
+        partition_fn=min_cut_rematerialization_partition,
+    )(gm, example_inputs)

@@ -1,0 +1,72 @@
+"""Capture the aten graphs the backend would compile, without compiling them.
+
+`lowerc --model` uses this to show every stage: it runs the model once through
+Dynamo + AOTAutograd with the backend's decompositions and partitioner, and keeps
+the forward and backward (or inference) FX graphs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch._dynamo.backends.common import aot_autograd
+from torch._functorch.aot_autograd import make_boxed_func
+from torch._functorch.partitioners import min_cut_rematerialization_partition
+from xdsl.dialects.builtin import ModuleOp
+
+from coda.compiler.backend import DECOMPOSITIONS
+from coda.compiler.fx_import import import_graph
+from coda.compiler.models import ModelSpec
+
+
+@dataclass
+class CapturedGraphs:
+    #: (graph kind, FX graph) in compile order: forward then backward, or inference
+    graphs: list[tuple[str, fx.GraphModule]]
+    #: graph kind -> output slots (see ImportedGraph)
+    output_slots: dict[str, list[int | None]]
+
+    def to_module(self) -> ModuleOp:
+        """One module with a func per graph, named after its kind."""
+        funcs = []
+        for kind, gm in self.graphs:
+            imported = import_graph(gm, kind)
+            self.output_slots[kind] = imported.output_slots
+            imported.func.detach()
+            funcs.append(imported.func)
+        return ModuleOp(funcs)
+
+
+def capture(spec: ModelSpec, *, training: bool = True, seed: int = 0) -> CapturedGraphs:
+    torch.manual_seed(seed)
+    model = spec.factory()
+    inputs = [torch.randn(shape, requires_grad=training) for shape in spec.input_shapes]
+    graphs: list[tuple[str, fx.GraphModule]] = []
+
+    def recorder(kind: str) -> Any:
+        def record(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Any:
+            graphs.append((kind, gm))
+            return make_boxed_func(gm.forward)
+
+        return record
+
+    backend = aot_autograd(
+        fw_compiler=recorder("forward"),
+        bw_compiler=recorder("backward"),
+        inference_compiler=recorder("inference"),
+        decompositions=DECOMPOSITIONS,
+        partition_fn=min_cut_rematerialization_partition,
+    )
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend=backend, fullgraph=False)
+    if training:
+        out = compiled(*inputs)
+        (out if isinstance(out, torch.Tensor) else out[0]).float().sum().backward()
+    else:
+        with torch.no_grad():
+            compiled(*inputs)
+    return CapturedGraphs(graphs, {})

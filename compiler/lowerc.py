@@ -1,0 +1,216 @@
+"""`lowerc`: coda's command-line driver, built on xDSL's `xdsl-opt`.
+
+    lowerc file.mlir -p fuse-epilogues          run passes over textual IR
+    lowerc file.mlir --emit triton              lower a file to a stage and print it
+    lowerc --model mlp --emit kernel            capture a model and print a stage
+    lowerc --model my.py:Net --input-shape 4x16 --emit summary
+
+Stages: fx (the aten graphs), graph, epilogue, kernel (IR), triton (generated
+source) and summary (the kernel table). Everything `xdsl-opt` offers (`-p`,
+`--print-between-passes`, `--print-op-generic`, `--split-input-file`,
+`--verify-diagnostics`, ...) works as usual. Errors in the input are reported as
+`file:line:col: error: message` with exit code 1, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import IO
+
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Operation
+from xdsl.parser import Parser
+from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
+from xdsl.utils.lexer import Span
+from xdsl.xdsl_opt_main import xDSLOptMain
+
+from coda.dialects import CODA_DIALECTS
+from coda.passes import PASSES
+
+EMIT_STAGES = ("fx", "graph", "epilogue", "kernel", "triton", "summary")
+
+
+class LocatedVerifyError(VerifyException):
+    """A verifier error with the source location of the offending op."""
+
+
+class LocatedParser(Parser):
+    """A parser that remembers where each op starts, for verifier messages."""
+
+    def __init__(self, ctx, text: str | bytes, name: str, line_offset: int = 0):
+        super().__init__(ctx, text, name)
+        self.starts: dict[Operation, int] = {}
+        self.line_offset = line_offset
+
+    def parse_operation(self) -> Operation:
+        start = self.pos
+        op = super().parse_operation()
+        self.starts[op] = start
+        return op
+
+    def location(self, op: Operation) -> str:
+        start = self.starts.get(op)
+        if start is None:
+            return self.lexer.input.name
+        span = Span(start, start, self.lexer.input, self.line_offset)
+        loc = span.get_location()
+        return f"{loc.file}:{loc.line}:{loc.col}"
+
+    def parse_verified_module(self, implicit_module: bool) -> ModuleOp:
+        module = self.parse_module(implicit_module)
+        try:
+            module.verify()
+        except VerifyException as err:
+            # report the innermost op whose own verifier fails, where it was written
+            for op in module.walk(reverse=True):
+                try:
+                    op.verify(verify_nested_ops=False)
+                except VerifyException as inner:
+                    raise LocatedVerifyError(f"{self.location(op)}: error: {inner}") from None
+            raise LocatedVerifyError(f"{self.lexer.input.name}: error: {err}") from None
+        return module
+
+
+def _format_parse_error(err: ParseError) -> str:
+    loc = err.span.get_location()
+    # print_with_context starts with its own location line; keep the source and carets
+    context = err.span.print_with_context().rstrip("\n").split("\n", 1)[-1]
+    return f"{loc.file}:{loc.line}:{loc.col}: error: {err.msg}\n{context}"
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a shape like 4x16") from None
+
+
+class Lowerc(xDSLOptMain):
+    def __init__(self, args: Sequence[str] | None = None):
+        super().__init__(description="coda's IR driver (an xdsl-opt with coda's dialects)", args=args)
+
+    def register_all_dialects(self) -> None:
+        super().register_all_dialects()
+        for dialect in CODA_DIALECTS:
+            if dialect.name not in self.ctx.registered_dialect_names:
+                self.ctx.register_dialect(dialect.name, lambda d=dialect: d)
+
+    def register_all_passes(self) -> None:
+        super().register_all_passes()
+        for name, factory in PASSES.items():  # coda's canonicalize replaces xDSL's
+            self.register_pass(name, factory)
+
+    def register_all_frontends(self) -> None:
+        super().register_all_frontends()
+
+        def parse_mlir(io: IO[bytes], line_offset: int = 0) -> ModuleOp:
+            parser = LocatedParser(self.ctx, io.read(), self.get_input_name(), line_offset)
+            return parser.parse_verified_module(not self.args.no_implicit_module)
+
+        self.available_frontends["mlir"] = parse_mlir
+
+    def parse_chunk(
+        self, chunk: IO[bytes], file_extension: str, start_offset: int = 0
+    ) -> ModuleOp | None:
+        if file_extension == "mlir":
+            return self.available_frontends["mlir"](chunk, start_offset)
+        return super().parse_chunk(chunk, file_extension, start_offset)
+
+    def register_all_arguments(self, arg_parser: argparse.ArgumentParser) -> None:
+        super().register_all_arguments(arg_parser)
+        arg_parser.add_argument(
+            "--model",
+            help="a built-in model (mlp, llama-block, gpt2-block) or path.py:attr",
+        )
+        arg_parser.add_argument(
+            "--input-shape",
+            type=_parse_shape,
+            action="append",
+            help="shape of a model input, e.g. 4x16 (repeat for several inputs)",
+        )
+        arg_parser.add_argument(
+            "--inference",
+            action="store_true",
+            help="capture the no-grad inference graph instead of forward + backward",
+        )
+        arg_parser.add_argument(
+            "--emit",
+            choices=EMIT_STAGES,
+            help="lower to this stage and print it",
+        )
+
+    def apply_passes(self, prog: ModuleOp) -> None:
+        super().apply_passes(prog)
+        if self.args.emit in ("graph", "epilogue", "kernel", "triton", "summary"):
+            from coda.compiler.pipeline import lower
+
+            lower(prog, "kernel" if self.args.emit in ("triton", "summary") else self.args.emit)
+
+    def output_resulting_program(self, prog: ModuleOp) -> str:
+        if self.args.emit == "triton":
+            from coda.compiler.report import triton_listing
+
+            return triton_listing(prog)
+        if self.args.emit == "summary":
+            from coda.compiler.report import kernel_summary
+
+            return kernel_summary(prog)
+        if self.args.emit == "fx":
+            raise ValueError("--emit fx needs --model (textual IR has no FX graph)")
+        return super().output_resulting_program(prog)
+
+    def run_model(self) -> None:
+        from coda.compiler.capture import capture
+        from coda.compiler.models import load_model
+
+        spec = load_model(self.args.model, tuple(self.args.input_shape or ()) or None)
+        captured = capture(spec, training=not self.args.inference)
+        out = self.prepare_output()
+        try:
+            if self.args.emit == "fx":
+                for kind, gm in captured.graphs:
+                    out.write(f"# ===== {kind} =====\n{gm.code.strip()}\n\n")
+                return
+            module = captured.to_module()
+            self.apply_passes(module)
+            out.write(self.output_resulting_program(module))
+        finally:
+            if out is not sys.stdout:
+                out.close()
+
+    def run(self) -> None:
+        if self.args.model:
+            self.run_model()
+        else:
+            super().run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        Lowerc(args=argv).run()
+    except ParseError as err:
+        print(_format_parse_error(err), file=sys.stderr)
+        return 1
+    except LocatedVerifyError as err:
+        print(err, file=sys.stderr)
+        return 1
+    except (DiagnosticException, ValueError, FileNotFoundError) as err:
+        print(f"lowerc: error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        if os.environ.get("CODA_DEBUG"):
+            raise
+        print(
+            f"lowerc: internal error: {type(err).__name__}: {err} "
+            "(set CODA_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

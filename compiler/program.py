@@ -1,0 +1,129 @@
+"""Turn a function in the kernel dialect into a runtime `Program`.
+
+This is the one place where IR meets the runtime: kernel ops become generated
+Triton modules (`KernelStep`), fallbacks, views and constants become torch calls
+(`TorchStep`). The runtime itself never sees IR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from xdsl.dialects.builtin import TensorType
+from xdsl.dialects.func import FuncOp, ReturnOp
+from xdsl.ir import Block, SSAValue
+
+from coda.codegen import generate_kernel_source
+from coda.compiler.reference import constant_callable, evaluate, view_callable
+from coda.dialects import graph, kernel
+from coda.dialects.dtypes import torch_dtype_of
+from coda.runtime import KernelStep, OutputSpec, Program, TorchStep
+
+
+class _Names:
+    """Readable, unique buffer names taken from the IR's name hints."""
+
+    def __init__(self) -> None:
+        self.names: dict[SSAValue, str] = {}
+        self.taken: set[str] = set()
+
+    def __getitem__(self, value: SSAValue) -> str:
+        if value not in self.names:
+            base = value.name_hint or "buf"
+            name, n = base, 1
+            while name in self.taken:
+                name, n = f"{base}_{n}", n + 1
+            self.taken.add(name)
+            self.names[value] = name
+        return self.names[value]
+
+    def all(self, values: Sequence[SSAValue]) -> tuple[str, ...]:
+        return tuple(self[v] for v in values)
+
+
+def _fallback_callable(op: kernel.FallbackKernelOp, device: torch.device) -> Callable[..., Any]:
+    """Run the region's graph ops with their reference (torch) semantics."""
+    block: Block = op.body.block
+
+    def run(*tensors: torch.Tensor) -> tuple[Any, ...]:
+        env: dict[SSAValue, Any] = dict(zip(block.args, tensors, strict=True))
+        for inner in block.ops:
+            if isinstance(inner, kernel.YieldOp):
+                return tuple(env[v] for v in inner.values)
+            results = evaluate(inner, [env[v] for v in inner.operands], device)
+            env.update(zip(inner.results, results, strict=True))
+        raise AssertionError("kernel.fallback without kernel.yield")
+
+    return run
+
+
+def _output_specs(values: Sequence[SSAValue], names: _Names) -> tuple[OutputSpec, ...]:
+    specs = []
+    for value in values:
+        assert isinstance(value.type, TensorType)
+        specs.append(
+            OutputSpec(
+                names[value],
+                graph.tensor_shape(value),
+                torch_dtype_of(value.type.element_type),
+            )
+        )
+    return tuple(specs)
+
+
+def build_program(
+    func: FuncOp,
+    output_slots: Sequence[int | None],
+    graph_kind: str,
+    device: torch.device,
+) -> Program:
+    """A runnable program for `func`, which must be in the kernel dialect."""
+    names = _Names()
+    block = func.body.block
+    steps: list[KernelStep | TorchStep] = []
+    returned: Sequence[SSAValue] = ()
+    for op in block.ops:
+        if isinstance(op, kernel.GemmKernelOp | kernel.LoopKernelOp):
+            steps.append(
+                KernelStep(
+                    name=op.kernel_name,
+                    kind=op.KIND,
+                    source=generate_kernel_source(op),
+                    inputs=names.all(op.inputs),
+                    outputs=_output_specs(op.outputs, names),
+                )
+            )
+        elif isinstance(op, kernel.FallbackKernelOp):
+            steps.append(
+                TorchStep(
+                    op.kernel_name,
+                    "fallback",
+                    _fallback_callable(op, device),
+                    names.all(op.inputs),
+                    names.all(op.outputs),
+                )
+            )
+        elif isinstance(op, graph.ViewOp):
+            steps.append(
+                TorchStep(
+                    names[op.result], "view", view_callable(op), (names[op.input],),
+                    (names[op.result],),
+                )
+            )
+        elif isinstance(op, graph.ConstantOp):
+            steps.append(
+                TorchStep(
+                    names[op.result], "constant", constant_callable(op, device), (),
+                    (names[op.result],),
+                )
+            )
+        elif isinstance(op, ReturnOp):
+            returned = op.arguments
+        else:
+            raise ValueError(
+                f"'{op.name}' is outside any kernel: run split-blocks before building a program"
+            )
+    outputs = [None if slot is None else names[returned[slot]] for slot in output_slots]
+    return Program(graph_kind, names.all(block.args), steps, outputs)

@@ -1,0 +1,102 @@
+"""Reference semantics of the graph dialect, with torch.
+
+The runtime uses this for what it does not compile (views, constants, fallbacks);
+tests use it to run IR before and after a pass on the same inputs and compare.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from xdsl.dialects.builtin import TensorType
+from xdsl.ir import Operation, SSAValue
+
+from coda.dialects import graph
+from coda.dialects.dtypes import torch_dtype_of
+from coda.dialects.pointwise_fns import POINTWISE_FNS
+
+
+def resolve_target(target: str) -> Callable[..., Any]:
+    """`aten.cumsum.default` -> torch.ops.aten.cumsum.default."""
+    fn: Any = torch.ops
+    for part in target.split("."):
+        fn = getattr(fn, part)
+    return fn
+
+
+def decode_args(encoded: Any, operands: Sequence[Any]) -> Any:
+    """Invert the importer's encoding of an opaque op's arguments."""
+    if isinstance(encoded, list):
+        return [decode_args(v, operands) for v in encoded]
+    if isinstance(encoded, dict):
+        if set(encoded) == {"operand"}:
+            return operands[encoded["operand"]]
+        if set(encoded) == {"dtype"}:
+            return getattr(torch, encoded["dtype"])
+        if set(encoded) == {"device"}:
+            return torch.device(encoded["device"])
+        if set(encoded) == {"torch"}:
+            return getattr(torch, encoded["torch"])
+        return {k: decode_args(v, operands) for k, v in encoded.items()}
+    return encoded
+
+
+def opaque_callable(op: graph.OpaqueOp) -> Callable[..., Any]:
+    """A function of the op's tensor operands that runs the aten op."""
+    fn = resolve_target(op.target.data)
+    call = ast.literal_eval(op.args.data)
+
+    def run(*tensors: torch.Tensor) -> Any:
+        return fn(*decode_args(call["args"], tensors), **decode_args(call["kwargs"], tensors))
+
+    return run
+
+
+def _dtype(value: SSAValue) -> torch.dtype:
+    assert isinstance(value.type, TensorType)
+    return torch_dtype_of(value.type.element_type)
+
+
+def view_callable(op: graph.ViewOp) -> Callable[[torch.Tensor], torch.Tensor]:
+    shape = graph.tensor_shape(op.result)
+    kind = op.kind.data
+    if kind == "permute":
+        perm = op.permutation
+        return lambda x: x.permute(perm)
+    if kind == "expand":
+        return lambda x: x.expand(shape)
+    # reshape: a view when strides allow (always for coda's contiguous buffers)
+    return lambda x: x.reshape(shape)
+
+
+def constant_callable(op: graph.ConstantOp, device: torch.device) -> Callable[[], torch.Tensor]:
+    shape, dtype, value = graph.tensor_shape(op.result), _dtype(op.result), op.scalar
+    return lambda: torch.full(shape, value, dtype=dtype, device=device)
+
+
+def evaluate(op: Operation, args: Sequence[Any], device: torch.device) -> list[Any]:
+    """Run one graph op on torch tensors; returns its results."""
+    if isinstance(op, graph.MatmulOp):
+        out = torch.matmul(args[0].float(), args[1].float())
+    elif isinstance(op, graph.PointwiseOp):
+        fn = POINTWISE_FNS[op.fn.data]
+        floats = [a.float() if a.is_floating_point() else a for a in args]
+        out = fn.torch_ref(*floats)
+    elif isinstance(op, graph.ReduceOp):
+        reduce = {"sum": torch.sum, "mean": torch.mean, "amax": torch.amax, "amin": torch.amin}
+        out = reduce[op.kind.data](
+            args[0].float(), dim=list(op.reduced_dims), keepdim=op.keepdim is not None
+        )
+    elif isinstance(op, graph.ViewOp):
+        return [view_callable(op)(args[0])]
+    elif isinstance(op, graph.ConstantOp):
+        return [constant_callable(op, device)()]
+    elif isinstance(op, graph.OpaqueOp):
+        result = opaque_callable(op)(*args)
+        return list(result) if isinstance(result, tuple | list) else [result]
+    else:
+        raise NotImplementedError(f"no reference semantics for '{op.name}'")
+    return [out.to(_dtype(op.results[0]))]

@@ -1,0 +1,102 @@
+"""Human-readable views of a module in the kernel dialect (`lowerc --emit ...`)."""
+
+from __future__ import annotations
+
+from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.dialects.func import FuncOp
+from xdsl.ir import Attribute, Operation
+
+from coda.dialects import epilogue, graph, kernel
+
+
+def _funcs(module: ModuleOp) -> list[FuncOp]:
+    return [op for op in module.ops if isinstance(op, FuncOp)]
+
+
+def _kernels(func: FuncOp) -> list[kernel.KernelOp]:
+    return [op for op in func.body.block.ops if isinstance(op, kernel.KernelOp)]
+
+
+def triton_listing(module: ModuleOp) -> str:
+    """The generated Triton source of every kernel, function by function."""
+    from coda.codegen import generate_kernel_source
+
+    parts = []
+    for func in _funcs(module):
+        for op in _kernels(func):
+            header = f"# ===== @{func.sym_name.data}: {op.kernel_name} ({op.KIND}) ====="
+            if isinstance(op, kernel.FallbackKernelOp):
+                targets = [o.target.data for o in op.body.block.ops if isinstance(o, graph.OpaqueOp)]
+                parts.append(f"{header}\n# runs in torch: {', '.join(targets)}\n")
+            else:
+                parts.append(f"{header}\n{generate_kernel_source(op).rstrip()}\n")
+    return "\n".join(parts)
+
+
+def tensor_bytes(ty: Attribute) -> int:
+    """Bytes of a dense tensor of this type (a static estimate: views count fully)."""
+    assert isinstance(ty, TensorType)
+    numel = 1
+    for size in ty.get_shape():
+        numel *= size
+    width = ty.element_type.bitwidth if hasattr(ty.element_type, "bitwidth") else 32
+    return numel * max(width, 8) // 8
+
+
+def _fused_ops(op: kernel.KernelOp) -> list[Operation]:
+    """The source ops a kernel computes (epilogue primitives count one each)."""
+    ops: list[Operation] = []
+    for inner in op.body.block.ops:
+        if isinstance(inner, epilogue.GemmOp):
+            ops.append(inner)
+            ops += [
+                e
+                for e in inner.body.block.ops
+                if not isinstance(e, epilogue.StoreOp | epilogue.ConstantOp)
+            ]
+        elif not isinstance(inner, kernel.YieldOp | graph.ConstantOp):
+            ops.append(inner)
+    return ops
+
+
+def _describe(ops: list[Operation]) -> str:
+    names = []
+    for op in ops:
+        if isinstance(op, epilogue.MapOp | graph.PointwiseOp):
+            names.append(op.fn.data)
+        elif isinstance(op, graph.ReduceOp):
+            names.append(f"{op.kind.data}{list(op.reduced_dims)}")
+        elif isinstance(op, graph.OpaqueOp):
+            names.append(op.target.data)
+        else:
+            names.append(op.name.split(".")[-1])
+    return " ".join(names)
+
+
+def kernel_summary(module: ModuleOp) -> str:
+    """The kernel schedule as a table, with launches and bytes per function."""
+    lines = []
+    for func in _funcs(module):
+        lines.append(f"@{func.sym_name.data}")
+        header = f"  {'kernel':<40} {'kind':<9} {'read B':>10} {'written B':>10}  fused ops"
+        lines.append(header)
+        lines.append("  " + "-" * (len(header) + 8))
+        total_read = total_written = 0
+        kernels = _kernels(func)
+        for op in kernels:
+            read = sum(tensor_bytes(v.type) for v in op.inputs)
+            written = sum(tensor_bytes(t) for t in op.result_types)
+            total_read += read
+            total_written += written
+            lines.append(
+                f"  {op.kernel_name:<40} {op.KIND:<9} {read:>10} {written:>10}  "
+                f"{_describe(_fused_ops(op))}"
+            )
+        gemms = sum(isinstance(op, kernel.GemmKernelOp) for op in kernels)
+        fallbacks = sum(isinstance(op, kernel.FallbackKernelOp) for op in kernels)
+        lines.append(
+            f"  {len(kernels)} launches ({gemms} gemm, {fallbacks} torch fallback), "
+            f"{total_read + total_written} bytes moved (static estimate)"
+        )
+        lines.append("")
+    return "\n".join(lines)

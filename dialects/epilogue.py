@@ -1,0 +1,361 @@
+"""The `epilogue` dialect: a GEMM whose output tile runs a small program on chip.
+
+`epilogue.gemm` fixes the mainloop (acc = A @ B over K, float32 accumulator) and owns a
+single-block region, the epilogue program, run once per output tile. The region's
+block arguments are the accumulator tile followed by one value per extra input, typed
+by how that input broadcasts over the tile:
+
+    !epilogue.tile<T>    a full [M, N] operand (residual, saved activation)
+    !epilogue.row<T>     one value per column, shared by every row (bias: shape [N])
+    !epilogue.col<T>     one value per row (shape [M, 1])
+    !epilogue.scalar<T>  one value for the whole tile
+
+Primitives (the CODA set, as far as this issue needs): `map` (elementwise function
+from the shared registry), `scale` (multiply by a row/col/scalar), `accumulate` (add a
+full tile), `constant`, and `store` (write a value to one of the op's results).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from xdsl.dialects.builtin import (
+    I64,
+    FloatAttr,
+    IntegerAttr,
+    StringAttr,
+    TensorType,
+    f32,
+    i64,
+)
+from xdsl.ir import Attribute, Block, Dialect, ParametrizedAttribute, Region, SSAValue, TypeAttribute
+from xdsl.irdl import (
+    IRDLOperation,
+    irdl_attr_definition,
+    irdl_op_definition,
+    operand_def,
+    prop_def,
+    region_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+    var_result_def,
+)
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.traits import NoTerminator, Pure
+from xdsl.utils.exceptions import VerifyException
+
+from coda.dialects.graph import broadcast_shapes, tensor_shape, verify_fn_application
+
+
+class TileValueType(ParametrizedAttribute, TypeAttribute):
+    """Base of the four on-chip value kinds; `kind` orders them for broadcasting."""
+
+    element_type: Attribute
+    KIND: ClassVar[str]
+
+    @property
+    def kind(self) -> str:
+        return self.KIND
+
+
+@irdl_attr_definition
+class TileType(TileValueType):
+    name = "epilogue.tile"
+    KIND = "tile"
+
+
+@irdl_attr_definition
+class RowType(TileValueType):
+    name = "epilogue.row"
+    KIND = "row"
+
+
+@irdl_attr_definition
+class ColType(TileValueType):
+    name = "epilogue.col"
+    KIND = "col"
+
+
+@irdl_attr_definition
+class ScalarType(TileValueType):
+    name = "epilogue.scalar"
+    KIND = "scalar"
+
+
+TILE_KINDS: dict[str, type[TileValueType]] = {
+    t.KIND: t for t in (TileType, RowType, ColType, ScalarType)
+}
+
+
+def combined_kind(kinds: Sequence[str]) -> str:
+    """The kind of an elementwise result: a row and a column broadcast to a tile."""
+    present = set(kinds)
+    if "tile" in present or {"row", "col"} <= present:
+        return "tile"
+    for kind in ("row", "col"):
+        if kind in present:
+            return kind
+    return "scalar"
+
+
+def classify_input(shape: Sequence[int], out_shape: Sequence[int]) -> str | None:
+    """How a tensor of `shape` broadcasts over a GEMM output of `out_shape`.
+
+    None when it is not one of the four kinds (e.g. it varies along the batch dim
+    but not along rows), so it cannot be an epilogue input.
+    """
+    if broadcast_shapes(shape, out_shape) != tuple(out_shape):
+        return None
+    padded = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    m, n = out_shape[-2], out_shape[-1]
+    *batch, rows, cols = padded
+    if tuple(padded) == tuple(out_shape):
+        return "tile"
+    if batch and any(b != 1 for b in batch):
+        return None
+    varies_rows, varies_cols = rows == m and m != 1, cols == n and n != 1
+    if varies_rows and varies_cols:
+        return "tile"
+    if varies_cols:
+        return "row"
+    if varies_rows:
+        return "col"
+    return "scalar"
+
+
+def _tile_type(value: SSAValue, op: IRDLOperation) -> TileValueType:
+    if not isinstance(value.type, TileValueType):
+        raise VerifyException(f"'{op.name}' operand must be an epilogue value, got {value.type}")
+    return value.type
+
+
+@irdl_op_definition
+class MapOp(IRDLOperation):
+    """An elementwise function of on-chip values (activations, casts, adds...)."""
+
+    name = "epilogue.map"
+    fn = prop_def(StringAttr)
+    inputs = var_operand_def(TileValueType)
+    result = result_def(TileValueType)
+    traits = traits_def(Pure())
+    assembly_format = "$fn `(` $inputs `)` attr-dict `:` functional-type($inputs, $result)"
+
+    def __init__(self, fn: str, inputs: Sequence[SSAValue], result_type: TileValueType):
+        super().__init__(
+            operands=[list(inputs)], result_types=[result_type], properties={"fn": StringAttr(fn)}
+        )
+
+    def verify_(self) -> None:
+        verify_fn_application(self, self.fn.data, [v.type for v in self.inputs])
+        kind = combined_kind([_tile_type(v, self).kind for v in self.inputs])
+        if self.result.type.kind != kind:
+            raise VerifyException(
+                f"'epilogue.map' result must be !epilogue.{kind} for these operands, "
+                f"got {self.result.type}"
+            )
+
+
+@irdl_op_definition
+class ScaleOp(IRDLOperation):
+    """Multiply a tile by a broadcast factor: a row scale, a column scale or a scalar."""
+
+    name = "epilogue.scale"
+    tile = operand_def(TileType)
+    factor = operand_def(RowType | ColType | ScalarType)
+    result = result_def(TileType)
+    traits = traits_def(Pure())
+    assembly_format = "$tile `,` $factor attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, tile: SSAValue, factor: SSAValue):
+        super().__init__(operands=[tile, factor], result_types=[tile.type])
+
+
+@irdl_op_definition
+class AccumulateOp(IRDLOperation):
+    """Add a full matrix (a residual, a gradient being accumulated) to the tile."""
+
+    name = "epilogue.accumulate"
+    tile = operand_def(TileType)
+    addend = operand_def(TileType)
+    result = result_def(TileType)
+    traits = traits_def(Pure())
+    assembly_format = "$tile `,` $addend attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, tile: SSAValue, addend: SSAValue):
+        super().__init__(operands=[tile, addend], result_types=[tile.type])
+
+
+@irdl_op_definition
+class ConstantOp(IRDLOperation):
+    """A literal, broadcast over the tile."""
+
+    name = "epilogue.constant"
+    value = prop_def(FloatAttr | IntegerAttr)
+    result = result_def(ScalarType)
+    traits = traits_def(Pure())
+    assembly_format = "$value attr-dict `->` type($result)"
+
+    def __init__(self, value: FloatAttr | IntegerAttr):
+        super().__init__(properties={"value": value}, result_types=[ScalarType(value.type)])
+
+
+@irdl_op_definition
+class StoreOp(IRDLOperation):
+    """Write a tile to result `index` of the enclosing epilogue.gemm."""
+
+    name = "epilogue.store"
+    value = operand_def(TileType)
+    index = prop_def(IntegerAttr[I64])
+    assembly_format = "$value `:` type($value) `->` `result` $index attr-dict"
+
+    def __init__(self, value: SSAValue, index: int):
+        super().__init__(operands=[value], properties={"index": IntegerAttr(index, i64)})
+
+
+def _gemm_out_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
+    if not (2 <= len(a) <= 3 and len(a) == len(b)) or a[-1] != b[-2]:
+        return None
+    batch = broadcast_shapes(a[:-2], b[:-2])
+    return None if batch is None else (*batch, a[-2], b[-1])
+
+
+@irdl_op_definition
+class GemmOp(IRDLOperation):
+    """acc = lhs @ rhs (float32), then the region runs on each output tile."""
+
+    name = "epilogue.gemm"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    inputs = var_operand_def(TensorType)
+    outputs = var_result_def(TensorType)
+    body = region_def("single_block")
+    # stores are the program's effects; a yield would only repeat them
+    traits = traits_def(NoTerminator())
+
+    def __init__(
+        self,
+        lhs: SSAValue,
+        rhs: SSAValue,
+        inputs: Sequence[SSAValue],
+        result_types: Sequence[Attribute],
+        body: Region,
+    ):
+        super().__init__(
+            operands=[lhs, rhs, list(inputs)], result_types=[list(result_types)], regions=[body]
+        )
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        shape = _gemm_out_shape(tensor_shape(self.lhs), tensor_shape(self.rhs))
+        assert shape is not None
+        return shape
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        printer.print_operand(self.lhs)
+        printer.print_string(", ")
+        printer.print_operand(self.rhs)
+        if self.inputs:
+            printer.print_string(" inputs(")
+            printer.print_list(self.inputs, printer.print_operand)
+            printer.print_string(")")
+        printer.print_op_attributes(self.attributes, print_keyword=True)
+        printer.print_string(" : (")
+        printer.print_list(self.operand_types, printer.print_attribute)
+        printer.print_string(") -> (")
+        printer.print_list(self.result_types, printer.print_attribute)
+        printer.print_string(") ")
+        printer.print_region(self.body)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> GemmOp:
+        pos = parser.pos
+        operands = [parser.parse_unresolved_operand()]
+        parser.parse_punctuation(",")
+        operands.append(parser.parse_unresolved_operand())
+        if parser.parse_optional_keyword("inputs"):
+            operands += parser.parse_comma_separated_list(
+                Parser.Delimiter.PAREN, parser.parse_unresolved_operand
+            )
+        attributes = parser.parse_optional_attr_dict_with_keyword()
+        parser.parse_punctuation(":")
+        types = parser.parse_comma_separated_list(Parser.Delimiter.PAREN, parser.parse_type)
+        parser.parse_punctuation("->")
+        result_types = parser.parse_comma_separated_list(Parser.Delimiter.PAREN, parser.parse_type)
+        resolved = parser.resolve_operands(operands, types, pos)
+        body = parser.parse_region()
+        op = cls(resolved[0], resolved[1], resolved[2:], result_types, body)
+        if attributes is not None:
+            op.attributes |= attributes.data
+        return op
+
+    def verify_(self) -> None:
+        a, b = tensor_shape(self.lhs), tensor_shape(self.rhs)
+        out = _gemm_out_shape(a, b)
+        if out is None:
+            raise VerifyException(
+                f"'epilogue.gemm' operands {list(a)} x {list(b)} are not a (batched) matrix product"
+            )
+        block = self.body.block
+        if len(block.args) != 1 + len(self.inputs):
+            raise VerifyException(
+                f"'epilogue.gemm' region takes the accumulator and {len(self.inputs)} input(s), "
+                f"so {1 + len(self.inputs)} block arguments, got {len(block.args)}"
+            )
+        acc = block.args[0].type
+        if acc != TileType(f32):
+            raise VerifyException(
+                f"'epilogue.gemm' accumulator must be !epilogue.tile<f32>, got {acc}"
+            )
+        for i, (value, arg) in enumerate(zip(self.inputs, block.args[1:], strict=True)):
+            kind = classify_input(tensor_shape(value), out)
+            expected = None if kind is None else TILE_KINDS[kind](value.type.element_type)
+            if arg.type != expected:
+                raise VerifyException(
+                    f"'epilogue.gemm' input {i} of shape {list(tensor_shape(value))} over a "
+                    f"{list(out)} output must be {expected or 'a tile, row, col or scalar'}, "
+                    f"block argument is {arg.type}"
+                )
+        for i, ty in enumerate(self.result_types):
+            if tensor_shape(ty) != out:
+                raise VerifyException(
+                    f"'epilogue.gemm' result {i} has shape {list(tensor_shape(ty))}, "
+                    f"the output tile covers {list(out)}"
+                )
+        stored: dict[int, StoreOp] = {}
+        for op in block.ops:
+            if not isinstance(op, StoreOp):
+                continue
+            index = op.index.value.data
+            if not 0 <= index < len(self.outputs):
+                raise VerifyException(
+                    f"'epilogue.store' to result {index}, but the gemm has "
+                    f"{len(self.outputs)} result(s)"
+                )
+            if index in stored:
+                raise VerifyException(f"'epilogue.gemm' result {index} is stored twice")
+            want = self.outputs[index].type.element_type
+            if op.value.type.element_type != want:
+                raise VerifyException(
+                    f"'epilogue.store' of {op.value.type} to result {index} of element type "
+                    f"{want}: insert a cast"
+                )
+            stored[index] = op
+        missing = sorted(set(range(len(self.outputs))) - set(stored))
+        if missing:
+            raise VerifyException(f"'epilogue.gemm' results {missing} are never stored")
+
+
+def new_epilogue_block(acc_type: Attribute, input_types: Sequence[Attribute]) -> Block:
+    """The region block of an epilogue.gemm: accumulator tile, then one arg per input."""
+    return Block(arg_types=[acc_type, *input_types])
+
+
+Epilogue = Dialect(
+    "epilogue",
+    [GemmOp, MapOp, ScaleOp, AccumulateOp, ConstantOp, StoreOp],
+    [TileType, RowType, ColType, ScalarType],
+)

@@ -1,0 +1,367 @@
+"""The `graph` dialect: the tensor program imported from FX.
+
+A deliberately small, closed op set; everything the importer meets lowers to one of
+these, and fusion only has to reason about six kinds of op:
+
+    graph.matmul     C = A @ B, optional leading batch dim (mm, bmm, addmm, linear)
+    graph.pointwise  elementwise function from `pointwise_fns` with broadcasting
+    graph.reduce     sum / mean / amax / amin over dims
+    graph.view       reshape / permute / expand: no data movement
+    graph.constant   a splat scalar (0-d or broadcast) constant
+    graph.opaque     any other aten op, run through torch at runtime
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseArrayBase,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+    i1,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    irdl_op_definition,
+    operand_def,
+    opt_prop_def,
+    prop_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+    var_result_def,
+)
+from xdsl.traits import Pure
+from xdsl.utils.exceptions import VerifyException
+
+from coda.dialects.pointwise_fns import POINTWISE_FNS
+
+
+def tensor_shape(value: SSAValue | Attribute) -> tuple[int, ...]:
+    """Static shape of a tensor-typed value or type."""
+    ty = value.type if isinstance(value, SSAValue) else value
+    assert isinstance(ty, TensorType), f"expected a tensor type, got {ty}"
+    return tuple(ty.get_shape())
+
+
+def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...] | None:
+    """Numpy broadcasting of static shapes; None when they are incompatible."""
+    rank = max((len(s) for s in shapes), default=0)
+    out: list[int] = []
+    for dim in range(rank):
+        sizes = {s[dim - rank + len(s)] for s in shapes if dim - rank + len(s) >= 0}
+        sizes.discard(1)
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def _require_tensor(op: IRDLOperation, value: SSAValue | Attribute, what: str) -> TensorType:
+    ty = value.type if isinstance(value, SSAValue) else value
+    if not isinstance(ty, TensorType):
+        raise VerifyException(f"'{op.name}' {what} must be a tensor, got {ty}")
+    return ty
+
+
+@irdl_op_definition
+class MatmulOp(IRDLOperation):
+    """Batched or plain matrix product; batch dims of size 1 broadcast."""
+
+    name = "graph.matmul"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)"
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, result_type: Attribute):
+        super().__init__(operands=[lhs, rhs], result_types=[result_type])
+
+    def verify_(self) -> None:
+        a, b, c = tensor_shape(self.lhs), tensor_shape(self.rhs), tensor_shape(self.result)
+        if not (2 <= len(a) <= 3 and len(a) == len(b) == len(c)):
+            raise VerifyException(
+                f"'graph.matmul' operands must both be rank 2 or both rank 3 "
+                f"with a rank-matching result, got {list(a)}, {list(b)} -> {list(c)}"
+            )
+        if a[-1] != b[-2]:
+            raise VerifyException(
+                f"'graph.matmul' contraction dims differ: lhs has {a[-1]}, rhs has {b[-2]}"
+            )
+        batch = broadcast_shapes(a[:-2], b[:-2])
+        expected = (*(batch or ()), a[-2], b[-1])
+        if batch is None or expected != c:
+            raise VerifyException(
+                f"'graph.matmul' result shape {list(c)} does not match operands "
+                f"{list(a)} x {list(b)}"
+            )
+
+
+@irdl_op_definition
+class PointwiseOp(IRDLOperation):
+    """An elementwise function of broadcast-compatible operands."""
+
+    name = "graph.pointwise"
+    fn = prop_def(StringAttr)
+    inputs = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$fn `(` $inputs `)` attr-dict `:` functional-type($inputs, $result)"
+
+    def __init__(self, fn: str, inputs: Sequence[SSAValue], result_type: Attribute):
+        super().__init__(
+            operands=[list(inputs)], result_types=[result_type], properties={"fn": StringAttr(fn)}
+        )
+
+    def verify_(self) -> None:
+        verify_fn_application(self, self.fn.data, [v.type for v in self.inputs])
+        shape = broadcast_shapes(*(tensor_shape(v) for v in self.inputs))
+        if shape != tensor_shape(self.result):
+            raise VerifyException(
+                f"'graph.pointwise' result shape {list(tensor_shape(self.result))} is not the "
+                f"broadcast of its operand shapes {[list(tensor_shape(v)) for v in self.inputs]}"
+            )
+        if POINTWISE_FNS[self.fn.data].predicate and self.result.type.element_type != i1:
+            raise VerifyException(f"'graph.pointwise' \"{self.fn.data}\" must produce i1")
+
+
+def verify_fn_application(op: IRDLOperation, fn: str, operand_types: Sequence[Attribute]) -> None:
+    """Shared by graph.pointwise and epilogue.map: fn exists and the arity fits."""
+    entry = POINTWISE_FNS.get(fn)
+    if entry is None:
+        raise VerifyException(f"'{op.name}' has unknown function \"{fn}\"")
+    if len(operand_types) != entry.arity:
+        raise VerifyException(
+            f"'{op.name}' \"{fn}\" takes {entry.arity} operand(s), got {len(operand_types)}"
+        )
+
+
+REDUCE_KINDS = ("sum", "mean", "amax", "amin")
+
+
+@irdl_op_definition
+class ReduceOp(IRDLOperation):
+    """Reduction over `dims`; `keepdim` keeps them as size-1 dims."""
+
+    name = "graph.reduce"
+    kind = prop_def(StringAttr)
+    dims = prop_def(DenseArrayBase)
+    keepdim = opt_prop_def(UnitAttr)
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$kind $input `dims` qualified($dims) (`keepdim` $keepdim^)? attr-dict "
+        "`:` type($input) `->` type($result)"
+    )
+
+    def __init__(
+        self, kind: str, value: SSAValue, dims: Sequence[int], keepdim: bool, result_type: Attribute
+    ):
+        props: dict[str, Attribute] = {
+            "kind": StringAttr(kind),
+            "dims": DenseArrayBase.from_list(i64, sorted(dims)),
+        }
+        if keepdim:
+            props["keepdim"] = UnitAttr()
+        super().__init__(operands=[value], result_types=[result_type], properties=props)
+
+    @property
+    def reduced_dims(self) -> tuple[int, ...]:
+        return tuple(self.dims.get_values())
+
+    def verify_(self) -> None:
+        if self.kind.data not in REDUCE_KINDS:
+            raise VerifyException(
+                f"'graph.reduce' kind must be one of {', '.join(REDUCE_KINDS)}, "
+                f"got \"{self.kind.data}\""
+            )
+        shape = tensor_shape(self.input)
+        dims = self.reduced_dims
+        if any(not 0 <= d < len(shape) for d in dims) or len(set(dims)) != len(dims):
+            raise VerifyException(
+                f"'graph.reduce' dims {list(dims)} are not distinct dims of a rank-{len(shape)} "
+                "tensor"
+            )
+        keep = self.keepdim is not None
+        expected = tuple(
+            (1 if keep else None) if d in dims else s for d, s in enumerate(shape)
+        )
+        expected = tuple(s for s in expected if s is not None)
+        if expected != tensor_shape(self.result):
+            raise VerifyException(
+                f"'graph.reduce' result shape {list(tensor_shape(self.result))} does not match "
+                f"reducing {list(shape)} over {list(dims)} (expected {list(expected)})"
+            )
+
+
+VIEW_KINDS = ("reshape", "permute", "expand")
+
+
+@irdl_op_definition
+class ViewOp(IRDLOperation):
+    """A change of shape that moves no data: reshape, permute (with `perm`) or expand."""
+
+    name = "graph.view"
+    kind = prop_def(StringAttr)
+    perm = opt_prop_def(DenseArrayBase)
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$kind $input (`perm` qualified($perm)^)? attr-dict `:` type($input) `->` type($result)"
+    )
+
+    def __init__(
+        self, kind: str, value: SSAValue, result_type: Attribute, perm: Sequence[int] | None = None
+    ):
+        props: dict[str, Attribute] = {"kind": StringAttr(kind)}
+        if perm is not None:
+            props["perm"] = DenseArrayBase.from_list(i64, list(perm))
+        super().__init__(operands=[value], result_types=[result_type], properties=props)
+
+    @property
+    def permutation(self) -> tuple[int, ...]:
+        assert self.perm is not None
+        return tuple(self.perm.get_values())
+
+    def verify_(self) -> None:
+        kind = self.kind.data
+        src, dst = tensor_shape(self.input), tensor_shape(self.result)
+        if kind not in VIEW_KINDS:
+            raise VerifyException(
+                f"'graph.view' kind must be one of {', '.join(VIEW_KINDS)}, got \"{kind}\""
+            )
+        if (self.perm is not None) != (kind == "permute"):
+            raise VerifyException("'graph.view' takes `perm` exactly when the kind is permute")
+        if self.input.type.element_type != self.result.type.element_type:
+            raise VerifyException("'graph.view' cannot change the element type")
+        if kind == "reshape" and _numel(src) != _numel(dst):
+            raise VerifyException(
+                f"'graph.view' reshape changes the element count: {list(src)} -> {list(dst)}"
+            )
+        if kind == "permute":
+            perm = self.permutation
+            if sorted(perm) != list(range(len(src))):
+                raise VerifyException(
+                    f"'graph.view' perm {list(perm)} is not a permutation of {len(src)} dims"
+                )
+            if tuple(src[p] for p in perm) != dst:
+                raise VerifyException(
+                    f"'graph.view' permute of {list(src)} by {list(perm)} is not {list(dst)}"
+                )
+        if kind == "expand" and broadcast_shapes(src, dst) != dst:
+            raise VerifyException(f"'graph.view' cannot expand {list(src)} to {list(dst)}")
+
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+@irdl_op_definition
+class ConstantOp(IRDLOperation):
+    """A tensor whose every element is `value`."""
+
+    name = "graph.constant"
+    value = prop_def(FloatAttr | IntegerAttr)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$value attr-dict `->` type($result)"
+
+    def __init__(self, value: float | int | bool, result_type: TensorType):
+        elem = result_type.element_type
+        attr: Attribute
+        if isinstance(elem, IntegerType):
+            attr = IntegerAttr(int(value), elem)
+        else:
+            attr = FloatAttr(float(value), elem)
+        super().__init__(result_types=[result_type], properties={"value": attr})
+
+    @property
+    def scalar(self) -> float | int:
+        return self.value.value.data
+
+    def verify_(self) -> None:
+        if self.value.type != self.result.type.element_type:
+            raise VerifyException(
+                f"'graph.constant' value type {self.value.type} does not match the element "
+                f"type {self.result.type.element_type}"
+            )
+
+
+@irdl_op_definition
+class OpaqueOp(IRDLOperation):
+    """An aten op coda does not compile; the runtime calls torch for it.
+
+    `args` is a Python literal (read back with `ast.literal_eval`): the call's
+    positional and keyword arguments, tensor operands written as {'operand': i} and
+    dtypes as {'dtype': 'float32'}.
+    """
+
+    name = "graph.opaque"
+    target = prop_def(StringAttr)
+    args = prop_def(StringAttr)
+    reason = opt_prop_def(StringAttr)
+    inputs = var_operand_def()
+    outputs = var_result_def()
+    assembly_format = (
+        "$target `(` $inputs `)` `args` $args (`reason` $reason^)? attr-dict "
+        "`:` functional-type($inputs, $outputs)"
+    )
+
+    def __init__(
+        self,
+        target: str,
+        inputs: Sequence[SSAValue],
+        args: str,
+        result_types: Sequence[Attribute],
+        reason: str | None = None,
+    ):
+        props: dict[str, Attribute] = {"target": StringAttr(target), "args": StringAttr(args)}
+        if reason:
+            props["reason"] = StringAttr(reason)
+        super().__init__(operands=[list(inputs)], result_types=[list(result_types)], properties=props)
+
+    def verify_(self) -> None:
+        try:
+            call = ast.literal_eval(self.args.data)
+        except (ValueError, SyntaxError) as err:
+            raise VerifyException(f"'graph.opaque' args are not a Python literal: {err}") from None
+        if not (isinstance(call, dict) and set(call) == {"args", "kwargs"}):
+            raise VerifyException("'graph.opaque' args must be {'args': [...], 'kwargs': {...}}")
+
+
+Graph = Dialect(
+    "graph",
+    [MatmulOp, PointwiseOp, ReduceOp, ViewOp, ConstantOp, OpaqueOp],
+    [],
+)
+
+__all__ = [
+    "ArrayAttr",
+    "ConstantOp",
+    "Graph",
+    "MatmulOp",
+    "OpaqueOp",
+    "PointwiseOp",
+    "REDUCE_KINDS",
+    "ReduceOp",
+    "VIEW_KINDS",
+    "ViewOp",
+    "broadcast_shapes",
+    "tensor_shape",
+    "verify_fn_application",
+]

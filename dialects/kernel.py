@@ -1,0 +1,171 @@
+"""The `kernel` dialect: the program after splitting, one op per launch.
+
+Each kernel op is isolated from above: its region's block arguments stand for the
+op's operands (the buffers it reads) and `kernel.yield` names the buffers it writes.
+Codegen turns each op into one Triton kernel (or, for `kernel.fallback`, a torch
+call); what stays outside kernels in the function (`graph.view`, `graph.constant`)
+moves no data and costs no launch.
+
+    kernel.gemm      one epilogue.gemm: GEMM mainloop + epilogue program
+    kernel.loop      loop-fused graph.pointwise / graph.reduce ops over one shape
+    kernel.fallback  one graph.opaque (or other unsupported work) run by torch
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from xdsl.dialects.builtin import StringAttr
+from xdsl.ir import Attribute, Block, Dialect, Region, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    irdl_op_definition,
+    prop_def,
+    region_def,
+    traits_def,
+    var_operand_def,
+    var_result_def,
+)
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.traits import IsolatedFromAbove, IsTerminator
+from xdsl.utils.exceptions import VerifyException
+
+
+@irdl_op_definition
+class YieldOp(IRDLOperation):
+    name = "kernel.yield"
+    values = var_operand_def()
+    traits = traits_def(IsTerminator())
+    assembly_format = "($values^ `:` type($values))? attr-dict"
+
+    def __init__(self, values: Sequence[SSAValue]):
+        super().__init__(operands=[list(values)])
+
+
+class KernelOp(IRDLOperation):
+    """Shared structure and syntax of the three kernel kinds:
+
+    %r = kernel.gemm "name" (%a, %b) : (types) -> (types) { ^bb0(...): ... kernel.yield }
+    """
+
+    KIND: ClassVar[str]
+    sym_name = prop_def(StringAttr)
+    inputs = var_operand_def()
+    outputs = var_result_def()
+    body = region_def("single_block")
+    traits = traits_def(IsolatedFromAbove())
+
+    def __init__(
+        self,
+        name: str,
+        inputs: Sequence[SSAValue],
+        result_types: Sequence[Attribute],
+        body: Region,
+    ):
+        super().__init__(
+            operands=[list(inputs)],
+            result_types=[list(result_types)],
+            regions=[body],
+            properties={"sym_name": StringAttr(name)},
+        )
+
+    @property
+    def kernel_name(self) -> str:
+        return self.sym_name.data
+
+    @property
+    def terminator(self) -> YieldOp:
+        last = self.body.block.last_op
+        assert isinstance(last, YieldOp)
+        return last
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        printer.print_attribute(self.sym_name)
+        printer.print_string(" (")
+        printer.print_list(self.inputs, printer.print_operand)
+        printer.print_string(")")
+        printer.print_op_attributes(self.attributes, print_keyword=True)
+        printer.print_string(" : (")
+        printer.print_list(self.operand_types, printer.print_attribute)
+        printer.print_string(") -> (")
+        printer.print_list(self.result_types, printer.print_attribute)
+        printer.print_string(") ")
+        printer.print_region(self.body)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> KernelOp:
+        name = parser.parse_str_literal()
+        pos = parser.pos
+        operands = parser.parse_comma_separated_list(
+            Parser.Delimiter.PAREN, parser.parse_unresolved_operand
+        )
+        attributes = parser.parse_optional_attr_dict_with_keyword()
+        parser.parse_punctuation(":")
+        types = parser.parse_comma_separated_list(Parser.Delimiter.PAREN, parser.parse_type)
+        parser.parse_punctuation("->")
+        result_types = parser.parse_comma_separated_list(Parser.Delimiter.PAREN, parser.parse_type)
+        resolved = parser.resolve_operands(operands, types, pos)
+        op = cls(name, resolved, result_types, parser.parse_region())
+        if attributes is not None:
+            op.attributes |= attributes.data
+        return op
+
+    def verify_(self) -> None:
+        block = self.body.block
+        if [a.type for a in block.args] != list(self.operand_types):
+            raise VerifyException(
+                f"'{self.name}' block arguments must match its operand types one to one"
+            )
+        last = block.last_op
+        if not isinstance(last, YieldOp):
+            raise VerifyException(f"'{self.name}' body must end in kernel.yield")
+        if [v.type for v in last.values] != list(self.result_types):
+            raise VerifyException(
+                f"'{self.name}' yields ({', '.join(str(v.type) for v in last.values)}) but "
+                f"declares results ({', '.join(str(t) for t in self.result_types)})"
+            )
+        self.verify_contents(block)
+
+    def verify_contents(self, block: Block) -> None:
+        """Kind-specific checks on the ops inside the kernel."""
+
+
+def _body_ops(block: Block) -> list[IRDLOperation]:
+    return [op for op in block.ops if not isinstance(op, YieldOp)]
+
+
+@irdl_op_definition
+class GemmKernelOp(KernelOp):
+    name = "kernel.gemm"
+    KIND: ClassVar[str] = "gemm"
+
+    def verify_contents(self, block: Block) -> None:
+        gemms = [op for op in _body_ops(block) if op.name == "epilogue.gemm"]
+        if len(gemms) != 1:
+            raise VerifyException(
+                f"'kernel.gemm' must contain exactly one epilogue.gemm, found {len(gemms)}"
+            )
+
+
+@irdl_op_definition
+class LoopKernelOp(KernelOp):
+    name = "kernel.loop"
+    KIND: ClassVar[str] = "loop"
+
+    def verify_contents(self, block: Block) -> None:
+        allowed = {"graph.pointwise", "graph.reduce", "graph.constant"}
+        for op in _body_ops(block):
+            if op.name not in allowed:
+                raise VerifyException(f"'kernel.loop' cannot contain '{op.name}'")
+
+
+@irdl_op_definition
+class FallbackKernelOp(KernelOp):
+    name = "kernel.fallback"
+    KIND: ClassVar[str] = "fallback"
+
+
+Kernel = Dialect("kernel", [GemmKernelOp, LoopKernelOp, FallbackKernelOp, YieldOp], [])

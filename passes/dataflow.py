@@ -1,0 +1,69 @@
+"""The op-level dataflow graph of one block, for the fusion and splitting passes.
+
+Grouping ops into one kernel is legal only if contracting the group to a single node
+keeps the graph acyclic; networkx answers that question here so each pass stays a
+statement of *what* may fuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+import networkx as nx
+from xdsl.ir import Block, Operation, SSAValue
+from xdsl.traits import IsTerminator
+
+
+def dataflow_graph(block: Block) -> nx.DiGraph:
+    """Nodes are the block's ops; an edge u -> v means v uses a result of u."""
+    graph = nx.DiGraph()
+    for index, op in enumerate(block.ops):
+        graph.add_node(op, order=index)
+        for operand in op.operands:
+            producer = operand.owner
+            if isinstance(producer, Operation) and producer.parent_block() is block:
+                graph.add_edge(producer, op)
+    return graph
+
+
+def can_contract(graph: nx.DiGraph, group: Collection[Operation]) -> bool:
+    """True if merging `group` into one node leaves the graph acyclic.
+
+    A cycle appears exactly when some path leaves the group and comes back.
+    """
+    members = set(group)
+    leaving = {succ for op in members for succ in graph.successors(op)} - members
+    entering = {pred for op in members for pred in graph.predecessors(op)} - members
+    if not leaving or not entering:
+        return True
+    reachable: set[Operation] = set()
+    for start in leaving:
+        if start not in reachable:
+            reachable |= nx.descendants(graph, start) | {start}
+    return reachable.isdisjoint(entering)
+
+
+def topological_reorder(block: Block) -> None:
+    """Reorder the block's ops topologically, keeping program order where free.
+
+    Fusion moves a group to one place; this restores dominance afterwards.
+    """
+    ops = list(block.ops)
+    terminator = ops[-1] if ops and ops[-1].has_trait(IsTerminator) else None
+    graph = dataflow_graph(block)
+    position = {op: i for i, op in enumerate(ops)}
+    order = list(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
+    if terminator is not None:
+        order.remove(terminator)
+        order.append(terminator)
+    if order == ops:
+        return
+    for op in ops:
+        op.detach()
+    for op in order:
+        block.add_op(op)
+
+
+def users_outside(values: Iterable[SSAValue], members: Collection[Operation]) -> list[SSAValue]:
+    """The values with at least one use by an op that is not in `members`."""
+    return [v for v in values if any(use.operation not in members for use in v.uses)]

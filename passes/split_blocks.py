@@ -1,0 +1,177 @@
+"""split-blocks: partition each function into `kernel` ops, one per launch.
+
+  - each `epilogue.gemm` (and any bare `graph.matmul`) becomes a `kernel.gemm`;
+  - each `graph.opaque` becomes a `kernel.fallback`;
+  - `graph.pointwise` and `graph.reduce` ops are loop-fused into `kernel.loop`s:
+    an op joins the group of one of its producers when it iterates over the same
+    shape S, does not read a reduction of that group, every reduction of the group
+    reduces S over the same dims, and the merged group keeps the graph acyclic;
+  - `graph.view` and `graph.constant` stay outside kernels: they move no data.
+Constants a kernel reads are cloned into it so generated code sees literals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.func import FuncOp
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+
+from coda.dialects import epilogue, graph, kernel
+from coda.passes.dataflow import can_contract, dataflow_graph, topological_reorder, users_outside
+from coda.passes.fuse_epilogues import EpilogueGroup, fuse_group
+
+
+@dataclass
+class LoopGroup:
+    shape: tuple[int, ...]
+    members: list[Operation] = field(default_factory=list)
+    reduce_dims: tuple[int, ...] | None = None
+
+    def reductions(self) -> set[Operation]:
+        return {op for op in self.members if isinstance(op, graph.ReduceOp)}
+
+
+def _iteration_shape(op: Operation) -> tuple[int, ...]:
+    if isinstance(op, graph.ReduceOp):
+        return graph.tensor_shape(op.input)
+    return graph.tensor_shape(op.results[0])
+
+
+def _fits(group: LoopGroup, op: Operation) -> bool:
+    if _iteration_shape(op) != group.shape:
+        return False
+    reductions = group.reductions()
+    if isinstance(op, graph.PointwiseOp):
+        return not any(v.owner in reductions for v in op.inputs)
+    assert isinstance(op, graph.ReduceOp)
+    return group.reduce_dims in (None, op.reduced_dims)
+
+
+def plan_loop_groups(block: Block) -> list[LoopGroup]:
+    dataflow = dataflow_graph(block)
+    group_of: dict[Operation, LoopGroup] = {}
+    groups: list[LoopGroup] = []
+    for op in block.ops:
+        if not isinstance(op, graph.PointwiseOp | graph.ReduceOp):
+            continue
+        chosen = None
+        for operand in op.operands:
+            candidate = group_of.get(operand.owner)  # type: ignore[arg-type]
+            if (
+                candidate is not None
+                and _fits(candidate, op)
+                and can_contract(dataflow, [*candidate.members, op])
+            ):
+                chosen = candidate
+                break
+        if chosen is None:
+            chosen = LoopGroup(_iteration_shape(op))
+            groups.append(chosen)
+        chosen.members.append(op)
+        if isinstance(op, graph.ReduceOp):
+            chosen.reduce_dims = op.reduced_dims
+        group_of[op] = chosen
+    return groups
+
+
+def _outline(
+    kind: type[kernel.KernelOp], label: str, members: Sequence[Operation], block: Block
+) -> kernel.KernelOp:
+    """Move `members` into a new isolated kernel op placed after the last member."""
+    member_set = set(members)
+    inputs: list[SSAValue] = []
+    constants: list[graph.ConstantOp] = []
+    for op in members:
+        for operand in op.operands:
+            owner = operand.owner
+            if owner in member_set or operand in inputs:
+                continue
+            if isinstance(owner, graph.ConstantOp) and kind is kernel.LoopKernelOp:
+                if owner not in constants:
+                    constants.append(owner)
+            else:
+                inputs.append(operand)
+    results = users_outside([r for op in members for r in op.results], member_set)
+    body = Block(arg_types=[v.type for v in inputs])
+    mapping: dict[SSAValue, SSAValue] = {}
+    for outer, arg in zip(inputs, body.args, strict=True):
+        mapping[outer] = arg
+        arg.name_hint = outer.name_hint
+    for const in constants:
+        clone = const.clone()
+        body.add_op(clone)
+        mapping[const.result] = clone.result
+    for op in members:
+        clone = op.clone(value_mapper=mapping)
+        body.add_op(clone)
+        for old, new in zip(op.results, clone.results, strict=True):
+            mapping[old] = new
+    body.add_op(kernel.YieldOp([mapping[v] for v in results]))
+    new = kind(label, inputs, [v.type for v in results], Region(body))
+    block.insert_op_after(new, members[-1])
+    for old, replacement in zip(results, new.results, strict=True):
+        replacement.name_hint = old.name_hint
+        old.replace_all_uses_with(replacement)
+    for op in reversed(members):
+        op.detach()
+        op.erase()
+    return new
+
+
+def _gemm_label(gemm: epilogue.GemmOp) -> str:
+    labels = []
+    for op in gemm.body.block.ops:
+        if isinstance(op, epilogue.MapOp) and op.fn.data != "cast":
+            labels.append("bias" if op.fn.data == "add" else op.fn.data)
+        elif isinstance(op, epilogue.AccumulateOp):
+            labels.append("residual")
+        elif isinstance(op, epilogue.ScaleOp):
+            labels.append("scale")
+    return "_".join(dict.fromkeys(labels))
+
+
+def _loop_label(members: Sequence[Operation]) -> str:
+    labels = [op.fn.data if isinstance(op, graph.PointwiseOp) else op.kind.data for op in members]
+    return "_".join(list(dict.fromkeys(labels))[:4])
+
+
+def _number_kernels(block: Block) -> None:
+    """Name kernels `<kind><position>_<label>` in launch order."""
+    kernels = [op for op in block.ops if isinstance(op, kernel.KernelOp)]
+    for index, op in enumerate(kernels):
+        label = op.kernel_name
+        prefix = {"gemm": "gemm", "loop": "loop", "fallback": "torch"}[op.KIND]
+        op.sym_name = StringAttr(f"{prefix}{index}_{label}" if label else f"{prefix}{index}")
+
+
+def split_block(block: Block) -> None:
+    # a matmul nothing was fused into is a GEMM with a store-only epilogue
+    for matmul in [op for op in block.ops if isinstance(op, graph.MatmulOp)]:
+        fuse_group(EpilogueGroup(matmul, [matmul]), block)
+    for gemm in [op for op in block.ops if isinstance(op, epilogue.GemmOp)]:
+        _outline(kernel.GemmKernelOp, _gemm_label(gemm), [gemm], block)
+    for opaque in [op for op in block.ops if isinstance(op, graph.OpaqueOp)]:
+        label = opaque.target.data.split(".")[1] if "." in opaque.target.data else "op"
+        _outline(kernel.FallbackKernelOp, label, [opaque], block)
+    for group in plan_loop_groups(block):
+        _outline(kernel.LoopKernelOp, _loop_label(group.members), group.members, block)
+    topological_reorder(block)
+    _number_kernels(block)
+    for op in reversed(list(block.ops)):
+        if isinstance(op, graph.ConstantOp) and not op.result.uses:
+            block.erase_op(op)
+
+
+@dataclass(frozen=True)
+class SplitBlocks(ModulePass):
+    name = "split-blocks"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for func in list(op.walk()):
+            if isinstance(func, FuncOp) and func.body.blocks:
+                split_block(func.body.block)

@@ -1,0 +1,124 @@
+"""Content-addressed on-disk cache of generated Triton source modules."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import itertools
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
+import triton
+
+CACHE_DIR_ENV = "CODA_CACHE_DIR"
+
+# Module names must be unique per load: two caches (different roots) may import the same
+# source, and each (source, interpret) pair needs its own module object.
+_module_ids = itertools.count()
+
+
+def source_hash(source: str) -> str:
+    """The cache key of a kernel source: the first 24 hex digits of its sha256."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:24]
+
+
+@contextmanager
+def triton_interpret(enabled: bool) -> Iterator[None]:
+    """Set Triton's interpret knob (and TRITON_INTERPRET) for the block, then restore both.
+
+    `triton.jit` reads the knob when it decorates, so a module's kernels become interpreter
+    functions only if the knob is set while the module executes.
+    """
+    with triton.knobs.runtime.scope():
+        triton.knobs.runtime.interpret = enabled
+        yield
+
+
+class KernelCache:
+    """Writes each distinct kernel source once under `root` and imports it.
+
+    Files are named by content, so concurrent processes writing the same source write the
+    same bytes; the write goes through a temporary file and `os.replace`, so a reader never
+    sees a partial file.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self._modules: dict[tuple[str, bool], ModuleType] = {}
+
+    def path_for(self, source: str) -> Path:
+        return self.root / f"{source_hash(source)}.py"
+
+    def load(self, source: str, *, interpret: bool) -> ModuleType:
+        """Import `source` (memoized per process); `interpret` selects interpreter kernels."""
+        key = source_hash(source)
+        module = self._modules.get((key, interpret))
+        if module is None:
+            path = self._write(key, source)
+            module = _import(path, key, interpret)
+            self._modules[(key, interpret)] = module
+        return module
+
+    def _write(self, key: str, source: str) -> Path:
+        path = self.root / f"{key}.py"
+        # Checking the content (not just existence) repairs a file left truncated by a crash
+        # between a write and its flush, which os.replace alone does not rule out.
+        if _read_or_none(path) == source:
+            return path
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{key}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(source)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+
+def _read_or_none(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+
+
+def _import(path: Path, key: str, interpret: bool) -> ModuleType:
+    mode = "interp" if interpret else "jit"
+    name = f"_coda_kernel_{key}_{mode}_{next(_module_ids)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import kernel module from {path}")
+    module = importlib.util.module_from_spec(spec)
+    # Registered like a normal import: dataclasses and inspect look modules up in sys.modules.
+    sys.modules[name] = module
+    try:
+        with triton_interpret(interpret):
+            spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def default_root() -> Path:
+    env = os.environ.get(CACHE_DIR_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "coda" / "kernels"
+
+
+_default_caches: dict[Path, KernelCache] = {}
+
+
+def default_cache() -> KernelCache:
+    """The process-wide cache for the current default root (re-read from the environment)."""
+    root = default_root()
+    cache = _default_caches.get(root)
+    if cache is None:
+        cache = _default_caches[root] = KernelCache(root)
+    return cache

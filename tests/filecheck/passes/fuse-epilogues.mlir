@@ -1,0 +1,80 @@
+// RUN: lowerc %s -p fuse-epilogues | filecheck %s
+
+// Bias (row), GELU and a residual (tile) fuse; the pre-activation is also used
+// outside (saved for backward) so it is stored as a second result.
+// CHECK-LABEL: func.func @bias_gelu_residual
+func.func @bias_gelu_residual(%x: tensor<8x32xf32>, %w: tensor<64x32xf32>, %b: tensor<64xf32>, %r: tensor<8x64xf32>) -> (tensor<8x64xf32>, tensor<8x64xf32>) {
+  %wt = graph.view "permute" %w perm array<i64: 1, 0> : tensor<64x32xf32> -> tensor<32x64xf32>
+  %0 = graph.matmul %x, %wt : (tensor<8x32xf32>, tensor<32x64xf32>) -> tensor<8x64xf32>
+  %1 = graph.pointwise "add"(%0, %b) : (tensor<8x64xf32>, tensor<64xf32>) -> tensor<8x64xf32>
+  %2 = graph.pointwise "gelu"(%1) : (tensor<8x64xf32>) -> tensor<8x64xf32>
+  %3 = graph.pointwise "add"(%r, %2) : (tensor<8x64xf32>, tensor<8x64xf32>) -> tensor<8x64xf32>
+  func.return %3, %1 : tensor<8x64xf32>, tensor<8x64xf32>
+}
+// CHECK-NEXT:    %wt = graph.view "permute" %w
+// CHECK-NEXT:    %0, %1 = epilogue.gemm %x, %wt inputs(%b, %r) : (tensor<8x32xf32>, tensor<32x64xf32>, tensor<64xf32>, tensor<8x64xf32>) -> (tensor<8x64xf32>, tensor<8x64xf32>) {
+// CHECK-NEXT:    ^bb0(%acc: !epilogue.tile<f32>, %2: !epilogue.row<f32>, %3: !epilogue.tile<f32>):
+// CHECK-NEXT:      %4 = epilogue.map "add"(%acc, %2) : (!epilogue.tile<f32>, !epilogue.row<f32>) -> !epilogue.tile<f32>
+// CHECK-NEXT:      %5 = epilogue.map "gelu"(%4) : (!epilogue.tile<f32>) -> !epilogue.tile<f32>
+// CHECK-NEXT:      %6 = epilogue.accumulate %3, %5 : (!epilogue.tile<f32>, !epilogue.tile<f32>) -> !epilogue.tile<f32>
+// CHECK-NEXT:      epilogue.store %4 : !epilogue.tile<f32> -> result 0
+// CHECK-NEXT:      epilogue.store %6 : !epilogue.tile<f32> -> result 1
+// CHECK-NEXT:    }
+// CHECK-NEXT:    func.return %1, %0
+
+// A column vector is a row scale, a constant becomes an epilogue literal, and a
+// cast to bf16 happens in the epilogue before the store.
+// CHECK-LABEL: func.func @scales_and_cast
+func.func @scales_and_cast(%x: tensor<8x16xf32>, %w: tensor<16x32xf32>, %s: tensor<8x1xf32>) -> tensor<8x32xbf16> {
+  %0 = graph.matmul %x, %w : (tensor<8x16xf32>, tensor<16x32xf32>) -> tensor<8x32xf32>
+  %1 = graph.pointwise "mul"(%0, %s) : (tensor<8x32xf32>, tensor<8x1xf32>) -> tensor<8x32xf32>
+  %c = graph.constant 2.000000e+00 : f32 -> tensor<f32>
+  %2 = graph.pointwise "mul"(%c, %1) : (tensor<f32>, tensor<8x32xf32>) -> tensor<8x32xf32>
+  %3 = graph.pointwise "cast"(%2) : (tensor<8x32xf32>) -> tensor<8x32xbf16>
+  func.return %3 : tensor<8x32xbf16>
+}
+// CHECK:         %{{.*}} = epilogue.gemm %x, %w inputs(%s)
+// CHECK-NEXT:    ^bb0(%acc: !epilogue.tile<f32>, %[[S:[0-9]+]]: !epilogue.col<f32>):
+// CHECK-NEXT:      %[[A:.*]] = epilogue.scale %acc, %[[S]] : (!epilogue.tile<f32>, !epilogue.col<f32>) -> !epilogue.tile<f32>
+// CHECK-NEXT:      %[[C:.*]] = epilogue.constant 2.000000e+00 : f32 -> !epilogue.scalar<f32>
+// CHECK-NEXT:      %[[B:.*]] = epilogue.scale %[[A]], %[[C]]
+// CHECK-NEXT:      %[[D:.*]] = epilogue.map "cast"(%[[B]]) : (!epilogue.tile<f32>) -> !epilogue.tile<bf16>
+// CHECK-NEXT:      epilogue.store %[[D]] : !epilogue.tile<bf16> -> result 0
+
+// The add reads %0 (GEMM 1's epilogue) and GEMM 2's output. Fusing it into GEMM 1
+// would be a cycle (GEMM 2 reads GEMM 1's result), so it joins GEMM 2 as an
+// accumulate -- the backward pattern of a residual connection.
+// CHECK-LABEL: func.func @no_cycles
+func.func @no_cycles(%dy: tensor<4x8xf32>, %w1: tensor<8x8xf32>, %w2: tensor<8x8xf32>, %z: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  %m1 = graph.matmul %dy, %w1 : (tensor<4x8xf32>, tensor<8x8xf32>) -> tensor<4x8xf32>
+  %0 = graph.pointwise "silu_backward"(%m1, %z) : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  %m2 = graph.matmul %0, %w2 : (tensor<4x8xf32>, tensor<8x8xf32>) -> tensor<4x8xf32>
+  %1 = graph.pointwise "add"(%0, %m2) : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  func.return %1 : tensor<4x8xf32>
+}
+// CHECK-NEXT:    %[[G1:.*]] = epilogue.gemm %dy, %w1 inputs(%z)
+// CHECK-NEXT:    ^bb0(%acc: !epilogue.tile<f32>, %[[Z:.*]]: !epilogue.tile<f32>):
+// CHECK-NEXT:      %[[D:.*]] = epilogue.map "silu_backward"(%acc, %[[Z]])
+// CHECK-NEXT:      epilogue.store %[[D]] : !epilogue.tile<f32> -> result 0
+// CHECK-NEXT:    }
+// CHECK-NEXT:    %[[G2:.*]] = epilogue.gemm %[[G1]], %w2 inputs(%[[G1]])
+// CHECK-NEXT:    ^bb0(%[[ACC:.*]]: !epilogue.tile<f32>, %[[R:.*]]: !epilogue.tile<f32>):
+// CHECK-NEXT:      %[[S:.*]] = epilogue.accumulate %[[R]], %[[ACC]]
+// CHECK-NEXT:      epilogue.store %[[S]] : !epilogue.tile<f32> -> result 0
+// CHECK-NEXT:    }
+// CHECK-NEXT:    func.return %[[G2]]
+
+// A reduction and an op of another shape are not epilogue work (yet): they stay.
+// CHECK-LABEL: func.func @not_fused
+func.func @not_fused(%x: tensor<4x8xf32>, %w: tensor<8x8xf32>, %v: tensor<2x4x8xf32>) -> (tensor<8xf32>, tensor<2x4x8xf32>) {
+  %0 = graph.matmul %x, %w : (tensor<4x8xf32>, tensor<8x8xf32>) -> tensor<4x8xf32>
+  %1 = graph.reduce "sum" %0 dims array<i64: 0> : tensor<4x8xf32> -> tensor<8xf32>
+  %2 = graph.pointwise "add"(%0, %v) : (tensor<4x8xf32>, tensor<2x4x8xf32>) -> tensor<2x4x8xf32>
+  func.return %1, %2 : tensor<8xf32>, tensor<2x4x8xf32>
+}
+// CHECK-NEXT:    %0 = epilogue.gemm %x, %w : (tensor<4x8xf32>, tensor<8x8xf32>) -> (tensor<4x8xf32>) {
+// CHECK-NEXT:    ^bb0(%acc: !epilogue.tile<f32>):
+// CHECK-NEXT:      epilogue.store %acc : !epilogue.tile<f32> -> result 0
+// CHECK-NEXT:    }
+// CHECK-NEXT:    %1 = graph.reduce "sum" %0
+// CHECK-NEXT:    %2 = graph.pointwise "add"(%0, %v)

@@ -1,0 +1,47 @@
+// RUN: lowerc %s -p fuse-epilogues,split-blocks | filecheck %s
+
+// The backward of a Linear + ReLU layer: dgrad GEMM with the ReLU mask in its
+// epilogue, a bias-gradient reduction as a loop kernel, a wgrad GEMM whose
+// operand is a transposed view (no kernel), a fallback, and a pointwise chain
+// that loop-fuses into one kernel with its constant inlined.
+// CHECK-LABEL: func.func @backward
+func.func @backward(%dy: tensor<4x8xf32>, %w: tensor<8x16xf32>, %x: tensor<4x16xf32>, %h: tensor<4x16xf32>) -> (tensor<4x16xf32>, tensor<8x16xf32>, tensor<8xf32>, tensor<4x8xf32>, tensor<4x8xf32>) {
+  %0 = graph.matmul %dy, %w : (tensor<4x8xf32>, tensor<8x16xf32>) -> tensor<4x16xf32>
+  %zero = graph.constant 0.000000e+00 : f32 -> tensor<f32>
+  %1 = graph.pointwise "threshold_backward"(%0, %h, %zero) : (tensor<4x16xf32>, tensor<4x16xf32>, tensor<f32>) -> tensor<4x16xf32>
+  %dyt = graph.view "permute" %dy perm array<i64: 1, 0> : tensor<4x8xf32> -> tensor<8x4xf32>
+  %2 = graph.matmul %dyt, %x : (tensor<8x4xf32>, tensor<4x16xf32>) -> tensor<8x16xf32>
+  %3 = graph.reduce "sum" %dy dims array<i64: 0> : tensor<4x8xf32> -> tensor<8xf32>
+  %4 = graph.opaque "aten.cumsum.default"(%dy) args "{'args': [{'operand': 0}, 1], 'kwargs': {}}" : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  %half = graph.constant 5.000000e-01 : f32 -> tensor<f32>
+  %5 = graph.pointwise "mul"(%4, %half) : (tensor<4x8xf32>, tensor<f32>) -> tensor<4x8xf32>
+  %6 = graph.pointwise "exp"(%5) : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  func.return %1, %2, %3, %4, %6 : tensor<4x16xf32>, tensor<8x16xf32>, tensor<8xf32>, tensor<4x8xf32>, tensor<4x8xf32>
+}
+// CHECK-NEXT:    %[[G0:.*]] = kernel.gemm "gemm0_threshold_backward" (%dy, %w, %h) : (tensor<4x8xf32>, tensor<8x16xf32>, tensor<4x16xf32>) -> (tensor<4x16xf32>) {
+// CHECK-NEXT:    ^bb0(%{{.*}}: tensor<4x8xf32>, %{{.*}}: tensor<8x16xf32>, %{{.*}}: tensor<4x16xf32>):
+// CHECK-NEXT:      %{{.*}} = epilogue.gemm
+// CHECK:             epilogue.map "threshold_backward"
+// CHECK:           kernel.yield
+// CHECK-NEXT:    }
+// CHECK-NEXT:    %[[T:.*]] = graph.view "permute" %dy
+// CHECK-NEXT:    %[[G1:.*]] = kernel.gemm "gemm1" (%[[T]], %x)
+// CHECK:         %[[L2:.*]] = kernel.loop "loop2_sum" (%dy) : (tensor<4x8xf32>) -> (tensor<8xf32>) {
+// CHECK-NEXT:    ^bb0(%[[A:.*]]: tensor<4x8xf32>):
+// CHECK-NEXT:      %[[R:.*]] = graph.reduce "sum" %[[A]] dims array<i64: 0> : tensor<4x8xf32> -> tensor<8xf32>
+// CHECK-NEXT:      kernel.yield %[[R]] : tensor<8xf32>
+// CHECK-NEXT:    }
+// CHECK-NEXT:    %[[F3:.*]] = kernel.fallback "torch3_cumsum" (%dy)
+// CHECK-NEXT:    ^bb0(%{{.*}}: tensor<4x8xf32>):
+// CHECK-NEXT:      %{{.*}} = graph.opaque "aten.cumsum.default"
+// CHECK-NEXT:      kernel.yield
+// CHECK-NEXT:    }
+// CHECK-NEXT:    %[[L4:.*]] = kernel.loop "loop4_mul_exp" (%[[F3]]) : (tensor<4x8xf32>) -> (tensor<4x8xf32>) {
+// CHECK-NEXT:    ^bb0(%[[B:.*]]: tensor<4x8xf32>):
+// CHECK-NEXT:      %[[H:.*]] = graph.constant 5.000000e-01 : f32 -> tensor<f32>
+// CHECK-NEXT:      %[[M:.*]] = graph.pointwise "mul"(%[[B]], %[[H]])
+// CHECK-NEXT:      %[[E:.*]] = graph.pointwise "exp"(%[[M]])
+// CHECK-NEXT:      kernel.yield %[[E]] : tensor<4x8xf32>
+// CHECK-NEXT:    }
+// CHECK-NEXT:    func.return %[[G0]], %[[G1]], %[[L2]], %[[F3]], %[[L4]]
+// CHECK-NOT:     graph.constant
