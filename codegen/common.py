@@ -113,6 +113,14 @@ def load_conversion(elem: Attribute) -> str:
     return ""
 
 
+def cast_expr(var: str, source: Attribute, target: Attribute) -> str:
+    """`graph/epilogue "cast"`: only a change of compute type (float/int/bool) emits code;
+    narrowing to f16/bf16 happens at the store."""
+    if compute_type(source) == compute_type(target):
+        return var
+    return f"{var}.to({compute_type(target)})"
+
+
 def literal(attr: FloatAttr | IntegerAttr) -> str:
     """A Python literal Triton accepts for a constant attribute."""
     value = attr.value.data

@@ -47,7 +47,11 @@ class LocatedParser(Parser):
 
     def parse_operation(self) -> Operation:
         start = self.pos
-        op = super().parse_operation()
+        try:
+            op = super().parse_operation()
+        except VerifyException as err:
+            # constraint checks while building the op: report them where the op starts
+            raise ParseError(Span(start, start, self.lexer.input), str(err)) from None
         self.starts[op] = start
         return op
 

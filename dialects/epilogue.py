@@ -64,24 +64,28 @@ class TileValueType(ParametrizedAttribute, TypeAttribute):
 @irdl_attr_definition
 class TileType(TileValueType):
     name = "epilogue.tile"
+    element_type: Attribute  # declared per class: it is an IRDL parameter only here
     KIND = "tile"
 
 
 @irdl_attr_definition
 class RowType(TileValueType):
     name = "epilogue.row"
+    element_type: Attribute  # declared per class: it is an IRDL parameter only here
     KIND = "row"
 
 
 @irdl_attr_definition
 class ColType(TileValueType):
     name = "epilogue.col"
+    element_type: Attribute  # declared per class: it is an IRDL parameter only here
     KIND = "col"
 
 
 @irdl_attr_definition
 class ScalarType(TileValueType):
     name = "epilogue.scalar"
+    element_type: Attribute  # declared per class: it is an IRDL parameter only here
     KIND = "scalar"
 
 

@@ -1,0 +1,395 @@
+"""`kernel.loop` -> Triton: one pass over the iteration shape S, optionally reducing.
+
+Every operand is addressed through its strides after `expand(S)` (0 where it broadcasts),
+so one scheme covers broadcasting, transposed views and expanded tensors:
+
+* no graph.reduce: a 1D grid over numel(S); each lane splits its flat index into S
+  coordinates (row-major) and dots them with each operand's strides;
+* with graph.reduce: blocks of [BLOCK_X, BLOCK_R], x over the kept coordinates and r over
+  the reduced ones; each program loops over R, accumulates on a [BLOCK_X, BLOCK_R] tile
+  and reduces it along r once at the end. S-shaped outputs are stored inside the loop,
+  reduce results (and pointwise ops on them) after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from xdsl.ir import BlockArgument, Operation, SSAValue
+
+from coda.codegen.common import (
+    CodegenError,
+    IrText,
+    Namer,
+    cast_expr,
+    compute_type,
+    element_type,
+    is_float,
+    literal,
+    load_conversion,
+    render,
+)
+from coda.dialects.graph import (
+    ConstantOp,
+    PointwiseOp,
+    ReduceOp,
+    broadcast_shapes,
+    tensor_shape,
+)
+from coda.dialects.kernel import LoopKernelOp
+from coda.dialects.pointwise_fns import POINTWISE_FNS
+
+_TEMPLATE_LOCALS = frozenset(
+    {
+        "BLOCK", "BLOCK_X", "BLOCK_R", "MAX_BLOCK_R", "BLOCK_ELEMENTS", "numel", "offs",
+        "mask", "rest", "pid", "x_idx", "x_mask", "x_rest", "r_start", "r_idx", "r_mask",
+        "r_rest",
+    }
+)  # fmt: skip
+
+# (identity of the accumulator, combine function of the final tl.reduce)
+_REDUCTIONS = {
+    "sum": ("0.0", "_sum"),
+    "mean": ("0.0", "_sum"),
+    "amax": ('float("-inf")', "_max"),
+    "amin": ('float("inf")', "_min"),
+}
+
+
+@dataclass
+class _Dim:
+    """One dimension of the loop shape: an IR dim of S, or a virtual size-1 dim."""
+
+    index: int  # loop dim number: names i{index}, size{index}
+    source: int | None  # dim of S, None when virtual
+    reduced: bool
+
+
+@dataclass
+class _Stmt:
+    comment: str
+    lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Tensor:
+    """A kernel parameter: launch name, pointer, and the loop dims it is addressed along."""
+
+    tensor: str
+    ptr: str
+    dims: list[_Dim]  # the others broadcast: no index term, no stride parameter
+    stride_args: str  # launch expression for the strides of `dims`
+    offs_x: str = ""  # kernel local: offset of its kept coordinates (reductions only)
+
+    def stride(self, dim: _Dim) -> str:
+        return f"stride_{self.tensor}_{dim.index}"
+
+    @property
+    def stride_params(self) -> list[str]:
+        return [self.stride(d) for d in self.dims]
+
+
+def generate_loop(kernel: LoopKernelOp) -> str:
+    return _LoopGenerator(kernel).source()
+
+
+class _LoopGenerator:
+    def __init__(self, kernel: LoopKernelOp) -> None:
+        self.kernel = kernel
+        self.ir = IrText(kernel)
+        block = kernel.body.block
+        self.ops: list[Operation] = [op for op in block.ops if op is not kernel.terminator]
+        for op in self.ops:
+            if not isinstance(op, PointwiseOp | ReduceOp | ConstantOp):
+                raise CodegenError(f"kernel.loop cannot generate '{op.name}'")
+        self.reduces = [op for op in self.ops if isinstance(op, ReduceOp)]
+        self.shape, reduced = self._iteration_shape()
+        # A virtual leading dim keeps the index math uniform for rank-0 S (no reduce) and
+        # for full reductions (no kept dim): it has size 1 and stride 0 everywhere.
+        virtual = not self.shape or (self.reduces and len(reduced) == len(self.shape))
+        self.dims = [_Dim(0, None, False)] if virtual else []
+        self.dims += [
+            _Dim(len(self.dims) + d, d, d in reduced) for d in range(len(self.shape))
+        ]
+        reserved = {f"i{d.index}" for d in self.dims} | {f"size{d.index}" for d in self.dims}
+        self.namer = Namer(_TEMPLATE_LOCALS | reserved)
+        self.fn = self.namer.fresh(kernel.kernel_name)
+        self.var: dict[SSAValue, str] = {}
+        self.uniform: set[SSAValue] = set()  # values that read no tensor (constants)
+        self.reduced_space: set[SSAValue] = set()  # reduce results and ops on them
+
+    # -- shape analysis ------------------------------------------------------------------
+
+    def _iteration_shape(self) -> tuple[tuple[int, ...], set[int]]:
+        """S and the reduced dims of S; checks the split pass's one-shape guarantee."""
+        name = f'kernel.loop "{self.kernel.kernel_name}"'
+        if not self.reduces:
+            shapes = {tensor_shape(v) for v in self.kernel.terminator.values}
+            if len(shapes) != 1:
+                raise CodegenError(
+                    f"{name} yields values of different shapes {sorted(shapes)}; "
+                    "a loop kernel without a reduction has one iteration shape"
+                )
+            return shapes.pop(), set()
+        first = self.reduces[0]
+        shape, dims = tensor_shape(first.input), set(first.reduced_dims)
+        if not dims:
+            raise CodegenError(f"{name}: {self.ir.op(first)} reduces over no dims")
+        for op in self.reduces[1:]:
+            if tensor_shape(op.input) != shape or set(op.reduced_dims) != dims:
+                raise CodegenError(
+                    f"{name}: {self.ir.op(op)} and {self.ir.op(first)} reduce different "
+                    "shapes or dims; one loop kernel runs one reduction pass"
+                )
+        return shape, dims
+
+    def _check_s_shape(self, value: SSAValue, what: str) -> None:
+        shape = tensor_shape(value)
+        if broadcast_shapes(shape, self.shape) != self.shape:
+            raise CodegenError(
+                f"{what} {self.ir.name(value)} of shape {list(shape)} does not broadcast to "
+                f"the iteration shape {list(self.shape)}"
+            )
+
+    # -- pieces ----------------------------------------------------------------------------
+
+    @property
+    def kept(self) -> list[_Dim]:
+        return [d for d in self.dims if not d.reduced]
+
+    @property
+    def red(self) -> list[_Dim]:
+        return [d for d in self.dims if d.reduced]
+
+    def _tensor(
+        self, name: str, base: str, dims: list[_Dim], positions: list[int | None], rank: int
+    ) -> _Tensor:
+        """A parameter addressed along `dims`; `positions[i]` is the dim of `base` (a torch
+        tensor of rank `rank` at launch) that gives the stride of `dims[i]`, None for 0."""
+        if positions == list(range(rank)):
+            args = f"*{base}.stride()"
+        else:
+            args = ", ".join("0" if p is None else f"{base}.stride({p})" for p in positions)
+        t = _Tensor(name, self.namer.fresh(f"{name}_ptr"), dims, args)
+        if self.reduces and any(not d.reduced for d in dims):
+            t.offs_x = self.namer.fresh(f"{name}_offs_x")
+        return t
+
+    def _input(self, arg: BlockArgument) -> _Tensor:
+        """An operand: addressed along the dims of S it does not broadcast over."""
+        self._check_s_shape(arg, "operand")
+        shape = tensor_shape(arg)
+        padded = (1,) * (len(self.shape) - len(shape)) + shape
+        dims = [d for d in self.dims if d.source is not None and padded[d.source] != 1]
+        # one name for the tensor (in launch) and its loaded block (in the kernel)
+        name = self.namer.fresh(self.ir.name(arg)[1:])
+        return self._tensor(
+            name, f"{name}.expand(S)", dims, [d.source for d in dims], len(self.shape)
+        )
+
+    def _offset(self, t: _Tensor, dims: list[_Dim]) -> str:
+        return " + ".join(f"i{d.index} * {t.stride(d)}" for d in dims)
+
+    def _access(self, t: _Tensor, dims: list[_Dim] | None = None) -> tuple[str, str | None]:
+        """Pointer expression and mask of `t`'s block inside the loop (None: one scalar)."""
+        dims = t.dims if dims is None else dims
+        if not dims:
+            return t.ptr, None
+        if not self.reduces:
+            return f"{t.ptr} + {self._offset(t, dims)}", "mask"
+        kept = [d for d in dims if not d.reduced]
+        red = [d for d in dims if d.reduced]
+        if not red:
+            return f"{t.ptr} + {t.offs_x}[:, None]", "x_mask[:, None]"
+        red_offs = f"({self._offset(t, red)})[None, :]"
+        if not kept:
+            return f"{t.ptr} + {red_offs}", "r_mask[None, :]"
+        return f"{t.ptr} + {t.offs_x}[:, None] + {red_offs}", "mask"
+
+    def source(self) -> str:
+        block = self.kernel.body.block
+        inputs: dict[BlockArgument, _Tensor] = {}
+        loads: list[_Stmt] = []
+        for arg in block.args:
+            if not arg.uses:
+                continue
+            inp = inputs[arg] = self._input(arg)
+            self.var[arg] = inp.tensor
+            ptr, mask = self._access(inp)
+            load = f"tl.load({ptr}, mask={mask})" if mask else f"tl.load({ptr})"
+            line = f"{inp.tensor} = {load}{load_conversion(element_type(arg))}"
+            loads.append(_Stmt(f"{self.ir.name(arg)}: {arg.type}", [line]))
+        body: list[_Stmt] = []
+        inits: list[_Stmt] = []
+        finals: list[_Stmt] = []
+        for op in self.ops:
+            self._emit(op, body, inits, finals)
+        outputs, s_stores, x_stores = self._stores()
+        unused = {a: self.namer.fresh(self.ir.name(a)[1:]) for a in block.args if not a.uses}
+        operands = list(inputs.values()) + outputs
+        slots = dict(
+            kernel_name=self.kernel.kernel_name,
+            fn=self.fn,
+            shape=list(self.shape),
+            reduced_dims=[d.source for d in self.red],
+            dims=self.dims,
+            kept=self.kept,
+            red=self.red,
+            virtual=any(d.source is None for d in self.dims),
+            sizes=[f"size{d.index}" for d in self.dims],
+            tensors=[inputs[a].tensor if a in inputs else unused[a] for a in block.args]
+            + [o.tensor for o in outputs],
+            operands=operands,
+            broadcast=self._broadcast_args(inputs),
+            x_offsets=[(t.offs_x, self._offset(t, self.kept)) for t in operands if t.offs_x],
+            x_numel=_product(self.kept),
+            r_numel=_product(self.red),
+            combines=sorted({_REDUCTIONS[op.kind.data][1] for op in self.reduces}),
+            loads=loads,
+            body=body,
+            inits=inits,
+            finals=finals,
+            s_stores=s_stores,
+            x_stores=x_stores,
+        )
+        return render("reduction.py.j2" if self.reduces else "pointwise.py.j2", **slots)
+
+    def _broadcast_args(self, inputs: dict[BlockArgument, _Tensor]) -> list[str]:
+        """Shapes whose broadcast is S at launch time: used inputs, then constants."""
+        shapes = [f"{t.tensor}.shape" for t in inputs.values()]
+        for op in self.ops:
+            if isinstance(op, ConstantOp) and tensor_shape(op.result):
+                shapes.append(repr(tuple(tensor_shape(op.result))))
+        if not shapes and self.shape:
+            shapes.append(repr(tuple(self.shape)))
+        return shapes
+
+    # -- ops -------------------------------------------------------------------------------
+
+    def _emit(
+        self, op: Operation, body: list[_Stmt], inits: list[_Stmt], finals: list[_Stmt]
+    ) -> None:
+        stmt = _Stmt(self.ir.op(op))
+        if isinstance(op, ConstantOp):
+            # a literal needs no variable: uses splice it in
+            self.var[op.result] = literal(op.value)
+            self.uniform.add(op.result)
+            body.append(stmt)
+            return
+        if isinstance(op, ReduceOp):
+            self._emit_reduce(op, body, inits, finals)
+            return
+        assert isinstance(op, PointwiseOp)
+        var = self.namer.fresh(self.ir.name(op.result)[1:])
+        self.var[op.result] = var
+        stmt.lines.append(f"{var} = {self._pointwise_expr(op)}")
+        if all(v in self.uniform for v in op.inputs):
+            self.uniform.add(op.result)
+        if any(v in self.reduced_space for v in op.inputs):
+            self._check_post_reduce(op)
+            self.reduced_space.add(op.result)
+            finals.append(stmt)
+        else:
+            self._check_s_shape(op.result, "graph.pointwise result")
+            body.append(stmt)
+
+    def _check_post_reduce(self, op: PointwiseOp) -> None:
+        """Ops after the loop see one value per kept coordinate: reduce results, constants."""
+        shape = tensor_shape(op.result)
+        for v in op.inputs:
+            if v in self.reduced_space and tensor_shape(v) == shape:
+                continue
+            if v in self.uniform and broadcast_shapes(tensor_shape(v), shape) == shape:
+                continue
+            raise CodegenError(
+                f"{self.ir.op(op)} mixes the reduce result with {self.ir.name(v)}; "
+                "a loop kernel runs one reduction pass and cannot reuse a reduce result "
+                "inside it"
+            )
+
+    def _emit_reduce(
+        self, op: ReduceOp, body: list[_Stmt], inits: list[_Stmt], finals: list[_Stmt]
+    ) -> None:
+        kind = op.kind.data
+        text = self.ir.op(op)
+        if op.input in self.reduced_space:
+            raise CodegenError(f"{text} reduces a reduce result: that needs a second pass")
+        if not (is_float(element_type(op.input)) and is_float(element_type(op.result))):
+            raise CodegenError(f"{text}: only float reductions are supported")
+        identity, combine = _REDUCTIONS[kind]
+        ctype = compute_type(element_type(op.result))
+        var = self.namer.fresh(self.ir.name(op.result)[1:])
+        acc = self.namer.fresh(f"{var}_acc")
+        self.var[op.result] = var
+        self.reduced_space.add(op.result)
+        value = self.var[op.input]
+        masked = f"tl.where(mask, {value}, {identity})"
+        inits.append(_Stmt(text, [f"{acc} = tl.full([BLOCK_X, BLOCK_R], {identity}, {ctype})"]))
+        if kind in ("sum", "mean"):
+            update = f"{acc} += {masked}"
+        else:
+            fn = "tl.maximum" if kind == "amax" else "tl.minimum"
+            update = f"{acc} = {fn}({acc}, {masked}, propagate_nan=tl.PropagateNan.ALL)"
+        body.append(_Stmt(text, [update]))
+        final = f"{var} = tl.reduce({acc}, 1, {combine})"
+        finals.append(_Stmt(text, [final + (" / R" if kind == "mean" else "")]))
+
+    def _pointwise_expr(self, op: PointwiseOp) -> str:
+        fn = op.fn.data
+        operands = [self.var[v] for v in op.inputs]
+        if fn == "cast":
+            return cast_expr(operands[0], element_type(op.inputs[0]), element_type(op.result))
+        entry = POINTWISE_FNS.get(fn)
+        if entry is None:
+            raise CodegenError(f'graph.pointwise has unknown function "{fn}"')
+        return entry.triton.format(*operands)
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    def _stores(self) -> tuple[list[_Tensor], list[_Stmt], list[_Stmt]]:
+        """Output parameters, stores inside the loop (S-shaped), stores after it."""
+        outputs: list[_Tensor] = []
+        s_stores: list[_Stmt] = []
+        x_stores: list[_Stmt] = []
+        for k, value in enumerate(self.kernel.terminator.values):
+            name = self.namer.fresh(f"out{k}")
+            var = self.var.get(value)
+            if var is None or value in self.uniform:
+                raise CodegenError(
+                    f"kernel.loop yields {self.ir.name(value)}, which reads no tensor; "
+                    "a splat constant needs no kernel"
+                )
+            if value in self.reduced_space:
+                out = self._reduced_output(name, value)
+                ptr, mask, stores = f"{out.ptr} + {self._offset(out, out.dims)}", "x_mask", x_stores
+            else:
+                if tensor_shape(value) != self.shape:
+                    raise CodegenError(
+                        f"kernel.loop yields {self.ir.name(value)} of shape "
+                        f"{list(tensor_shape(value))}, not the iteration shape "
+                        f"{list(self.shape)}"
+                    )
+                positions = [d.source for d in self.dims]
+                out = self._tensor(name, name, self.dims, positions, len(self.shape))
+                access, mask = self._access(out)
+                ptr, stores = access, s_stores
+            store = f"tl.store({ptr}, {var}.to({out.ptr}.dtype.element_ty), mask={mask})"
+            stores.append(_Stmt(f"kernel.yield {self.ir.name(value)} -> result {k}", [store]))
+            outputs.append(out)
+        return outputs, s_stores, x_stores
+
+    def _reduced_output(self, name: str, value: SSAValue) -> _Tensor:
+        """A reduce-shaped output, addressed along the kept dims (keepdim or not)."""
+        rank = len(tensor_shape(value))
+        keepdim = rank == len(self.shape)
+        sources = [d.source for d in self.kept if d.source is not None]
+        position = {src: src if keepdim else j for j, src in enumerate(sources)}
+        positions = [None if d.source is None else position[d.source] for d in self.kept]
+        return self._tensor(name, name, self.kept, positions, rank)
+
+
+def _product(dims: Iterable[_Dim]) -> str:
+    """Launch expression for the number of coordinates along `dims`."""
+    factors = [f"S[{d.source}]" for d in dims if d.source is not None]
+    return " * ".join(factors) if factors else "1"

@@ -1,0 +1,12 @@
+"""Shared test set-up: a private kernel cache and strict compilation."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Tests must see a compile failure, not a silent eager fallback; tests that check the
+# fallback path pass strict=False explicitly.
+os.environ.setdefault("CODA_STRICT", "1")
+# Keep generated kernels of test runs out of the user's cache.
+os.environ.setdefault("CODA_CACHE_DIR", tempfile.mkdtemp(prefix="coda-test-cache-"))

@@ -1,0 +1,204 @@
+// RUN: lowerc %s --split-input-file --verify-diagnostics | filecheck %s
+// Verifier messages of the epilogue dialect, each with the location of the bad op.
+// Errors that epilogue.gemm finds in its body (stores, block arguments) point at the
+// epilogue.gemm, not at the op inside it.
+
+func.func @not_a_matmul(%x: tensor<8x32xf32>, %w: tensor<16x64xf32>) {
+  %y = epilogue.gemm %x, %w : (tensor<8x32xf32>, tensor<16x64xf32>) -> (tensor<8x64xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:7:3: error: 'epilogue.gemm' operands [8, 32] x [16, 64] are not a (batched) matrix product
+
+// -----
+
+func.func @rank_mismatch(%x: tensor<2x8x32xf32>, %w: tensor<32x64xf32>) {
+  %y = epilogue.gemm %x, %w : (tensor<2x8x32xf32>, tensor<32x64xf32>) -> (tensor<2x8x64xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:18:3: error: 'epilogue.gemm' operands [2, 8, 32] x [32, 64] are not a (batched) matrix product
+
+// -----
+
+func.func @batch_mismatch(%x: tensor<2x8x32xf32>, %w: tensor<3x32x64xf32>) {
+  %y = epilogue.gemm %x, %w : (tensor<2x8x32xf32>, tensor<3x32x64xf32>) -> (tensor<2x8x64xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:29:3: error: 'epilogue.gemm' operands [2, 8, 32] x [3, 32, 64] are not a (batched) matrix product
+
+// -----
+
+func.func @block_arg_count(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>, %b: tensor<64xf32>) {
+  %y = epilogue.gemm %x, %w inputs(%b) : (tensor<8x32xf32>, tensor<32x64xf32>, tensor<64xf32>) -> (tensor<8x64xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:40:3: error: 'epilogue.gemm' region takes the accumulator and 1 input(s), so 2 block arguments, got 1
+
+// -----
+
+func.func @accumulator_kind(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>) {
+  %y = epilogue.gemm %x, %w : (tensor<8x32xf32>, tensor<32x64xf32>) -> (tensor<8x64xf32>) {
+  ^bb0(%acc: !epilogue.row<f32>):
+    %t = epilogue.map "add"(%acc, %acc) : (!epilogue.row<f32>, !epilogue.row<f32>) -> !epilogue.row<f32>
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:51:3: error: 'epilogue.gemm' accumulator must be !epilogue.tile<f32>, got !epilogue.row<f32>
+
+// -----
+
+// A bias of shape [N] broadcasts as a row, not a column.
+func.func @input_kind(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>, %b: tensor<64xf32>) {
+  %y = epilogue.gemm %x, %w inputs(%b) : (tensor<8x32xf32>, tensor<32x64xf32>, tensor<64xf32>) -> (tensor<8x64xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>, %bias: !epilogue.col<f32>):
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:63:3: error: 'epilogue.gemm' input 0 of shape [64] over a [8, 64] output must be !epilogue.row<f32>, block argument is !epilogue.col<f32>
+
+// -----
+
+// Varying along the batch but not along rows: no epilogue kind fits.
+func.func @input_no_kind(%x: tensor<2x8x32xf32>, %w: tensor<2x32x64xf32>, %b: tensor<2x1x64xf32>) {
+  %y = epilogue.gemm %x, %w inputs(%b) : (tensor<2x8x32xf32>, tensor<2x32x64xf32>, tensor<2x1x64xf32>) -> (tensor<2x8x64xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>, %bias: !epilogue.row<f32>):
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:75:3: error: 'epilogue.gemm' input 0 of shape [2, 1, 64] over a [2, 8, 64] output must be a tile, row, col or scalar, block argument is !epilogue.row<f32>
+
+// -----
+
+func.func @result_shape(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>) {
+  %y = epilogue.gemm %x, %w : (tensor<8x32xf32>, tensor<32x64xf32>) -> (tensor<64x8xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:86:3: error: 'epilogue.gemm' result 0 has shape [64, 8], the output tile covers [8, 64]
+
+// -----
+
+func.func @store_missing_result(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>) {
+  %y = epilogue.gemm %x, %w : (tensor<8x32xf32>, tensor<32x64xf32>) -> (tensor<8x64xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+    epilogue.store %acc : !epilogue.tile<f32> -> result 1
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:97:3: error: 'epilogue.store' to result 1, but the gemm has 1 result(s)
+
+// -----
+
+func.func @stored_twice(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>) {
+  %y, %z = epilogue.gemm %x, %w : (tensor<8x32xf32>, tensor<32x64xf32>) -> (tensor<8x64xf32>, tensor<8x64xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    %0 = epilogue.map "relu"(%acc) : (!epilogue.tile<f32>) -> !epilogue.tile<f32>
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+    epilogue.store %0 : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:109:3: error: 'epilogue.gemm' result 0 is stored twice
+
+// -----
+
+func.func @never_stored(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>) {
+  %y, %z, %u = epilogue.gemm %x, %w : (tensor<8x32xf32>, tensor<32x64xf32>) -> (tensor<8x64xf32>, tensor<8x64xf32>, tensor<8x64xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    epilogue.store %acc : !epilogue.tile<f32> -> result 1
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:122:3: error: 'epilogue.gemm' results [0, 2] are never stored
+
+// -----
+
+// A bf16 result needs an explicit epilogue.map "cast" before the store.
+func.func @store_needs_cast(%x: tensor<8x32xbf16>, %w: tensor<32x64xbf16>) {
+  %y = epilogue.gemm %x, %w : (tensor<8x32xbf16>, tensor<32x64xbf16>) -> (tensor<8x64xbf16>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:134:3: error: 'epilogue.store' of !epilogue.tile<f32> to result 0 of element type bf16: insert a cast
+
+// -----
+
+func.func @map_unknown_fn(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>) {
+  %y = epilogue.gemm %x, %w : (tensor<8x32xf32>, tensor<32x64xf32>) -> (tensor<8x64xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    %0 = epilogue.map "frobnicate"(%acc) : (!epilogue.tile<f32>) -> !epilogue.tile<f32>
+    epilogue.store %0 : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:147:5: error: 'epilogue.map' has unknown function "frobnicate"
+
+// -----
+
+func.func @map_arity(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>) {
+  %y = epilogue.gemm %x, %w : (tensor<8x32xf32>, tensor<32x64xf32>) -> (tensor<8x64xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    %0 = epilogue.map "where"(%acc, %acc) : (!epilogue.tile<f32>, !epilogue.tile<f32>) -> !epilogue.tile<f32>
+    epilogue.store %0 : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:159:5: error: 'epilogue.map' "where" takes 3 operand(s), got 2
+
+// -----
+
+// A tile combined with a row is a tile.
+func.func @map_result_kind(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>, %b: tensor<64xf32>) {
+  %y = epilogue.gemm %x, %w inputs(%b) : (tensor<8x32xf32>, tensor<32x64xf32>, tensor<64xf32>) -> (tensor<8x64xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>, %bias: !epilogue.row<f32>):
+    %0 = epilogue.map "add"(%acc, %bias) : (!epilogue.tile<f32>, !epilogue.row<f32>) -> !epilogue.row<f32>
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:172:5: error: 'epilogue.map' result must be !epilogue.tile for these operands, got !epilogue.row<f32>
+
+// -----
+
+// A row and a column broadcast against each other to a full tile.
+func.func @map_row_col_kind(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>, %b: tensor<64xf32>, %s: tensor<8x1xf32>) {
+  %y = epilogue.gemm %x, %w inputs(%b, %s) : (tensor<8x32xf32>, tensor<32x64xf32>, tensor<64xf32>, tensor<8x1xf32>) -> (tensor<8x64xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>, %bias: !epilogue.row<f32>, %scale: !epilogue.col<f32>):
+    %0 = epilogue.map "mul"(%bias, %scale) : (!epilogue.row<f32>, !epilogue.col<f32>) -> !epilogue.col<f32>
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:185:5: error: 'epilogue.map' result must be !epilogue.tile for these operands, got !epilogue.col<f32>
+
+// -----
+
+// Scalars stay scalars.
+func.func @map_scalar_kind(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>) {
+  %y = epilogue.gemm %x, %w : (tensor<8x32xf32>, tensor<32x64xf32>) -> (tensor<8x64xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    %c = epilogue.constant 1.000000e+00 : f32 -> !epilogue.scalar<f32>
+    %0 = epilogue.map "exp"(%c) : (!epilogue.scalar<f32>) -> !epilogue.tile<f32>
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:199:5: error: 'epilogue.map' result must be !epilogue.scalar for these operands, got !epilogue.tile<f32>

@@ -1,0 +1,252 @@
+"""kernel.loop -> Triton: generated modules run under Triton's interpreter against torch."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+import triton
+from xdsl.parser import Parser
+
+from coda.codegen import CodegenError, generate_kernel_source
+from coda.dialects import make_context
+from coda.dialects.kernel import KernelOp
+
+_ids = itertools.count()
+
+
+def parse_kernel(args: dict[str, str], body: str) -> KernelOp:
+    """The one kernel op in `body`, parsed inside a func taking `args` ({name: type})."""
+    params = ", ".join(f"%{name}: {ty}" for name, ty in args.items())
+    module = Parser(make_context(), f"func.func @f({params}) {{\n{body}\nfunc.return\n}}")
+    parsed = module.parse_module()
+    parsed.verify()
+    return next(op for op in parsed.walk() if isinstance(op, KernelOp))
+
+
+def load(source: str, tmp_path: Path) -> ModuleType:
+    """Import generated source the way coda's runtime does on CPU: interpreter knob on."""
+    compile(source, "<generated>", "exec")
+    name = f"_codegen_loop_{next(_ids)}"
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    with triton.knobs.runtime.scope():
+        triton.knobs.runtime.interpret = True
+        spec.loader.exec_module(module)
+    return module
+
+
+def build(args: dict[str, str], body: str, tmp_path: Path) -> tuple[str, ModuleType]:
+    source = generate_kernel_source(parse_kernel(args, body))
+    return source, load(source, tmp_path)
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5, equal_nan=True)
+
+
+def test_pointwise_chain_broadcast_where(tmp_path: Path) -> None:
+    x, b, y = "tensor<4x6x8xf32>", "tensor<8xf32>", "tensor<4x1x8xf16>"
+    p = "tensor<4x6x8xi1>"
+    source, mod = build(
+        {"x": x, "b": b, "y": y},
+        f"""
+%r, %m = kernel.loop "bias_relu_select" (%x, %b, %y) : ({x}, {b}, {y}) -> ({x}, {p}) {{
+^bb0(%xa: {x}, %ba: {b}, %ya: {y}):
+  %zero = graph.constant 0.0 : f32 -> tensor<f32>
+  %0 = graph.pointwise "add"(%xa, %ba) : ({x}, {b}) -> {x}
+  %pos = graph.pointwise "gt"(%0, %zero) : ({x}, tensor<f32>) -> {p}
+  %1 = graph.pointwise "where"(%pos, %0, %ya) : ({p}, {x}, {y}) -> {x}
+  %2 = graph.pointwise "exp"(%1) : ({x}) -> {x}
+  kernel.yield %2, %pos : {x}, {p}
+}}""",
+        tmp_path,
+    )
+    assert "def bias_relu_select(" in source
+    assert '# %pos = graph.pointwise "gt"(%0, %zero)' in source
+    assert "# kernel.yield %2 -> result 0" in source
+    xt = torch.randn(4, 6, 8)
+    bt, yt = torch.randn(8), torch.randn(4, 1, 8).half()
+    out, mask = torch.empty(4, 6, 8), torch.empty(4, 6, 8, dtype=torch.bool)
+    assert mod.launch(xt, bt, yt, out, mask) == (1,)
+    pos = xt + bt > 0
+    close(out, torch.where(pos, xt + bt, yt.float()).exp())
+    assert torch.equal(mask, pos)
+
+
+def test_pointwise_non_contiguous_and_expanded_inputs(tmp_path: Path) -> None:
+    t = "tensor<24x40xf32>"
+    _, mod = build(
+        {"a": t, "b": t},
+        f"""
+%r = kernel.loop "mul_cast" (%a, %b) : ({t}, {t}) -> (tensor<24x40xbf16>) {{
+^bb0(%x: {t}, %y: {t}):
+  %0 = graph.pointwise "mul"(%x, %y) : ({t}, {t}) -> {t}
+  %1 = graph.pointwise "cast"(%0) : ({t}) -> tensor<24x40xbf16>
+  kernel.yield %1 : tensor<24x40xbf16>
+}}""",
+        tmp_path,
+    )
+    a = torch.randn(40, 24).t()  # transposed view
+    b = torch.randn(24, 1).expand(24, 40)  # stride 0 along dim 1
+    out = torch.empty(24, 40, dtype=torch.bfloat16)
+    assert mod.launch(a, b, out) == (1,)
+    # the interpreter truncates f32 -> bf16 (triton-cpu notes): allow one bf16 ulp
+    torch.testing.assert_close(out.float(), a * b, rtol=1e-2, atol=1e-2)
+
+
+def test_pointwise_rank0_and_empty(tmp_path: Path) -> None:
+    s = "tensor<f32>"
+    _, mod = build(
+        {"a": s},
+        f"""
+%r = kernel.loop "scalar_sqrt" (%a) : ({s}) -> ({s}) {{
+^bb0(%x: {s}):
+  %0 = graph.pointwise "sqrt"(%x) : ({s}) -> {s}
+  kernel.yield %0 : {s}
+}}""",
+        tmp_path,
+    )
+    out = torch.empty(())
+    mod.launch(torch.tensor(6.25), out)
+    assert out.item() == 2.5
+
+    e = "tensor<0x8xf32>"
+    _, mod = build(
+        {"a": e},
+        f"""
+%r = kernel.loop "empty_neg" (%a) : ({e}) -> ({e}) {{
+^bb0(%x: {e}):
+  %0 = graph.pointwise "neg"(%x) : ({e}) -> {e}
+  kernel.yield %0 : {e}
+}}""",
+        tmp_path,
+    )
+    assert mod.launch(torch.empty(0, 8), torch.empty(0, 8)) == (0,)
+
+
+def test_sum_over_dim0_bias_grad(tmp_path: Path) -> None:
+    t, r = "tensor<20x24xf32>", "tensor<24xf32>"
+    source, mod = build(
+        {"dy": t},
+        f"""
+%db = kernel.loop "bias_grad" (%dy) : ({t}) -> ({r}) {{
+^bb0(%g: {t}):
+  %0 = graph.reduce "sum" %g dims array<i64: 0> : {t} -> {r}
+  kernel.yield %0 : {r}
+}}""",
+        tmp_path,
+    )
+    assert '# %0 = graph.reduce "sum" %g dims array<i64: 0>' in source
+    dy = torch.randn(20, 24)
+    out = torch.empty(24)
+    mod.launch(dy, out)
+    close(out, dy.sum(0))
+
+
+def test_mean_and_amax_keepdim_last_dim(tmp_path: Path) -> None:
+    t, k = "tensor<6x40xf32>", "tensor<6x1xf32>"
+    _, mod = build(
+        {"x": t},
+        f"""
+%m, %a, %n = kernel.loop "row_stats" (%x) : ({t}) -> ({k}, {k}, tensor<6xf32>) {{
+^bb0(%xa: {t}):
+  %mean = graph.reduce "mean" %xa dims array<i64: 1> keepdim : {t} -> {k}
+  %max = graph.reduce "amax" %xa dims array<i64: 1> keepdim : {t} -> {k}
+  %min = graph.reduce "amin" %xa dims array<i64: 1> : {t} -> tensor<6xf32>
+  kernel.yield %mean, %max, %min : {k}, {k}, tensor<6xf32>
+}}""",
+        tmp_path,
+    )
+    x = torch.randn(6, 40)
+    x[2, 7] = float("nan")  # amax/amin propagate NaN like torch
+    mean, amax, amin = torch.empty(6, 1), torch.empty(6, 1), torch.empty(6)
+    mod.launch(x, mean, amax, amin)
+    close(mean, x.mean(1, keepdim=True))
+    close(amax, x.amax(1, keepdim=True))
+    close(amin, x.amin(1))
+
+
+def test_reduction_with_prologue_aux_output_and_post_op(tmp_path: Path) -> None:
+    """RMS statistics: y = x * w saved, rstd = rsqrt(mean(y * y) + eps) per row."""
+    t, w, k = "tensor<5x300xf32>", "tensor<300xf32>", "tensor<5x1xf32>"
+    source, mod = build(
+        {"x": t, "w": w},
+        f"""
+%y, %rstd = kernel.loop "rms_stats" (%x, %w) : ({t}, {w}) -> ({t}, {k}) {{
+^bb0(%xa: {t}, %wa: {w}):
+  %eps = graph.constant 1.0e-05 : f32 -> tensor<f32>
+  %0 = graph.pointwise "mul"(%xa, %wa) : ({t}, {w}) -> {t}
+  %1 = graph.pointwise "square"(%0) : ({t}) -> {t}
+  %2 = graph.reduce "mean" %1 dims array<i64: 1> keepdim : {t} -> {k}
+  %3 = graph.pointwise "add"(%2, %eps) : ({k}, tensor<f32>) -> {k}
+  %4 = graph.pointwise "rsqrt"(%3) : ({k}) -> {k}
+  kernel.yield %0, %4 : {t}, {k}
+}}""",
+        tmp_path,
+    )
+    assert "for r_start in range(0, R, BLOCK_R):" in source
+    x = torch.randn(300, 5).t()  # non-contiguous input
+    wt = torch.randn(300)
+    y, rstd = torch.empty(5, 300), torch.empty(5, 1)
+    mod.launch(x, wt, y, rstd)  # R = 300 > MAX_BLOCK_R: several chunks
+    close(y, x * wt)
+    close(rstd, torch.rsqrt((x * wt).square().mean(1, keepdim=True) + 1e-5))
+
+
+def test_rank4_reduce_middle_dims_and_full_reduction(tmp_path: Path) -> None:
+    t, k = "tensor<2x3x5x4xf32>", "tensor<2x4xf32>"
+    _, mod = build(
+        {"x": t, "s": "tensor<3x1x1xf32>"},
+        f"""
+%r = kernel.loop "mid_sum" (%x, %s) : ({t}, tensor<3x1x1xf32>) -> ({k}) {{
+^bb0(%xa: {t}, %sa: tensor<3x1x1xf32>):
+  %0 = graph.pointwise "mul"(%xa, %sa) : ({t}, tensor<3x1x1xf32>) -> {t}
+  %1 = graph.reduce "sum" %0 dims array<i64: 1, 2> : {t} -> {k}
+  kernel.yield %1 : {k}
+}}""",
+        tmp_path,
+    )
+    x, s = torch.randn(2, 3, 5, 4), torch.randn(3, 1, 1)
+    out = torch.empty(2, 4)
+    mod.launch(x, s, out)
+    close(out, (x * s).sum((1, 2)))
+
+    _, mod = build(
+        {"x": t},
+        f"""
+%r = kernel.loop "total" (%x) : ({t}) -> (tensor<f32>) {{
+^bb0(%xa: {t}):
+  %0 = graph.reduce "sum" %xa dims array<i64: 0, 1, 2, 3> : {t} -> tensor<f32>
+  kernel.yield %0 : tensor<f32>
+}}""",
+        tmp_path,
+    )
+    total = torch.empty(())
+    mod.launch(x, total)
+    close(total, x.sum())
+
+
+def test_rejects_second_pass_over_reduce_result(tmp_path: Path) -> None:
+    t, k = "tensor<4x8xf32>", "tensor<4x1xf32>"
+    kernel = parse_kernel(
+        {"x": t},
+        f"""
+%r = kernel.loop "softmax_like" (%x) : ({t}) -> ({t}) {{
+^bb0(%xa: {t}):
+  %0 = graph.reduce "amax" %xa dims array<i64: 1> keepdim : {t} -> {k}
+  %1 = graph.pointwise "sub"(%xa, %0) : ({t}, {k}) -> {t}
+  kernel.yield %1 : {t}
+}}""",
+    )
+    with pytest.raises(CodegenError, match="one reduction pass"):
+        generate_kernel_source(kernel)
