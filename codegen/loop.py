@@ -163,16 +163,23 @@ class _LoopGenerator:
         return [d for d in self.dims if d.reduced]
 
     def _tensor(
-        self, name: str, base: str, dims: list[_Dim], positions: list[int | None], rank: int
+        self,
+        name: str,
+        base: str,
+        dims: list[_Dim],
+        positions: list[int | None],
+        rank: int,
+        in_loop: bool = True,
     ) -> _Tensor:
         """A parameter addressed along `dims`; `positions[i]` is the dim of `base` (a torch
-        tensor of rank `rank` at launch) that gives the stride of `dims[i]`, None for 0."""
+        tensor of rank `rank` at launch) that gives the stride of `dims[i]`, None for 0.
+        Tensors accessed `in_loop` of a reduction get their kept offset computed once."""
         if positions == list(range(rank)):
             args = f"*{base}.stride()"
         else:
             args = ", ".join("0" if p is None else f"{base}.stride({p})" for p in positions)
         t = _Tensor(name, self.namer.fresh(f"{name}_ptr"), dims, args)
-        if self.reduces and any(not d.reduced for d in dims):
+        if in_loop and self.reduces and any(not d.reduced for d in dims):
             t.offs_x = self.namer.fresh(f"{name}_offs_x")
         return t
 
@@ -386,7 +393,7 @@ class _LoopGenerator:
         sources = [d.source for d in self.kept if d.source is not None]
         position = {src: src if keepdim else j for j, src in enumerate(sources)}
         positions = [None if d.source is None else position[d.source] for d in self.kept]
-        return self._tensor(name, name, self.kept, positions, rank)
+        return self._tensor(name, name, self.kept, positions, rank, in_loop=False)
 
 
 def _product(dims: Iterable[_Dim]) -> str:

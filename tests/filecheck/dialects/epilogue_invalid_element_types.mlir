@@ -1,8 +1,8 @@
 // RUN: lowerc %s --split-input-file --verify-diagnostics | filecheck %s
-// Known bug: TileType/RowType/ColType/ScalarType inherit `element_type` from the
-// undecorated TileValueType base, so it is not a dataclass field of theirs and
-// !epilogue.tile<bf16> == !epilogue.tile<f32>. epilogue.gemm's accumulator and
-// block-argument checks then ignore element types and these cases verify.
+// Regression: epilogue value types compare their element types
+// (!epilogue.tile<bf16> != !epilogue.tile<f32>), so these must not verify.
+
+
 
 func.func @accumulator_type(%x: tensor<8x32xbf16>, %w: tensor<32x64xbf16>) {
   %y = epilogue.gemm %x, %w : (tensor<8x32xbf16>, tensor<32x64xbf16>) -> (tensor<8x64xbf16>) {
