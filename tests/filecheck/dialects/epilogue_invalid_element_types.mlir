@@ -11,7 +11,7 @@ func.func @accumulator_type(%x: tensor<8x32xbf16>, %w: tensor<32x64xbf16>) {
   }
   func.return
 }
-// CHECK: epilogue_invalid_element_types.mlir:10:3: error: 'epilogue.gemm' accumulator must be !epilogue.tile<f32>, got !epilogue.tile<bf16>
+// CHECK: epilogue_invalid_element_types.mlir:8:3: error: 'epilogue.gemm' accumulator must be !epilogue.tile<f32>, got !epilogue.tile<bf16>
 
 // -----
 
@@ -23,4 +23,4 @@ func.func @input_element_type(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>, %s: t
   }
   func.return
 }
-// CHECK: epilogue_invalid_element_types.mlir:22:3: error: 'epilogue.gemm' input 0 of shape [8, 1] over a [8, 64] output must be !epilogue.col<bf16>, block argument is !epilogue.col<f32>
+// CHECK: epilogue_invalid_element_types.mlir:20:3: error: 'epilogue.gemm' input 0 of shape [8, 1] over a [8, 64] output must be !epilogue.col<bf16>, block argument is !epilogue.col<f32>
