@@ -5,6 +5,7 @@ from __future__ import annotations
 import keyword
 import math
 import re
+from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from xdsl.printer import Printer
 
 from coda.dialects.epilogue import StoreOp
 from coda.dialects.kernel import KernelOp
+from coda.dialects.pointwise_fns import POINTWISE_FNS
 
 
 class CodegenError(ValueError):
@@ -30,9 +32,15 @@ class CodegenError(ValueError):
 
 
 # Names every generated module uses at top level or in `launch`; SSA names avoid them.
-MODULE_NAMES = frozenset(
-    {"triton", "tl", "torch", "launch", "grid", "S", "X", "R", "_sum", "_max", "_min"}
-)
+MODULE_NAMES = frozenset({"triton", "tl", "torch", "launch", "grid", "S", "X", "R"})
+
+
+@dataclass
+class Stmt:
+    """Generated lines under the IR op they came from (the comment)."""
+
+    comment: str
+    lines: list[str] = field(default_factory=list)
 
 
 class Namer:
@@ -43,7 +51,8 @@ class Namer:
 
     def fresh(self, base: str) -> str:
         ident = re.sub(r"\W", "_", base)
-        if not ident or ident[0].isdigit():
+        # '_' starts module-private helpers (_sum, _sigmoid): SSA names never do
+        if not ident or ident[0].isdigit() or ident[0] == "_":
             ident = f"v{ident}"
         if keyword.iskeyword(ident) or keyword.issoftkeyword(ident):
             ident += "_"
@@ -119,6 +128,53 @@ def cast_expr(var: str, source: Attribute, target: Attribute) -> str:
     if compute_type(source) == compute_type(target):
         return var
     return f"{var}.to({compute_type(target)})"
+
+
+_TL_CALL = re.compile(r"\btl\.(\w+)\(")
+
+# Module-local versions of the triton.language functions that are themselves @triton.jit
+# helpers (see pointwise_expr): parameter, body (as in triton/language/standard.py).
+JIT_HELPERS: dict[str, tuple[str, str]] = {
+    "sigmoid": ("x", "1 / (1 + tl.exp(-x))"),
+}
+
+
+def _is_jit_helper(name: str) -> bool:
+    """Is `tl.<name>` a @triton.jit function of triton.language rather than a builtin?"""
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    return isinstance(getattr(tl, name, None), JITFunction | InterpretedFunction)
+
+
+def pointwise_expr(fn: str, operands: list[str], helpers: set[str]) -> str:
+    """The registry's Triton expression for `fn` applied to `operands`.
+
+    Calls of triton.language's own @jit helpers (tl.sigmoid) go to module-local copies,
+    whose names are added to `helpers`. The originals were decorated when triton was
+    imported: when coda's runtime switches the interpreter on only while it imports a
+    kernel module, they stay compiled-mode functions that an interpreted kernel cannot
+    call. (Re-decorating `tl.sigmoid.fn` would run, but the interpreter then patches
+    `triton.language.core` for good, which breaks later GPU compiles in the process.)
+    """
+    entry = POINTWISE_FNS.get(fn)
+    if entry is None:
+        raise CodegenError(f'unknown pointwise function "{fn}"')
+
+    def local(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not _is_jit_helper(name):
+            return match.group(0)
+        if name not in JIT_HELPERS:
+            raise CodegenError(
+                f'"{fn}" calls tl.{name}, a @triton.jit helper of triton.language with no '
+                "module-local version in coda.codegen.common.JIT_HELPERS"
+            )
+        helpers.add(name)
+        return f"_{name}("
+
+    return _TL_CALL.sub(local, entry.triton.format(*operands))
 
 
 def literal(attr: FloatAttr | IntegerAttr) -> str:

@@ -14,20 +14,23 @@ so one scheme covers broadcasting, transposed views and expanded tensors:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from xdsl.ir import BlockArgument, Operation, SSAValue
 
 from coda.codegen.common import (
+    JIT_HELPERS,
     CodegenError,
     IrText,
     Namer,
+    Stmt,
     cast_expr,
     compute_type,
     element_type,
     is_float,
     literal,
     load_conversion,
+    pointwise_expr,
     render,
 )
 from coda.dialects.graph import (
@@ -38,11 +41,10 @@ from coda.dialects.graph import (
     tensor_shape,
 )
 from coda.dialects.kernel import LoopKernelOp
-from coda.dialects.pointwise_fns import POINTWISE_FNS
 
 _TEMPLATE_LOCALS = frozenset(
     {
-        "BLOCK", "BLOCK_X", "BLOCK_R", "MAX_BLOCK_R", "BLOCK_ELEMENTS", "numel", "offs",
+        "BLOCK", "BLOCK_X", "BLOCK_R", "MAX_BLOCK_LEN", "BLOCK_ELEMENTS", "numel", "offs",
         "mask", "rest", "pid", "x_idx", "x_mask", "x_rest", "r_start", "r_idx", "r_mask",
         "r_rest",
     }
@@ -67,27 +69,19 @@ class _Dim:
 
 
 @dataclass
-class _Stmt:
-    comment: str
-    lines: list[str] = field(default_factory=list)
-
-
-@dataclass
 class _Tensor:
     """A kernel parameter: launch name, pointer, and the loop dims it is addressed along."""
 
     tensor: str
     ptr: str
     dims: list[_Dim]  # the others broadcast: no index term, no stride parameter
+    strides: dict[int, str]  # loop dim index -> kernel stride parameter
     stride_args: str  # launch expression for the strides of `dims`
     offs_x: str = ""  # kernel local: offset of its kept coordinates (reductions only)
 
-    def stride(self, dim: _Dim) -> str:
-        return f"stride_{self.tensor}_{dim.index}"
-
     @property
     def stride_params(self) -> list[str]:
-        return [self.stride(d) for d in self.dims]
+        return list(self.strides.values())
 
 
 def generate_loop(kernel: LoopKernelOp) -> str:
@@ -109,12 +103,11 @@ class _LoopGenerator:
         # for full reductions (no kept dim): it has size 1 and stride 0 everywhere.
         virtual = not self.shape or (self.reduces and len(reduced) == len(self.shape))
         self.dims = [_Dim(0, None, False)] if virtual else []
-        self.dims += [
-            _Dim(len(self.dims) + d, d, d in reduced) for d in range(len(self.shape))
-        ]
+        self.dims += [_Dim(len(self.dims) + d, d, d in reduced) for d in range(len(self.shape))]
         reserved = {f"i{d.index}" for d in self.dims} | {f"size{d.index}" for d in self.dims}
         self.namer = Namer(_TEMPLATE_LOCALS | reserved)
         self.fn = self.namer.fresh(kernel.kernel_name)
+        self.helpers: set[str] = set()  # triton.language @jit helpers the kernel calls
         self.var: dict[SSAValue, str] = {}
         self.uniform: set[SSAValue] = set()  # values that read no tensor (constants)
         self.reduced_space: set[SSAValue] = set()  # reduce results and ops on them
@@ -124,6 +117,8 @@ class _LoopGenerator:
     def _iteration_shape(self) -> tuple[tuple[int, ...], set[int]]:
         """S and the reduced dims of S; checks the split pass's one-shape guarantee."""
         name = f'kernel.loop "{self.kernel.kernel_name}"'
+        if not self.kernel.terminator.values:
+            raise CodegenError(f"{name} yields nothing")
         if not self.reduces:
             shapes = {tensor_shape(v) for v in self.kernel.terminator.values}
             if len(shapes) != 1:
@@ -156,7 +151,7 @@ class _LoopGenerator:
 
     @property
     def kept(self) -> list[_Dim]:
-        return [d for d in self.dims if not d.reduced]
+        return _kept(self.dims)
 
     @property
     def red(self) -> list[_Dim]:
@@ -178,7 +173,9 @@ class _LoopGenerator:
             args = f"*{base}.stride()"
         else:
             args = ", ".join("0" if p is None else f"{base}.stride({p})" for p in positions)
-        t = _Tensor(name, self.namer.fresh(f"{name}_ptr"), dims, args)
+        ptr = self.namer.fresh(f"{name}_ptr")
+        strides = {d.index: self.namer.fresh(f"stride_{name}_{d.index}") for d in dims}
+        t = _Tensor(name, ptr, dims, strides, args)
         if in_loop and self.reduces and any(not d.reduced for d in dims):
             t.offs_x = self.namer.fresh(f"{name}_offs_x")
         return t
@@ -196,17 +193,16 @@ class _LoopGenerator:
         )
 
     def _offset(self, t: _Tensor, dims: list[_Dim]) -> str:
-        return " + ".join(f"i{d.index} * {t.stride(d)}" for d in dims)
+        return " + ".join(f"i{d.index} * {t.strides[d.index]}" for d in dims)
 
-    def _access(self, t: _Tensor, dims: list[_Dim] | None = None) -> tuple[str, str | None]:
+    def _access(self, t: _Tensor) -> tuple[str, str | None]:
         """Pointer expression and mask of `t`'s block inside the loop (None: one scalar)."""
-        dims = t.dims if dims is None else dims
-        if not dims:
+        if not t.dims:
             return t.ptr, None
         if not self.reduces:
-            return f"{t.ptr} + {self._offset(t, dims)}", "mask"
-        kept = [d for d in dims if not d.reduced]
-        red = [d for d in dims if d.reduced]
+            return f"{t.ptr} + {self._offset(t, t.dims)}", "mask"
+        kept = _kept(t.dims)
+        red = [d for d in t.dims if d.reduced]
         if not red:
             return f"{t.ptr} + {t.offs_x}[:, None]", "x_mask[:, None]"
         red_offs = f"({self._offset(t, red)})[None, :]"
@@ -217,7 +213,7 @@ class _LoopGenerator:
     def source(self) -> str:
         block = self.kernel.body.block
         inputs: dict[BlockArgument, _Tensor] = {}
-        loads: list[_Stmt] = []
+        loads: list[Stmt] = []
         for arg in block.args:
             if not arg.uses:
                 continue
@@ -226,10 +222,10 @@ class _LoopGenerator:
             ptr, mask = self._access(inp)
             load = f"tl.load({ptr}, mask={mask})" if mask else f"tl.load({ptr})"
             line = f"{inp.tensor} = {load}{load_conversion(element_type(arg))}"
-            loads.append(_Stmt(f"{self.ir.name(arg)}: {arg.type}", [line]))
-        body: list[_Stmt] = []
-        inits: list[_Stmt] = []
-        finals: list[_Stmt] = []
+            loads.append(Stmt(f"{self.ir.name(arg)}: {arg.type}", [line]))
+        body: list[Stmt] = []
+        inits: list[Stmt] = []
+        finals: list[Stmt] = []
         for op in self.ops:
             self._emit(op, body, inits, finals)
         outputs, s_stores, x_stores = self._stores()
@@ -249,10 +245,12 @@ class _LoopGenerator:
             + [o.tensor for o in outputs],
             operands=operands,
             broadcast=self._broadcast_args(inputs),
-            x_offsets=[(t.offs_x, self._offset(t, self.kept)) for t in operands if t.offs_x],
+            x_offsets=[(t.offs_x, self._offset(t, _kept(t.dims))) for t in operands if t.offs_x],
             x_numel=_product(self.kept),
             r_numel=_product(self.red),
+            inner_reduced=self.dims[-1].reduced,
             combines=sorted({_REDUCTIONS[op.kind.data][1] for op in self.reduces}),
+            helpers=[(n, *JIT_HELPERS[n]) for n in sorted(self.helpers)],
             loads=loads,
             body=body,
             inits=inits,
@@ -274,10 +272,8 @@ class _LoopGenerator:
 
     # -- ops -------------------------------------------------------------------------------
 
-    def _emit(
-        self, op: Operation, body: list[_Stmt], inits: list[_Stmt], finals: list[_Stmt]
-    ) -> None:
-        stmt = _Stmt(self.ir.op(op))
+    def _emit(self, op: Operation, body: list[Stmt], inits: list[Stmt], finals: list[Stmt]) -> None:
+        stmt = Stmt(self.ir.op(op))
         if isinstance(op, ConstantOp):
             # a literal needs no variable: uses splice it in
             self.var[op.result] = literal(op.value)
@@ -316,7 +312,7 @@ class _LoopGenerator:
             )
 
     def _emit_reduce(
-        self, op: ReduceOp, body: list[_Stmt], inits: list[_Stmt], finals: list[_Stmt]
+        self, op: ReduceOp, body: list[Stmt], inits: list[Stmt], finals: list[Stmt]
     ) -> None:
         kind = op.kind.data
         text = self.ir.op(op)
@@ -332,33 +328,29 @@ class _LoopGenerator:
         self.reduced_space.add(op.result)
         value = self.var[op.input]
         masked = f"tl.where(mask, {value}, {identity})"
-        inits.append(_Stmt(text, [f"{acc} = tl.full([BLOCK_X, BLOCK_R], {identity}, {ctype})"]))
+        inits.append(Stmt(text, [f"{acc} = tl.full([BLOCK_X, BLOCK_R], {identity}, {ctype})"]))
         if kind in ("sum", "mean"):
             update = f"{acc} += {masked}"
         else:
             fn = "tl.maximum" if kind == "amax" else "tl.minimum"
             update = f"{acc} = {fn}({acc}, {masked}, propagate_nan=tl.PropagateNan.ALL)"
-        body.append(_Stmt(text, [update]))
+        body.append(Stmt(text, [update]))
         final = f"{var} = tl.reduce({acc}, 1, {combine})"
-        finals.append(_Stmt(text, [final + (" / R" if kind == "mean" else "")]))
+        finals.append(Stmt(text, [final + (" / R" if kind == "mean" else "")]))
 
     def _pointwise_expr(self, op: PointwiseOp) -> str:
-        fn = op.fn.data
         operands = [self.var[v] for v in op.inputs]
-        if fn == "cast":
+        if op.fn.data == "cast":
             return cast_expr(operands[0], element_type(op.inputs[0]), element_type(op.result))
-        entry = POINTWISE_FNS.get(fn)
-        if entry is None:
-            raise CodegenError(f'graph.pointwise has unknown function "{fn}"')
-        return entry.triton.format(*operands)
+        return pointwise_expr(op.fn.data, operands, self.helpers)
 
     # -- outputs ---------------------------------------------------------------------------
 
-    def _stores(self) -> tuple[list[_Tensor], list[_Stmt], list[_Stmt]]:
+    def _stores(self) -> tuple[list[_Tensor], list[Stmt], list[Stmt]]:
         """Output parameters, stores inside the loop (S-shaped), stores after it."""
         outputs: list[_Tensor] = []
-        s_stores: list[_Stmt] = []
-        x_stores: list[_Stmt] = []
+        s_stores: list[Stmt] = []
+        x_stores: list[Stmt] = []
         for k, value in enumerate(self.kernel.terminator.values):
             name = self.namer.fresh(f"out{k}")
             var = self.var.get(value)
@@ -382,7 +374,7 @@ class _LoopGenerator:
                 access, mask = self._access(out)
                 ptr, stores = access, s_stores
             store = f"tl.store({ptr}, {var}.to({out.ptr}.dtype.element_ty), mask={mask})"
-            stores.append(_Stmt(f"kernel.yield {self.ir.name(value)} -> result {k}", [store]))
+            stores.append(Stmt(f"kernel.yield {self.ir.name(value)} -> result {k}", [store]))
             outputs.append(out)
         return outputs, s_stores, x_stores
 
@@ -400,3 +392,7 @@ def _product(dims: Iterable[_Dim]) -> str:
     """Launch expression for the number of coordinates along `dims`."""
     factors = [f"S[{d.source}]" for d in dims if d.source is not None]
     return " * ".join(factors) if factors else "1"
+
+
+def _kept(dims: list[_Dim]) -> list[_Dim]:
+    return [d for d in dims if not d.reduced]

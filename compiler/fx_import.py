@@ -23,19 +23,9 @@ from xdsl.dialects.builtin import (
     BFloat16Type,
     Float16Type,
     Float32Type,
-    Float64Type,
-    IntegerType,
     ModuleOp,
-    Signedness,
     TensorType,
-    bf16,
-    f16,
     f32,
-    f64,
-    i1,
-    i8,
-    i32,
-    i64,
 )
 from xdsl.dialects.func import FuncOp, ReturnOp
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
@@ -167,9 +157,7 @@ class Importer:
             slots.append(len(returned))
             returned.append(self.value(out))
         self.block.add_op(ReturnOp(*returned))
-        func = FuncOp(
-            self.name, (arg_types, [v.type for v in returned]), Region(self.block)
-        )
+        func = FuncOp(self.name, (arg_types, [v.type for v in returned]), Region(self.block))
         module = ModuleOp([func])
         return ImportedGraph(module, func, slots, self.fallback_reasons)
 
@@ -313,7 +301,9 @@ def _rsub(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
     alpha = node.kwargs.get("alpha", 1)
     lhs = imp.value(a, out)
     if alpha != 1:
-        lhs = imp.pointwise("mul", [lhs, alpha], TensorType(out.element_type, graph.tensor_shape(lhs)))
+        lhs = imp.pointwise(
+            "mul", [lhs, alpha], TensorType(out.element_type, graph.tensor_shape(lhs))
+        )
     return imp.emit(graph.PointwiseOp("sub", [imp.value(b, out), lhs], out))
 
 

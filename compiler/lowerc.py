@@ -94,7 +94,9 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 
 class Lowerc(xDSLOptMain):
     def __init__(self, args: Sequence[str] | None = None):
-        super().__init__(description="coda's IR driver (an xdsl-opt with coda's dialects)", args=args)
+        super().__init__(
+            description="coda's IR driver (an xdsl-opt with coda's dialects)", args=args
+        )
 
     def register_all_dialects(self) -> None:
         super().register_all_dialects()

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from xdsl.dialects.builtin import TensorType
 from xdsl.dialects.func import FuncOp, ReturnOp
-from xdsl.ir import Block, SSAValue
+from xdsl.ir import SSAValue
 
 from coda.codegen import generate_kernel_source
-from coda.compiler.reference import constant_callable, evaluate, view_callable
+from coda.compiler.reference import constant_callable, run_block, view_callable
 from coda.dialects import graph, kernel
 from coda.dialects.dtypes import torch_dtype_of
 from coda.runtime import KernelStep, OutputSpec, Program, TorchStep
@@ -45,18 +45,7 @@ class _Names:
 
 def _fallback_callable(op: kernel.FallbackKernelOp, device: torch.device) -> Callable[..., Any]:
     """Run the region's graph ops with their reference (torch) semantics."""
-    block: Block = op.body.block
-
-    def run(*tensors: torch.Tensor) -> tuple[Any, ...]:
-        env: dict[SSAValue, Any] = dict(zip(block.args, tensors, strict=True))
-        for inner in block.ops:
-            if isinstance(inner, kernel.YieldOp):
-                return tuple(env[v] for v in inner.values)
-            results = evaluate(inner, [env[v] for v in inner.operands], device)
-            env.update(zip(inner.results, results, strict=True))
-        raise AssertionError("kernel.fallback without kernel.yield")
-
-    return run
+    return lambda *tensors: tuple(run_block(op.body.block, tensors, device))
 
 
 def _output_specs(values: Sequence[SSAValue], names: _Names) -> tuple[OutputSpec, ...]:
@@ -108,14 +97,20 @@ def build_program(
         elif isinstance(op, graph.ViewOp):
             steps.append(
                 TorchStep(
-                    names[op.result], "view", view_callable(op), (names[op.input],),
+                    names[op.result],
+                    "view",
+                    view_callable(op),
+                    (names[op.input],),
                     (names[op.result],),
                 )
             )
         elif isinstance(op, graph.ConstantOp):
             steps.append(
                 TorchStep(
-                    names[op.result], "constant", constant_callable(op, device), (),
+                    names[op.result],
+                    "constant",
+                    constant_callable(op, device),
+                    (),
                     (names[op.result],),
                 )
             )

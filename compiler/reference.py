@@ -12,9 +12,10 @@ from typing import Any
 
 import torch
 from xdsl.dialects.builtin import TensorType
-from xdsl.ir import Operation, SSAValue
+from xdsl.dialects.func import ReturnOp
+from xdsl.ir import Block, Operation, SSAValue
 
-from coda.dialects import graph
+from coda.dialects import epilogue, graph, kernel
 from coda.dialects.dtypes import torch_dtype_of
 from coda.dialects.pointwise_fns import POINTWISE_FNS
 
@@ -97,6 +98,49 @@ def evaluate(op: Operation, args: Sequence[Any], device: torch.device) -> list[A
     elif isinstance(op, graph.OpaqueOp):
         result = opaque_callable(op)(*args)
         return list(result) if isinstance(result, tuple | list) else [result]
+    elif isinstance(op, epilogue.GemmOp):
+        return _evaluate_gemm(op, args)
+    elif isinstance(op, kernel.KernelOp):
+        return run_block(op.body.block, args, device)
     else:
         raise NotImplementedError(f"no reference semantics for '{op.name}'")
     return [out.to(_dtype(op.results[0]))]
+
+
+def _evaluate_gemm(op: epilogue.GemmOp, args: Sequence[Any]) -> list[Any]:
+    """The epilogue program on the whole output at once: torch broadcasting plays the
+    role of the row/col/scalar kinds."""
+    lhs, rhs, *inputs = args
+    block = op.body.block
+    env: dict[SSAValue, Any] = {block.args[0]: torch.matmul(lhs.float(), rhs.float())}
+    env.update(zip(block.args[1:], inputs, strict=True))
+    results: list[Any] = [None] * len(op.outputs)
+    for inner in block.ops:
+        vals = [env[v] for v in inner.operands]
+        vals = [v.float() if v.is_floating_point() else v for v in vals]
+        if isinstance(inner, epilogue.MapOp):
+            env[inner.result] = POINTWISE_FNS[inner.fn.data].torch_ref(*vals)
+        elif isinstance(inner, epilogue.ScaleOp):
+            env[inner.result] = vals[0] * vals[1]
+        elif isinstance(inner, epilogue.AccumulateOp):
+            env[inner.result] = vals[0] + vals[1]
+        elif isinstance(inner, epilogue.ConstantOp):
+            env[inner.result] = torch.tensor(inner.value.value.data)
+        elif isinstance(inner, epilogue.StoreOp):
+            index = inner.index.value.data
+            results[index] = vals[0].to(_dtype(op.outputs[index]))
+        else:
+            raise NotImplementedError(f"no reference semantics for '{inner.name}'")
+    return results
+
+
+def run_block(block: Block, args: Sequence[Any], device: torch.device) -> list[Any]:
+    """Run a block (a function body or a kernel region) with reference semantics;
+    returns the values its terminator (func.return / kernel.yield) passes on."""
+    env: dict[SSAValue, Any] = dict(zip(block.args, args, strict=True))
+    for op in block.ops:
+        if isinstance(op, kernel.YieldOp | ReturnOp):
+            return [env[v] for v in op.operands]
+        results = evaluate(op, [env[v] for v in op.operands], device)
+        env.update(zip(op.results, results, strict=True))
+    raise ValueError("block has no terminator")

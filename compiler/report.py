@@ -26,7 +26,9 @@ def triton_listing(module: ModuleOp) -> str:
         for op in _kernels(func):
             header = f"# ===== @{func.sym_name.data}: {op.kernel_name} ({op.KIND}) ====="
             if isinstance(op, kernel.FallbackKernelOp):
-                targets = [o.target.data for o in op.body.block.ops if isinstance(o, graph.OpaqueOp)]
+                targets = [
+                    o.target.data for o in op.body.block.ops if isinstance(o, graph.OpaqueOp)
+                ]
                 parts.append(f"{header}\n# runs in torch: {', '.join(targets)}\n")
             else:
                 parts.append(f"{header}\n{generate_kernel_source(op).rstrip()}\n")

@@ -184,7 +184,7 @@ class ReduceOp(IRDLOperation):
         if self.kind.data not in REDUCE_KINDS:
             raise VerifyException(
                 f"'graph.reduce' kind must be one of {', '.join(REDUCE_KINDS)}, "
-                f"got \"{self.kind.data}\""
+                f'got "{self.kind.data}"'
             )
         shape = tensor_shape(self.input)
         dims = self.reduced_dims
@@ -194,9 +194,7 @@ class ReduceOp(IRDLOperation):
                 "tensor"
             )
         keep = self.keepdim is not None
-        expected = tuple(
-            (1 if keep else None) if d in dims else s for d, s in enumerate(shape)
-        )
+        expected = tuple((1 if keep else None) if d in dims else s for d, s in enumerate(shape))
         expected = tuple(s for s in expected if s is not None)
         if expected != tensor_shape(self.result):
             raise VerifyException(
@@ -333,7 +331,9 @@ class OpaqueOp(IRDLOperation):
         props: dict[str, Attribute] = {"target": StringAttr(target), "args": StringAttr(args)}
         if reason:
             props["reason"] = StringAttr(reason)
-        super().__init__(operands=[list(inputs)], result_types=[list(result_types)], properties=props)
+        super().__init__(
+            operands=[list(inputs)], result_types=[list(result_types)], properties=props
+        )
 
     def verify_(self) -> None:
         try:

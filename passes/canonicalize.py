@@ -88,8 +88,8 @@ class FoldConstantPointwise(RewritePattern):
         ]
         out_type = op.result.type
         assert isinstance(out_type, TensorType)
-        folded = POINTWISE_FNS[op.fn.data].torch_ref(*args).to(
-            torch_dtype_of(out_type.element_type)
+        folded = (
+            POINTWISE_FNS[op.fn.data].torch_ref(*args).to(torch_dtype_of(out_type.element_type))
         )
         value = folded.item()
         if isinstance(out_type.element_type, IntegerType):

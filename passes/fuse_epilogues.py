@@ -90,8 +90,7 @@ class _EpilogueBuilder:
                     self.inputs.append(operand)
         out_shape = group.out_shape
         arg_types = [
-            epilogue.TILE_KINDS[_input_kind(v, out_shape)](v.type.element_type)
-            for v in self.inputs
+            epilogue.TILE_KINDS[_input_kind(v, out_shape)](v.type.element_type) for v in self.inputs
         ]
         self.block = epilogue.new_epilogue_block(epilogue.TileType(f32), arg_types)
         self.block.args[0].name_hint = "acc"
@@ -128,8 +127,11 @@ class _EpilogueBuilder:
             new = epilogue.AccumulateOp(args[0], args[1])
         elif fn == "mul" and kinds[0] == "tile" and kinds[1] != "tile" and same_type:
             new = epilogue.ScaleOp(args[0], args[1])
-        elif fn == "mul" and kinds[1] == "tile" and kinds[0] != "tile" and (
-            args[1].type == result_type
+        elif (
+            fn == "mul"
+            and kinds[1] == "tile"
+            and kinds[0] != "tile"
+            and (args[1].type == result_type)
         ):
             new = epilogue.ScaleOp(args[1], args[0])
         else:

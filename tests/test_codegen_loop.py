@@ -16,6 +16,7 @@ from xdsl.parser import Parser
 from coda.codegen import CodegenError, generate_kernel_source
 from coda.dialects import make_context
 from coda.dialects.kernel import KernelOp
+from coda.dialects.pointwise_fns import POINTWISE_FNS
 
 _ids = itertools.count()
 
@@ -29,7 +30,7 @@ def parse_kernel(args: dict[str, str], body: str) -> KernelOp:
     return next(op for op in parsed.walk() if isinstance(op, KernelOp))
 
 
-def load(source: str, tmp_path: Path) -> ModuleType:
+def load(source: str, tmp_path: Path, *, interpret: bool = True) -> ModuleType:
     """Import generated source the way coda's runtime does on CPU: interpreter knob on."""
     compile(source, "<generated>", "exec")
     name = f"_codegen_loop_{next(_ids)}"
@@ -40,7 +41,7 @@ def load(source: str, tmp_path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     with triton.knobs.runtime.scope():
-        triton.knobs.runtime.interpret = True
+        triton.knobs.runtime.interpret = interpret
         spec.loader.exec_module(module)
     return module
 
@@ -66,7 +67,7 @@ def test_pointwise_chain_broadcast_where(tmp_path: Path) -> None:
   %0 = graph.pointwise "add"(%xa, %ba) : ({x}, {b}) -> {x}
   %pos = graph.pointwise "gt"(%0, %zero) : ({x}, tensor<f32>) -> {p}
   %1 = graph.pointwise "where"(%pos, %0, %ya) : ({p}, {x}, {y}) -> {x}
-  %2 = graph.pointwise "exp"(%1) : ({x}) -> {x}
+  %2 = graph.pointwise "gelu_tanh"(%1) : ({x}) -> {x}
   kernel.yield %2, %pos : {x}, {p}
 }}""",
         tmp_path,
@@ -79,7 +80,8 @@ def test_pointwise_chain_broadcast_where(tmp_path: Path) -> None:
     out, mask = torch.empty(4, 6, 8), torch.empty(4, 6, 8, dtype=torch.bool)
     assert mod.launch(xt, bt, yt, out, mask) == (1,)
     pos = xt + bt > 0
-    close(out, torch.where(pos, xt + bt, yt.float()).exp())
+    selected = torch.where(pos, xt + bt, yt.float())
+    close(out, torch.nn.functional.gelu(selected, approximate="tanh"))
     assert torch.equal(mask, pos)
 
 
@@ -198,28 +200,28 @@ def test_reduction_with_prologue_aux_output_and_post_op(tmp_path: Path) -> None:
     x = torch.randn(300, 5).t()  # non-contiguous input
     wt = torch.randn(300)
     y, rstd = torch.empty(5, 300), torch.empty(5, 1)
-    mod.launch(x, wt, y, rstd)  # R = 300 > MAX_BLOCK_R: several chunks
+    mod.launch(x, wt, y, rstd)  # R = 300 > MAX_BLOCK_LEN: several chunks
     close(y, x * wt)
     close(rstd, torch.rsqrt((x * wt).square().mean(1, keepdim=True) + 1e-5))
 
 
 def test_rank4_reduce_middle_dims_and_full_reduction(tmp_path: Path) -> None:
-    t, k = "tensor<2x3x5x4xf32>", "tensor<2x4xf32>"
+    t, k, s = "tensor<2x3x5x4xf32>", "tensor<2x4xf32>", "tensor<2x3x1x1xf32>"
     _, mod = build(
-        {"x": t, "s": "tensor<3x1x1xf32>"},
+        {"x": t, "s": s},
         f"""
-%r = kernel.loop "mid_sum" (%x, %s) : ({t}, tensor<3x1x1xf32>) -> ({k}) {{
-^bb0(%xa: {t}, %sa: tensor<3x1x1xf32>):
-  %0 = graph.pointwise "mul"(%xa, %sa) : ({t}, tensor<3x1x1xf32>) -> {t}
+%r = kernel.loop "mid_sum" (%x, %s) : ({t}, {s}) -> ({k}) {{
+^bb0(%xa: {t}, %sa: {s}):
+  %0 = graph.pointwise "mul"(%xa, %sa) : ({t}, {s}) -> {t}
   %1 = graph.reduce "sum" %0 dims array<i64: 1, 2> : {t} -> {k}
   kernel.yield %1 : {k}
 }}""",
         tmp_path,
     )
-    x, s = torch.randn(2, 3, 5, 4), torch.randn(3, 1, 1)
+    x, scale = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 1, 1)
     out = torch.empty(2, 4)
-    mod.launch(x, s, out)
-    close(out, (x * s).sum((1, 2)))
+    mod.launch(x, scale, out)
+    close(out, (x * scale).sum((1, 2)))
 
     _, mod = build(
         {"x": t},
@@ -250,3 +252,67 @@ def test_rejects_second_pass_over_reduce_result(tmp_path: Path) -> None:
     )
     with pytest.raises(CodegenError, match="one reduction pass"):
         generate_kernel_source(kernel)
+
+
+def test_loop_kernels_compile_for_gpu(tmp_path: Path) -> None:
+    """The generated Triton is valid for an H100, compiled on this CPU-only machine."""
+    from triton.backends.compiler import GPUTarget
+
+    t, k = "tensor<4x64xf16>", "tensor<4xf32>"
+    kernel = parse_kernel(
+        {"x": t},
+        f"""
+%e, %s = kernel.loop "silu_rowsum" (%x) : ({t}) -> ({t}, {k}) {{
+^bb0(%xa: {t}):
+  %0 = graph.pointwise "silu"(%xa) : ({t}) -> {t}
+  %1 = graph.pointwise "cast"(%0) : ({t}) -> tensor<4x64xf32>
+  %2 = graph.reduce "sum" %1 dims array<i64: 1> : tensor<4x64xf32> -> {k}
+  kernel.yield %0, %2 : {t}, {k}
+}}""",
+    )
+    mod = load(generate_kernel_source(kernel), tmp_path, interpret=False)
+    fn = mod.silu_rowsum
+    pointers = {"xa_ptr": "*fp16", "out0_ptr": "*fp16", "out1_ptr": "*fp32"}
+    signature = {
+        p.name: "constexpr" if p.is_constexpr else pointers.get(p.name, "i32") for p in fn.params
+    }
+    source = triton.compiler.ASTSource(
+        fn=fn, signature=signature, constexprs={"BLOCK_X": 8, "BLOCK_R": 64}
+    )
+    assert "ld.global" in triton.compile(source, target=GPUTarget("cuda", 90, 32)).asm["ptx"]
+
+
+# masked-off lanes compute on zeros (log(0), 1/0): numpy warns, the stores drop them
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("fn", sorted(POINTWISE_FNS))
+def test_every_registry_function_matches_torch(fn: str, tmp_path: Path) -> None:
+    entry = POINTWISE_FNS[fn]
+    f, b = "tensor<16xf32>", "tensor<16xi1>"
+    arg_types = [b if fn == "where" and i == 0 else f for i in range(entry.arity)]
+    result = b if entry.predicate else f
+    names = [f"a{i}" for i in range(entry.arity)]
+    operands = ", ".join(f"%{n}" for n in names)
+    types = ", ".join(arg_types)
+    _, mod = build(
+        dict(zip(names, arg_types, strict=True)),
+        f"""
+%r = kernel.loop "apply_{fn}" ({operands}) : ({types}) -> ({result}) {{
+^bb0({", ".join(f"%x{i}: {t}" for i, t in enumerate(arg_types))}):
+  %0 = graph.pointwise "{fn}"({", ".join(f"%x{i}" for i in range(entry.arity))})
+      : ({types}) -> {result}
+  kernel.yield %0 : {result}
+}}""",
+        tmp_path,
+    )
+    # positive operands keep log, sqrt, rsqrt and pow in their domains
+    torch.manual_seed(0)
+    args = [torch.rand(16) * 1.5 + 0.25 for _ in range(entry.arity)]
+    if fn == "where":
+        args[0] = torch.rand(16) > 0.5
+    out = torch.empty(16, dtype=torch.bool if entry.predicate else torch.float32)
+    mod.launch(*args, out)
+    expected = entry.torch_ref(*args)
+    if entry.predicate:
+        assert torch.equal(out, expected)
+    else:
+        close(out, expected)

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 SUITE = Path(__file__).parent / "filecheck"
-FILES = sorted(p.relative_to(SUITE).as_posix() for p in SUITE.rglob("*.mlir") if "Output" not in p.parts)
+FILES = sorted(
+    p.relative_to(SUITE).as_posix() for p in SUITE.rglob("*.mlir") if "Output" not in p.parts
+)
 
 
 @pytest.fixture(scope="session")

@@ -17,9 +17,10 @@ def lowerc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[s
 
 @pytest.fixture(scope="module")
 def mlp_stages() -> dict[str, str]:
-    from coda.compiler.lowerc import main  # in-process: one torch import for all stages
     import contextlib
     import io
+
+    from coda.compiler.lowerc import main  # in-process: one torch import for all stages
 
     stages = {}
     for stage in ("fx", "graph", "epilogue", "kernel", "triton", "summary"):
@@ -85,7 +86,7 @@ def test_pass_on_a_file(tmp_path: Path) -> None:
 
 def test_malformed_ir_exit_code_and_location(tmp_path: Path) -> None:
     ir = tmp_path / "bad.mlir"
-    ir.write_text("func.func @f(%x: tensor<4xf32>) {\n  %0 = graph.pointwise \"exp\"(%x\n}\n")
+    ir.write_text('func.func @f(%x: tensor<4xf32>) {\n  %0 = graph.pointwise "exp"(%x\n}\n')
     result = lowerc(str(ir))
     assert result.returncode == 1
     first = result.stderr.splitlines()[0]

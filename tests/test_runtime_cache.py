@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 import triton
-from coda.runtime import KernelCache, default_cache, source_hash
-from coda.runtime import kernel_cache as kernel_cache_module
 from triton.runtime.interpreter import InterpretedFunction
 from triton.runtime.jit import JITFunction
+
+from coda.runtime import KernelCache, default_cache, source_hash
+from coda.runtime import kernel_cache as kernel_cache_module
 
 KERNEL_SOURCE = """
 import triton

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from coda.runtime import (
     AllocationRecord,
     BufferAccess,

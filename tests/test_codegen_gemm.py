@@ -1,0 +1,267 @@
+"""kernel.gemm -> Triton: generated modules run under Triton's interpreter against torch."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+import triton
+from xdsl.parser import Parser
+
+from coda.codegen import CodegenError, generate_kernel_source
+from coda.dialects import make_context
+from coda.dialects.kernel import KernelOp
+
+_ids = itertools.count()
+
+TILE = "!epilogue.tile<f32>"
+ROW = "!epilogue.row<f32>"
+COL = "!epilogue.col<f32>"
+SCALAR = "!epilogue.scalar<f32>"
+
+
+def parse_kernel(args: dict[str, str], body: str) -> KernelOp:
+    """The one kernel op in `body`, parsed inside a func taking `args` ({name: type})."""
+    params = ", ".join(f"%{name}: {ty}" for name, ty in args.items())
+    module = Parser(make_context(), f"func.func @f({params}) {{\n{body}\nfunc.return\n}}")
+    parsed = module.parse_module()
+    parsed.verify()
+    return next(op for op in parsed.walk() if isinstance(op, KernelOp))
+
+
+def load(source: str, tmp_path: Path, *, interpret: bool = True) -> ModuleType:
+    """Import generated source the way coda's runtime does on CPU: interpreter knob on."""
+    compile(source, "<generated>", "exec")
+    name = f"_codegen_gemm_{next(_ids)}"
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    with triton.knobs.runtime.scope():
+        triton.knobs.runtime.interpret = interpret
+        spec.loader.exec_module(module)
+    return module
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+def _linear_gelu(m: int, n: int, k: int) -> KernelOp:
+    """y = gelu(x @ w + b) + r, with the pre-activation x @ w + b stored as well."""
+    x, w, b, y = (
+        f"tensor<{m}x{k}xf32>",
+        f"tensor<{k}x{n}xf32>",
+        f"tensor<{n}xf32>",
+        f"tensor<{m}x{n}xf32>",
+    )
+    return parse_kernel(
+        {"x": x, "w": w, "b": b, "r": y},
+        f"""
+%y, %pre = kernel.gemm "linear_gelu_residual" (%x, %w, %b, %r)
+    : ({x}, {w}, {b}, {y}) -> ({y}, {y}) {{
+^bb0(%xa: {x}, %wa: {w}, %ba: {b}, %ra: {y}):
+  %out, %aux = epilogue.gemm %xa, %wa inputs(%ba, %ra) : ({x}, {w}, {b}, {y}) -> ({y}, {y}) {{
+  ^tile(%acc: {TILE}, %bias: {ROW}, %res: {TILE}):
+    %0 = epilogue.map "add"(%acc, %bias) : ({TILE}, {ROW}) -> {TILE}
+    %1 = epilogue.map "gelu"(%0) : ({TILE}) -> {TILE}
+    %2 = epilogue.accumulate %1, %res : ({TILE}, {TILE}) -> {TILE}
+    epilogue.store %2 : {TILE} -> result 0
+    epilogue.store %0 : {TILE} -> result 1
+  }}
+  kernel.yield %out, %aux : {y}, {y}
+}}""",
+    )
+
+
+def test_bias_gelu_residual_aux_store_transposed_weight(tmp_path: Path) -> None:
+    m, n, k = 20, 24, 40  # ragged against 32 x 32 x 16 tiles
+    source = generate_kernel_source(_linear_gelu(m, n, k))
+    for line in (
+        "def linear_gelu_residual(",
+        "def launch(",
+        '# %0 = epilogue.map "add"(%acc, %bias)',
+        '# %1 = epilogue.map "gelu"(%0)',
+        "# %2 = epilogue.accumulate %1, %res",
+        "# epilogue.store %0 -> result 1",
+    ):
+        assert line in source
+    mod = load(source, tmp_path)
+    x = torch.randn(m, k)
+    w = torch.randn(n, k).t()  # nn.Linear weight used transposed: a strided view
+    b, r = torch.randn(n), torch.randn(m, n)
+    y, pre = torch.empty(m, n), torch.empty(m, n)
+    assert mod.launch(x, w, b, r, y, pre) == (1, 1)
+    expected_pre = x @ w + b
+    close(pre, expected_pre)
+    close(y, torch.nn.functional.gelu(expected_pre) + r)
+
+
+def test_several_tiles_in_each_direction(tmp_path: Path) -> None:
+    m, n, k = 70, 40, 24
+    mod = load(generate_kernel_source(_linear_gelu(m, n, k)), tmp_path)
+    x, w, b, r = torch.randn(m, k), torch.randn(k, n), torch.randn(n), torch.randn(m, n)
+    y, pre = torch.empty(m, n), torch.empty(m, n)
+    assert mod.launch(x, w, b, r, y, pre) == (3, 2)
+    close(pre, x @ w + b)
+
+
+def test_col_scale_scalar_input_and_constant(tmp_path: Path) -> None:
+    x, w, y = "tensor<20x40xf32>", "tensor<40x24xf32>", "tensor<20x24xf32>"
+    c, s = "tensor<20x1xf32>", "tensor<f32>"
+    kernel = parse_kernel(
+        {"x": x, "w": w, "rs": c, "s": s},
+        f"""
+%y = kernel.gemm "scaled" (%x, %w, %rs, %s) : ({x}, {w}, {c}, {s}) -> ({y}) {{
+^bb0(%xa: {x}, %wa: {w}, %rsa: {c}, %sa: {s}):
+  %o = epilogue.gemm %xa, %wa inputs(%rsa, %sa) : ({x}, {w}, {c}, {s}) -> ({y}) {{
+  ^tile(%acc: {TILE}, %rstd: {COL}, %alpha: {SCALAR}):
+    %0 = epilogue.scale %acc, %rstd : ({TILE}, {COL}) -> {TILE}
+    %1 = epilogue.scale %0, %alpha : ({TILE}, {SCALAR}) -> {TILE}
+    %half = epilogue.constant 0.5 : f32 -> {SCALAR}
+    %2 = epilogue.map "sub"(%1, %half) : ({TILE}, {SCALAR}) -> {TILE}
+    %3 = epilogue.map "silu"(%2) : ({TILE}) -> {TILE}
+    epilogue.store %3 : {TILE} -> result 0
+  }}
+  kernel.yield %o : {y}
+}}""",
+    )
+    source = generate_kernel_source(kernel)
+    assert "# %half = epilogue.constant 5.000000e-01" in source
+    # tl.sigmoid is itself a @triton.jit function: the module calls a local version
+    assert "def _sigmoid(x):" in source
+    mod = load(source, tmp_path)
+    xt, wt = torch.randn(20, 40), torch.randn(40, 24)
+    rs, alpha = torch.rand(20, 1) + 0.5, torch.tensor(1.5)
+    out = torch.empty(20, 24)
+    mod.launch(xt, wt, rs, alpha, out)
+    close(out, torch.nn.functional.silu((xt @ wt) * rs * alpha - 0.5))
+
+
+def test_batched_gemm_broadcast_batch_operands(tmp_path: Path) -> None:
+    x, w = "tensor<3x20x40xf32>", "tensor<1x40x24xf32>"
+    y, r, b = "tensor<3x20x24xf32>", "tensor<1x20x24xf32>", "tensor<24xf32>"
+    kernel = parse_kernel(
+        {"x": x, "w": w, "r": r, "b": b},
+        f"""
+%y = kernel.gemm "bmm_bias_res" (%x, %w, %r, %b) : ({x}, {w}, {r}, {b}) -> ({y}) {{
+^bb0(%xa: {x}, %wa: {w}, %ra: {r}, %ba: {b}):
+  %o = epilogue.gemm %xa, %wa inputs(%ra, %ba) : ({x}, {w}, {r}, {b}) -> ({y}) {{
+  ^tile(%acc: {TILE}, %res: {TILE}, %bias: {ROW}):
+    %0 = epilogue.map "add"(%acc, %bias) : ({TILE}, {ROW}) -> {TILE}
+    %1 = epilogue.accumulate %0, %res : ({TILE}, {TILE}) -> {TILE}
+    epilogue.store %1 : {TILE} -> result 0
+  }}
+  kernel.yield %o : {y}
+}}""",
+    )
+    source = generate_kernel_source(kernel)
+    assert "pid_b = tl.program_id(2)" in source
+    mod = load(source, tmp_path)
+    xt, wt = torch.randn(3, 20, 40), torch.randn(1, 40, 24)
+    rt, bt = torch.randn(1, 20, 24), torch.randn(24)
+    out = torch.empty(3, 20, 24)
+    assert mod.launch(xt, wt, rt, bt, out) == (1, 1, 3)
+    close(out, xt @ wt + bt + rt)
+
+
+def test_bf16_operands_f16_and_bf16_outputs(tmp_path: Path) -> None:
+    x, w = "tensor<20x32xbf16>", "tensor<32x24xbf16>"
+    h, bf = "tensor<20x24xf16>", "tensor<20x24xbf16>"
+    h_tile, bf_tile = "!epilogue.tile<f16>", "!epilogue.tile<bf16>"
+    kernel = parse_kernel(
+        {"x": x, "w": w},
+        f"""
+%h, %g = kernel.gemm "bf16_gemm" (%x, %w) : ({x}, {w}) -> ({h}, {bf}) {{
+^bb0(%xa: {x}, %wa: {w}):
+  %o, %p = epilogue.gemm %xa, %wa : ({x}, {w}) -> ({h}, {bf}) {{
+  ^tile(%acc: {TILE}):
+    %0 = epilogue.map "cast"(%acc) : ({TILE}) -> {h_tile}
+    epilogue.store %0 : {h_tile} -> result 0
+    %1 = epilogue.map "cast"(%acc) : ({TILE}) -> {bf_tile}
+    epilogue.store %1 : {bf_tile} -> result 1
+  }}
+  kernel.yield %o, %p : {h}, {bf}
+}}""",
+    )
+    source = generate_kernel_source(kernel)
+    assert "if UPCAST_OPERANDS:" in source  # GPUs feed bf16 straight to tl.dot
+    mod = load(source, tmp_path)
+    xt, wt = torch.randn(20, 32).bfloat16(), torch.randn(32, 24).bfloat16()
+    out_h, out_bf = torch.empty(20, 24, dtype=torch.float16), torch.empty(20, 24).bfloat16()
+    mod.launch(xt, wt, out_h, out_bf)
+    expected = xt.float() @ wt.float()
+    torch.testing.assert_close(out_h, expected.half(), rtol=1e-3, atol=1e-3)
+    # the interpreter truncates f32 -> bf16 (triton-cpu notes): allow one bf16 ulp
+    torch.testing.assert_close(out_bf.float(), expected, rtol=1e-2, atol=1e-2)
+
+
+def test_empty_output_launches_nothing(tmp_path: Path) -> None:
+    mod = load(generate_kernel_source(_linear_gelu(20, 24, 40)), tmp_path)
+    x, w, b, r = torch.randn(0, 40), torch.randn(40, 24), torch.randn(24), torch.randn(0, 24)
+    assert mod.launch(x, w, b, r, torch.empty(0, 24), torch.empty(0, 24)) == (0, 1)
+
+
+def test_rejects_ops_beside_the_gemm() -> None:
+    x, w, y = "tensor<4x8xf32>", "tensor<8x4xf32>", "tensor<4x4xf32>"
+    kernel = parse_kernel(
+        {"x": x, "w": w},
+        f"""
+%y = kernel.gemm "stray" (%x, %w) : ({x}, {w}) -> ({y}) {{
+^bb0(%xa: {x}, %wa: {w}):
+  %c = graph.constant 1.0 : f32 -> tensor<f32>
+  %o = epilogue.gemm %xa, %wa : ({x}, {w}) -> ({y}) {{
+  ^tile(%acc: {TILE}):
+    epilogue.store %acc : {TILE} -> result 0
+  }}
+  kernel.yield %o : {y}
+}}""",
+    )
+    with pytest.raises(CodegenError, match="may hold only epilogue.gemm"):
+        generate_kernel_source(kernel)
+
+
+def compile_for_sm90(fn: object, pointers: dict[str, str], constexprs: dict[str, object]) -> str:
+    """PTX of a generated kernel for an H100, compiled on this CPU-only machine."""
+    from triton.backends.compiler import GPUTarget
+
+    params = fn.params  # type: ignore[attr-defined]
+    signature = {
+        p.name: "constexpr" if p.is_constexpr else pointers.get(p.name, "i32") for p in params
+    }
+    source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constexprs)
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
+    return compiled.asm["ptx"]
+
+
+def test_bf16_gemm_compiles_for_gpu_with_tensor_cores(tmp_path: Path) -> None:
+    x, w, b, y = "tensor<64x64xbf16>", "tensor<64x64xbf16>", "tensor<64xf32>", "tensor<64x64xbf16>"
+    bf_tile = "!epilogue.tile<bf16>"
+    kernel = parse_kernel(
+        {"x": x, "w": w, "b": b},
+        f"""
+%y = kernel.gemm "gpu_linear" (%x, %w, %b) : ({x}, {w}, {b}) -> ({y}) {{
+^bb0(%xa: {x}, %wa: {w}, %ba: {b}):
+  %o = epilogue.gemm %xa, %wa inputs(%ba) : ({x}, {w}, {b}) -> ({y}) {{
+  ^tile(%acc: {TILE}, %bias: {ROW}):
+    %0 = epilogue.map "add"(%acc, %bias) : ({TILE}, {ROW}) -> {TILE}
+    %1 = epilogue.map "cast"(%0) : ({TILE}) -> {bf_tile}
+    epilogue.store %1 : {bf_tile} -> result 0
+  }}
+  kernel.yield %o : {y}
+}}""",
+    )
+    mod = load(generate_kernel_source(kernel), tmp_path, interpret=False)
+    ptx = compile_for_sm90(
+        mod.gpu_linear,
+        {"xa_ptr": "*bf16", "wa_ptr": "*bf16", "ba_ptr": "*fp32", "out0_ptr": "*bf16"},
+        {"UPCAST_OPERANDS": False, "BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16},
+    )
+    assert "mma" in ptx
