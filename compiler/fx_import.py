@@ -60,7 +60,9 @@ def tensor_type(value: torch.Tensor) -> TensorType:
     shape = []
     for size in value.shape:
         if not isinstance(size, int):
-            raise UnsupportedGraph(f"symbolic shape {tuple(value.shape)} (dynamic shapes)")
+            raise UnsupportedGraph(
+                f"dynamic shapes are not supported yet (symbolic shape {tuple(value.shape)})"
+            )
         shape.append(size)
     return TensorType(element_type(value.dtype), shape)
 
@@ -133,6 +135,11 @@ class Importer:
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
                 val = _meta(node)
+                if isinstance(val, torch.SymInt | torch.SymFloat):
+                    raise UnsupportedGraph(
+                        f"dynamic shapes are not supported yet (input {node.name} is a "
+                        "symbolic size)"
+                    )
                 if not isinstance(val, torch.Tensor):
                     raise UnsupportedGraph(f"input {node.name} is {type(val).__name__}")
                 ty = tensor_type(val)
