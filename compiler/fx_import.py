@@ -438,8 +438,9 @@ def _pow(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
         return imp.pointwise("rsqrt", [base], out)
     if exponent == 1:
         return imp.value(base)
-    if isinstance(exponent, int | float) and exponent > 0:
-        return imp.pointwise("pow", [base, float(exponent)], out)
+    if exponent == 3:
+        return imp.pointwise("cube", [base], out)
+    # exp(b * log(a)) would be wrong for negative bases: leave other exponents to torch
     raise Decline(f"pow with exponent {exponent!r}")
 
 

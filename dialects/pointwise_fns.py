@@ -55,7 +55,7 @@ _FNS: tuple[PointwiseFn, ...] = (
     PointwiseFn("div", 2, "{0} / {1}", lambda a, b: a / b),
     PointwiseFn("maximum", 2, "tl.maximum({0}, {1})", lambda a, b: _torch().maximum(a, b)),
     PointwiseFn("minimum", 2, "tl.minimum({0}, {1})", lambda a, b: _torch().minimum(a, b)),
-    PointwiseFn("pow", 2, "tl.exp({1} * tl.log({0}))", lambda a, b: _torch().pow(a, b)),
+    PointwiseFn("cube", 1, "{0} * {0} * {0}", lambda a: a * a * a),
     PointwiseFn("neg", 1, "-{0}", lambda a: -a),
     PointwiseFn("abs", 1, "tl.abs({0})", lambda a: a.abs()),
     PointwiseFn("reciprocal", 1, "1.0 / {0}", lambda a: a.reciprocal()),
