@@ -56,6 +56,7 @@ from xdsl.traits import NoTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
 
 from coda.dialects.graph import broadcast_shapes, tensor_shape, verify_fn_application
+from coda.dialects.region_syntax import parse_signature_and_region, print_signature_and_region
 
 
 class TileValueType(ParametrizedAttribute, TypeAttribute):
@@ -274,13 +275,7 @@ class GemmOp(IRDLOperation):
             printer.print_string(" inputs(")
             printer.print_list(self.inputs, printer.print_operand)
             printer.print_string(")")
-        printer.print_op_attributes(self.attributes, print_keyword=True)
-        printer.print_string(" : (")
-        printer.print_list(self.operand_types, printer.print_attribute)
-        printer.print_string(") -> (")
-        printer.print_list(self.result_types, printer.print_attribute)
-        printer.print_string(") ")
-        printer.print_region(self.body)
+        print_signature_and_region(printer, self)
 
     @classmethod
     def parse(cls, parser: Parser) -> GemmOp:
@@ -292,13 +287,7 @@ class GemmOp(IRDLOperation):
             operands += parser.parse_comma_separated_list(
                 Parser.Delimiter.PAREN, parser.parse_unresolved_operand
             )
-        attributes = parser.parse_optional_attr_dict_with_keyword()
-        parser.parse_punctuation(":")
-        types = parser.parse_comma_separated_list(Parser.Delimiter.PAREN, parser.parse_type)
-        parser.parse_punctuation("->")
-        result_types = parser.parse_comma_separated_list(Parser.Delimiter.PAREN, parser.parse_type)
-        resolved = parser.resolve_operands(operands, types, pos)
-        body = parser.parse_region()
+        resolved, result_types, body, attributes = parse_signature_and_region(parser, operands, pos)
         op = cls(resolved[0], resolved[1], resolved[2:], result_types, body)
         if attributes is not None:
             op.attributes |= attributes.data

@@ -32,6 +32,8 @@ from xdsl.printer import Printer
 from xdsl.traits import IsolatedFromAbove, IsTerminator
 from xdsl.utils.exceptions import VerifyException
 
+from coda.dialects.region_syntax import parse_signature_and_region, print_signature_and_region
+
 
 @irdl_op_definition
 class YieldOp(IRDLOperation):
@@ -87,13 +89,7 @@ class KernelOp(IRDLOperation):
         printer.print_string(" (")
         printer.print_list(self.inputs, printer.print_operand)
         printer.print_string(")")
-        printer.print_op_attributes(self.attributes, print_keyword=True)
-        printer.print_string(" : (")
-        printer.print_list(self.operand_types, printer.print_attribute)
-        printer.print_string(") -> (")
-        printer.print_list(self.result_types, printer.print_attribute)
-        printer.print_string(") ")
-        printer.print_region(self.body)
+        print_signature_and_region(printer, self)
 
     @classmethod
     def parse(cls, parser: Parser) -> KernelOp:
@@ -102,13 +98,8 @@ class KernelOp(IRDLOperation):
         operands = parser.parse_comma_separated_list(
             Parser.Delimiter.PAREN, parser.parse_unresolved_operand
         )
-        attributes = parser.parse_optional_attr_dict_with_keyword()
-        parser.parse_punctuation(":")
-        types = parser.parse_comma_separated_list(Parser.Delimiter.PAREN, parser.parse_type)
-        parser.parse_punctuation("->")
-        result_types = parser.parse_comma_separated_list(Parser.Delimiter.PAREN, parser.parse_type)
-        resolved = parser.resolve_operands(operands, types, pos)
-        op = cls(name, resolved, result_types, parser.parse_region())
+        resolved, result_types, body, attributes = parse_signature_and_region(parser, operands, pos)
+        op = cls(name, resolved, result_types, body)
         if attributes is not None:
             op.attributes |= attributes.data
         return op

@@ -2,52 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import itertools
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 import triton
-from xdsl.parser import Parser
+from codegen_support import load, parse_kernel
 
 from coda.codegen import CodegenError, generate_kernel_source
-from coda.dialects import make_context
 from coda.dialects.kernel import KernelOp
-
-_ids = itertools.count()
 
 TILE = "!epilogue.tile<f32>"
 ROW = "!epilogue.row<f32>"
 COL = "!epilogue.col<f32>"
 SCALAR = "!epilogue.scalar<f32>"
-
-
-def parse_kernel(args: dict[str, str], body: str) -> KernelOp:
-    """The one kernel op in `body`, parsed inside a func taking `args` ({name: type})."""
-    params = ", ".join(f"%{name}: {ty}" for name, ty in args.items())
-    module = Parser(make_context(), f"func.func @f({params}) {{\n{body}\nfunc.return\n}}")
-    parsed = module.parse_module()
-    parsed.verify()
-    return next(op for op in parsed.walk() if isinstance(op, KernelOp))
-
-
-def load(source: str, tmp_path: Path, *, interpret: bool = True) -> ModuleType:
-    """Import generated source the way coda's runtime does on CPU: interpreter knob on."""
-    compile(source, "<generated>", "exec")
-    name = f"_codegen_gemm_{next(_ids)}"
-    path = tmp_path / f"{name}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    with triton.knobs.runtime.scope():
-        triton.knobs.runtime.interpret = interpret
-        spec.loader.exec_module(module)
-    return module
 
 
 def close(actual: torch.Tensor, expected: torch.Tensor) -> None:
