@@ -27,6 +27,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     TensorType,
     f32,
+    i1,
     i64,
 )
 from xdsl.ir import (
@@ -42,6 +43,7 @@ from xdsl.irdl import (
     IRDLOperation,
     irdl_attr_definition,
     irdl_op_definition,
+    lazy_traits_def,
     operand_def,
     prop_def,
     region_def,
@@ -52,10 +54,11 @@ from xdsl.irdl import (
 )
 from xdsl.parser import Parser
 from xdsl.printer import Printer
-from xdsl.traits import NoTerminator, Pure
+from xdsl.traits import HasParent, NoTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
 
 from coda.dialects.graph import broadcast_shapes, tensor_shape, verify_fn_application
+from coda.dialects.pointwise_fns import POINTWISE_FNS
 from coda.dialects.region_syntax import parse_signature_and_region, print_signature_and_region
 
 
@@ -153,7 +156,7 @@ class MapOp(IRDLOperation):
     fn = prop_def(StringAttr)
     inputs = var_operand_def(TileValueType)
     result = result_def(TileValueType)
-    traits = traits_def(Pure())
+    traits = lazy_traits_def(lambda: (Pure(), HasParent(GemmOp)))
     assembly_format = "$fn `(` $inputs `)` attr-dict `:` functional-type($inputs, $result)"
 
     def __init__(self, fn: str, inputs: Sequence[SSAValue], result_type: TileValueType):
@@ -169,6 +172,8 @@ class MapOp(IRDLOperation):
                 f"'epilogue.map' result must be !epilogue.{kind} for these operands, "
                 f"got {self.result.type}"
             )
+        if POINTWISE_FNS[self.fn.data].predicate and self.result.type.element_type != i1:
+            raise VerifyException(f"'epilogue.map' \"{self.fn.data}\" must produce i1")
 
 
 @irdl_op_definition
@@ -179,11 +184,14 @@ class ScaleOp(IRDLOperation):
     tile = operand_def(TileType)
     factor = operand_def(RowType | ColType | ScalarType)
     result = result_def(TileType)
-    traits = traits_def(Pure())
+    traits = lazy_traits_def(lambda: (Pure(), HasParent(GemmOp)))
     assembly_format = "$tile `,` $factor attr-dict `:` functional-type(operands, results)"
 
     def __init__(self, tile: SSAValue, factor: SSAValue):
         super().__init__(operands=[tile, factor], result_types=[tile.type])
+
+    def verify_(self) -> None:
+        _verify_result_is_tile_type(self, self.tile)
 
 
 @irdl_op_definition
@@ -194,11 +202,14 @@ class AccumulateOp(IRDLOperation):
     tile = operand_def(TileType)
     addend = operand_def(TileType)
     result = result_def(TileType)
-    traits = traits_def(Pure())
+    traits = lazy_traits_def(lambda: (Pure(), HasParent(GemmOp)))
     assembly_format = "$tile `,` $addend attr-dict `:` functional-type(operands, results)"
 
     def __init__(self, tile: SSAValue, addend: SSAValue):
         super().__init__(operands=[tile, addend], result_types=[tile.type])
+
+    def verify_(self) -> None:
+        _verify_result_is_tile_type(self, self.tile)
 
 
 @irdl_op_definition
@@ -208,11 +219,18 @@ class ConstantOp(IRDLOperation):
     name = "epilogue.constant"
     value = prop_def(FloatAttr | IntegerAttr)
     result = result_def(ScalarType)
-    traits = traits_def(Pure())
+    traits = lazy_traits_def(lambda: (Pure(), HasParent(GemmOp)))
     assembly_format = "$value attr-dict `->` type($result)"
 
     def __init__(self, value: FloatAttr | IntegerAttr):
         super().__init__(properties={"value": value}, result_types=[ScalarType(value.type)])
+
+    def verify_(self) -> None:
+        if self.value.type != self.result.type.element_type:
+            raise VerifyException(
+                f"'epilogue.constant' value type {self.value.type} does not match the element "
+                f"type {self.result.type.element_type}"
+            )
 
 
 @irdl_op_definition
@@ -222,10 +240,34 @@ class StoreOp(IRDLOperation):
     name = "epilogue.store"
     value = operand_def(TileType)
     index = prop_def(IntegerAttr[I64])
+    traits = lazy_traits_def(lambda: (HasParent(GemmOp),))
     assembly_format = "$value `:` type($value) `->` `result` $index attr-dict"
 
     def __init__(self, value: SSAValue, index: int):
         super().__init__(operands=[value], properties={"index": IntegerAttr(index, i64)})
+
+    def verify_(self) -> None:
+        gemm = self.parent_op()
+        assert isinstance(gemm, GemmOp)  # HasParent
+        index = self.index.value.data
+        if not 0 <= index < len(gemm.outputs):
+            raise VerifyException(
+                f"'epilogue.store' to result {index}, but the gemm has "
+                f"{len(gemm.outputs)} result(s)"
+            )
+        want = gemm.outputs[index].type.element_type
+        if self.value.type.element_type != want:
+            raise VerifyException(
+                f"'epilogue.store' of {self.value.type} to result {index} of element type "
+                f"{want}: insert a cast"
+            )
+
+
+def _verify_result_is_tile_type(op: IRDLOperation, tile: SSAValue) -> None:
+    if op.results[0].type != tile.type:
+        raise VerifyException(
+            f"'{op.name}' result type {op.results[0].type} must be the tile's type {tile.type}"
+        )
 
 
 def _gemm_out_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
@@ -330,20 +372,9 @@ class GemmOp(IRDLOperation):
         for op in block.ops:
             if not isinstance(op, StoreOp):
                 continue
-            index = op.index.value.data
-            if not 0 <= index < len(self.outputs):
-                raise VerifyException(
-                    f"'epilogue.store' to result {index}, but the gemm has "
-                    f"{len(self.outputs)} result(s)"
-                )
+            index = op.index.value.data  # range and element type: StoreOp.verify_
             if index in stored:
                 raise VerifyException(f"'epilogue.gemm' result {index} is stored twice")
-            want = self.outputs[index].type.element_type
-            if op.value.type.element_type != want:
-                raise VerifyException(
-                    f"'epilogue.store' of {op.value.type} to result {index} of element type "
-                    f"{want}: insert a cast"
-                )
             stored[index] = op
         missing = sorted(set(range(len(self.outputs))) - set(stored))
         if missing:

@@ -1,7 +1,7 @@
 // RUN: lowerc %s --split-input-file --verify-diagnostics | filecheck %s
 // Verifier messages of the epilogue dialect, each with the location of the bad op.
-// Errors that epilogue.gemm finds in its body (stores, block arguments) point at the
-// epilogue.gemm, not at the op inside it.
+// A bad store points at the store; what only the whole region shows (block
+// arguments, a result stored twice or never) points at the epilogue.gemm.
 
 func.func @not_a_matmul(%x: tensor<8x32xf32>, %w: tensor<16x64xf32>) {
   %y = epilogue.gemm %x, %w : (tensor<8x32xf32>, tensor<16x64xf32>) -> (tensor<8x64xf32>) {
@@ -101,7 +101,7 @@ func.func @store_missing_result(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>) {
   }
   func.return
 }
-// CHECK: epilogue_invalid.mlir:97:3: error: 'epilogue.store' to result 1, but the gemm has 1 result(s)
+// CHECK: epilogue_invalid.mlir:100:5: error: 'epilogue.store' to result 1, but the gemm has 1 result(s)
 
 // -----
 
@@ -137,7 +137,7 @@ func.func @store_needs_cast(%x: tensor<8x32xbf16>, %w: tensor<32x64xbf16>) {
   }
   func.return
 }
-// CHECK: epilogue_invalid.mlir:134:3: error: 'epilogue.store' of !epilogue.tile<f32> to result 0 of element type bf16: insert a cast
+// CHECK: epilogue_invalid.mlir:136:5: error: 'epilogue.store' of !epilogue.tile<f32> to result 0 of element type bf16: insert a cast
 
 // -----
 
@@ -202,3 +202,47 @@ func.func @map_scalar_kind(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>) {
   func.return
 }
 // CHECK: epilogue_invalid.mlir:199:5: error: 'epilogue.map' result must be !epilogue.scalar for these operands, got !epilogue.tile<f32>
+
+// -----
+
+func.func @predicate_not_i1(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>) {
+  %y = epilogue.gemm %x, %w : (tensor<8x32xf32>, tensor<32x64xf32>) -> (tensor<8x64xf32>) {
+  ^tile(%acc: !epilogue.tile<f32>):
+    %0 = epilogue.map "gt"(%acc, %acc) : (!epilogue.tile<f32>, !epilogue.tile<f32>) -> !epilogue.tile<f32>
+    epilogue.store %0 : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: error: 'epilogue.map' "gt" must produce i1
+
+// -----
+
+func.func @constant_type(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>) {
+  %y = epilogue.gemm %x, %w : (tensor<8x32xf32>, tensor<32x64xf32>) -> (tensor<8x64xf32>) {
+  ^tile(%acc: !epilogue.tile<f32>):
+    %c = epilogue.constant 1.000000e+00 : f16 -> !epilogue.scalar<f32>
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: error: 'epilogue.constant' value type f16 does not match the element type f32
+
+// -----
+
+func.func @scale_changes_type(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>, %s: tensor<64xf32>) {
+  %y = epilogue.gemm %x, %w inputs(%s) : (tensor<8x32xf32>, tensor<32x64xf32>, tensor<64xf32>) -> (tensor<8x64xf32>) {
+  ^tile(%acc: !epilogue.tile<f32>, %r: !epilogue.row<f32>):
+    %0 = epilogue.scale %acc, %r : (!epilogue.tile<f32>, !epilogue.row<f32>) -> !epilogue.tile<bf16>
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: error: 'epilogue.scale' result type !epilogue.tile<bf16> must be the tile's type !epilogue.tile<f32>
+
+// -----
+
+func.func @store_outside_gemm(%t: !epilogue.tile<f32>) {
+  epilogue.store %t : !epilogue.tile<f32> -> result 0
+  func.return
+}
+// CHECK: error: 'epilogue.store' expects parent op 'epilogue.gemm'
