@@ -364,6 +364,21 @@ def _expand(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
     return imp.emit(graph.ViewOp("expand", source, out))
 
 
+def _slice(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
+    """aten.slice(x, dim, start, end, step): a strided view, no copy."""
+    source = imp.value(node.args[0])
+    shape = graph.tensor_shape(source)
+    dim = (node.args[1] if len(node.args) > 1 else 0) % len(shape)
+    start = node.args[2] if len(node.args) > 2 and node.args[2] is not None else 0
+    step = node.args[4] if len(node.args) > 4 else 1
+    if not all(isinstance(v, int) for v in (start, step)):
+        raise Decline("slice with symbolic bounds")
+    start = min(start + shape[dim], shape[dim]) if start < 0 else min(start, shape[dim])
+    if tuple(out.get_shape()) == shape:
+        return source
+    return imp.emit(graph.ViewOp("slice", source, out, slice=(dim, start, step)))
+
+
 def _permute_rule(perm_of: Callable[[fx.Node, int], list[int]]) -> Rule:
     def rule(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
         source = imp.value(node.args[0])
@@ -506,6 +521,7 @@ LOWERINGS: dict[Any, Rule] = {
     aten.unsqueeze: _reshape,
     aten.flatten: _reshape,
     aten.expand: _expand,
+    aten.slice: _slice,
     aten.t: _permute_rule(_transpose_perm),
     aten.transpose: _permute_rule(_transpose_perm),
     aten.permute: _permute_rule(_permute_perm),

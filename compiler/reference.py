@@ -69,6 +69,12 @@ def view_callable(op: graph.ViewOp) -> Callable[[torch.Tensor], torch.Tensor]:
         return lambda x: x.permute(perm)
     if kind == "expand":
         return lambda x: x.expand(shape)
+    if kind == "slice":
+        dim, start, step = op.slice_spec
+        stop = start + step * shape[dim]
+        return lambda x: x.narrow(dim, start, min(stop, x.shape[dim]) - start)[
+            (slice(None),) * dim + (slice(None, None, step),)
+        ]
     # reshape: a view when strides allow (always for coda's contiguous buffers)
     return lambda x: x.reshape(shape)
 

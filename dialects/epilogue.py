@@ -271,7 +271,7 @@ def _verify_result_is_tile_type(op: IRDLOperation, tile: SSAValue) -> None:
 
 
 def _gemm_out_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
-    if not (2 <= len(a) <= 3 and len(a) == len(b)) or a[-1] != b[-2]:
+    if not (len(a) >= 2 and len(a) == len(b)) or a[-1] != b[-2]:
         return None
     batch = broadcast_shapes(a[:-2], b[:-2])
     return None if batch is None else (*batch, a[-2], b[-1])

@@ -75,7 +75,8 @@ def _require_tensor(op: IRDLOperation, value: SSAValue | Attribute, what: str) -
 
 @irdl_op_definition
 class MatmulOp(IRDLOperation):
-    """Batched or plain matrix product; batch dims of size 1 broadcast."""
+    """Matrix product over the last two dims; any leading dims are batch dims, and
+    batch dims of size 1 broadcast."""
 
     name = "graph.matmul"
     lhs = operand_def(TensorType)
@@ -89,10 +90,10 @@ class MatmulOp(IRDLOperation):
 
     def verify_(self) -> None:
         a, b, c = tensor_shape(self.lhs), tensor_shape(self.rhs), tensor_shape(self.result)
-        if not (2 <= len(a) <= 3 and len(a) == len(b) == len(c)):
+        if not (len(a) >= 2 and len(a) == len(b) == len(c)):
             raise VerifyException(
-                f"'graph.matmul' operands must both be rank 2 or both rank 3 "
-                f"with a rank-matching result, got {list(a)}, {list(b)} -> {list(c)}"
+                f"'graph.matmul' operands and result must have one rank >= 2 "
+                f"(leading dims are batch dims), got {list(a)}, {list(b)} -> {list(c)}"
             )
         if a[-1] != b[-2]:
             raise VerifyException(
@@ -203,35 +204,52 @@ class ReduceOp(IRDLOperation):
             )
 
 
-VIEW_KINDS = ("reshape", "permute", "expand")
+VIEW_KINDS = ("reshape", "permute", "expand", "slice")
 
 
 @irdl_op_definition
 class ViewOp(IRDLOperation):
-    """A change of shape that moves no data: reshape, permute (with `perm`) or expand."""
+    """A change of shape that moves no data: reshape, permute (with `perm`), expand, or
+    slice (with `slice` = [dim, start, step]; the result's size along dim is the count)."""
 
     name = "graph.view"
     kind = prop_def(StringAttr)
     perm = opt_prop_def(DenseArrayBase)
+    slice = opt_prop_def(DenseArrayBase)
     input = operand_def(TensorType)
     result = result_def(TensorType)
     traits = traits_def(Pure())
     assembly_format = (
-        "$kind $input (`perm` qualified($perm)^)? attr-dict `:` type($input) `->` type($result)"
+        "$kind $input (`perm` qualified($perm)^)? (`slice` qualified($slice)^)? attr-dict "
+        "`:` type($input) `->` type($result)"
     )
 
     def __init__(
-        self, kind: str, value: SSAValue, result_type: Attribute, perm: Sequence[int] | None = None
+        self,
+        kind: str,
+        value: SSAValue,
+        result_type: Attribute,
+        perm: Sequence[int] | None = None,
+        slice: tuple[int, int, int] | None = None,
     ):
         props: dict[str, Attribute] = {"kind": StringAttr(kind)}
         if perm is not None:
             props["perm"] = DenseArrayBase.from_list(i64, list(perm))
+        if slice is not None:
+            props["slice"] = DenseArrayBase.from_list(i64, list(slice))
         super().__init__(operands=[value], result_types=[result_type], properties=props)
 
     @property
     def permutation(self) -> tuple[int, ...]:
         assert self.perm is not None
         return tuple(self.perm.get_values())
+
+    @property
+    def slice_spec(self) -> tuple[int, int, int]:
+        """(dim, start, step) of a slice view."""
+        assert self.slice is not None
+        dim, start, step = self.slice.get_values()
+        return dim, start, step
 
     def verify_(self) -> None:
         kind = self.kind.data
@@ -258,8 +276,32 @@ class ViewOp(IRDLOperation):
                 raise VerifyException(
                     f"'graph.view' permute of {list(src)} by {list(perm)} is not {list(dst)}"
                 )
+        if (self.slice is not None) != (kind == "slice"):
+            raise VerifyException("'graph.view' takes `slice` exactly when the kind is slice")
+        if kind == "slice":
+            _verify_slice(self.slice.get_values(), src, dst)
         if kind == "expand" and broadcast_shapes(src, dst) != dst:
             raise VerifyException(f"'graph.view' cannot expand {list(src)} to {list(dst)}")
+
+
+def _verify_slice(spec: Sequence[int], src: Sequence[int], dst: Sequence[int]) -> None:
+    if len(spec) != 3:
+        raise VerifyException(f"'graph.view' slice must be [dim, start, step], got {list(spec)}")
+    dim, start, step = spec
+    if not 0 <= dim < len(src) or start < 0 or step < 1:
+        raise VerifyException(
+            f"'graph.view' slice [dim {dim}, start {start}, step {step}] is out of range for "
+            f"{list(src)}"
+        )
+    other_dims_kept = len(dst) == len(src) and all(
+        a == b for d, (a, b) in enumerate(zip(src, dst, strict=True)) if d != dim
+    )
+    count = dst[dim] if len(dst) == len(src) else -1
+    if not other_dims_kept or count < 0 or (count and start + step * (count - 1) >= src[dim]):
+        raise VerifyException(
+            f"'graph.view' slice of {list(src)} along dim {dim} from {start} by {step} "
+            f"cannot give {list(dst)}"
+        )
 
 
 def _numel(shape: Sequence[int]) -> int:

@@ -78,3 +78,11 @@ func.func @opaque(%a: tensor<4xf32>) {
   func.return
 }
 // CHECK: error: 'graph.opaque' args are not a Python literal
+
+// -----
+
+func.func @slice(%a: tensor<4x8xf32>) {
+  %0 = graph.view "slice" %a slice array<i64: 1, 1, 2> : tensor<4x8xf32> -> tensor<4x5xf32>
+  func.return
+}
+// CHECK: error: 'graph.view' slice of [4, 8] along dim 1 from 1 by 2 cannot give [4, 5]

@@ -14,6 +14,7 @@ func.func @ops(%x: tensor<8x32xf32>, %w: tensor<64x32xf32>, %b: tensor<64xf32>) 
   %6 = graph.view "expand" %4 : tensor<8x1xf32> -> tensor<8x64xf32>
   %7 = graph.opaque "aten.cumsum.default"(%2) args "{'args': [{'operand': 0}, 1], 'kwargs': {}}" reason "no lowering rule" : (tensor<8x64xf32>) -> tensor<8x64xf32>
   %8 = graph.pointwise "gt"(%2, %c) : (tensor<8x64xf32>, tensor<f32>) -> tensor<8x64xi1>
+  %9 = graph.view "slice" %2 slice array<i64: 1, 1, 2> : tensor<8x64xf32> -> tensor<8x32xf32>
   func.return %3 : tensor<64xf32>
 }
 
@@ -29,4 +30,5 @@ func.func @ops(%x: tensor<8x32xf32>, %w: tensor<64x32xf32>, %b: tensor<64xf32>) 
 // CHECK-NEXT:    %6 = graph.view "expand" %4 : tensor<8x1xf32> -> tensor<8x64xf32>
 // CHECK-NEXT:    %7 = graph.opaque "aten.cumsum.default"(%2) args "{'args': [{'operand': 0}, 1], 'kwargs': {}}" reason "no lowering rule" : (tensor<8x64xf32>) -> tensor<8x64xf32>
 // CHECK-NEXT:    %8 = graph.pointwise "gt"(%2, %c) : (tensor<8x64xf32>, tensor<f32>) -> tensor<8x64xi1>
+// CHECK-NEXT:    %9 = graph.view "slice" %2 slice array<i64: 1, 1, 2> : tensor<8x64xf32> -> tensor<8x32xf32>
 // CHECK-NEXT:    func.return %3 : tensor<64xf32>

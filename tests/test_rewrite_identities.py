@@ -1,0 +1,31 @@
+"""The algebraic identities the rewrites rely on, checked in float64."""
+
+from __future__ import annotations
+
+import torch
+
+
+def test_batch_merge_commutes_with_matmul() -> None:
+    """fold-views: matmul(merge(x), merge(y)) == merge(matmul(x, y)), also for operands
+    whose batch dims are strided apart (a head split) so that merging them copies."""
+    gen = torch.Generator().manual_seed(0)
+    b, h, s, d = 2, 3, 5, 4
+    q = torch.randn(b, s, h, d, generator=gen, dtype=torch.float64).transpose(1, 2)
+    k = torch.randn(b, s, h, d, generator=gen, dtype=torch.float64).permute(0, 2, 3, 1)
+    assert not q.is_contiguous() and not k.is_contiguous()
+    merged = torch.bmm(q.reshape(b * h, s, d), k.reshape(b * h, d, s))
+    unmerged = torch.matmul(q, k).reshape(b * h, s, s)
+    torch.testing.assert_close(unmerged, merged, rtol=0, atol=1e-12)
+
+
+def test_row_and_column_scales_are_broadcasts() -> None:
+    """fuse-epilogues: scale by a row ([N]) or column ([M, 1]) vector is the
+    elementwise product with its broadcast, so it may run per output tile."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    w = torch.randn(5, 7, generator=gen, dtype=torch.float64)
+    row = torch.randn(7, generator=gen, dtype=torch.float64)
+    col = torch.randn(6, 1, generator=gen, dtype=torch.float64)
+    acc = x @ w
+    torch.testing.assert_close((acc * row)[2:4, 3:6], acc[2:4, 3:6] * row[3:6])
+    torch.testing.assert_close((acc * col)[2:4, 3:6], acc[2:4, 3:6] * col[2:4])
