@@ -9,8 +9,9 @@ from xdsl.dialects.func import Func
 from coda.dialects.epilogue import Epilogue
 from coda.dialects.graph import Graph
 from coda.dialects.kernel import Kernel
+from coda.dialects.layout import Layout
 
-CODA_DIALECTS = (Graph, Epilogue, Kernel)
+CODA_DIALECTS = (Graph, Epilogue, Kernel, Layout)
 
 
 def make_context() -> Context:
@@ -21,4 +22,4 @@ def make_context() -> Context:
     return ctx
 
 
-__all__ = ["CODA_DIALECTS", "Epilogue", "Graph", "Kernel", "make_context"]
+__all__ = ["CODA_DIALECTS", "Epilogue", "Graph", "Kernel", "Layout", "make_context"]

@@ -25,11 +25,25 @@ def _split_blocks() -> type[ModulePass]:
     return SplitBlocks
 
 
+def _fold_layouts() -> type[ModulePass]:
+    from coda.passes.fold_layouts import FoldLayouts
+
+    return FoldLayouts
+
+
+def _fold_views() -> type[ModulePass]:
+    from coda.passes.fold_views import FoldViews
+
+    return FoldViews
+
+
 #: pass name -> factory of the pass class (lazy, as xDSL's registries are)
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _canonicalize,
     "fuse-epilogues": _fuse_epilogues,
     "split-blocks": _split_blocks,
+    "fold-layouts": _fold_layouts,
+    "fold-views": _fold_views,
 }
 
 __all__ = ["PASSES"]
