@@ -1,9 +1,14 @@
 """`kernel.gemm` -> Triton: a tiled GEMM mainloop, then the epilogue program on each tile.
 
-Grid: (cdiv(M, BLOCK_M), cdiv(N, BLOCK_N)[, batch]). Each program accumulates its
+Grid: (cdiv(M, BLOCK_M), cdiv(N, BLOCK_N)[, prod(batch)]). Each program accumulates its
 [BLOCK_M, BLOCK_N] tile in float32 over K, then runs the epilogue region op by op on it.
 Operands are addressed through their strides (a transposed weight is just a view), and
 `launch` expands batch-size-1 operands and broadcast epilogue inputs, giving them stride 0.
+
+Any number of leading batch dims: grid axis 2 enumerates the output's batch dims
+row-major, and the kernel splits `pid_b` into one index per dim (b0, b1, ...). Every
+tensor adds `b0 * stride_b0 + b1 * stride_b1 + ...`, so operands whose batch dims cannot
+be merged into one stride (a head split `[B,S,H*D] -> [B,H,S,D]`) are read in place.
 """
 
 from __future__ import annotations
@@ -37,15 +42,29 @@ from coda.dialects.epilogue import (
 )
 from coda.dialects.kernel import GemmKernelOp, YieldOp
 
-# Locals of the template; SSA-derived names must not shadow them.
+# Locals of the template; SSA-derived names must not shadow them. Per batch dim d the
+# template also uses b{d}, B{d}, stride_ab{d} and stride_bb{d} (see _batch_locals).
 _TEMPLATE_LOCALS = frozenset(
     {
         "M", "N", "K", "B", "BLOCK_M", "BLOCK_N", "BLOCK_K", "UPCAST_OPERANDS",
         "INPUT_PRECISION", "pid_m", "pid_n", "pid_b", "offs_m", "offs_n", "offs_k",
         "mask_m", "mask_n", "mask_k", "mask", "acc", "k", "a_tile", "b_tile", "a_ptrs",
-        "b_ptrs", "stride_ab", "stride_am", "stride_ak", "stride_bb", "stride_bk", "stride_bn",
+        "b_ptrs", "stride_am", "stride_ak", "stride_bk", "stride_bn", "batch",
     }
 )  # fmt: skip
+
+
+def _batch_locals(rank: int) -> set[str]:
+    """Template locals for the batch dims of a rank-`rank` output."""
+    return {
+        f"{prefix}{d}" for d in range(rank - 2) for prefix in ("b", "B", "stride_ab", "stride_bb")
+    }
+
+
+def _batch_offset(dims: list[str], strides: dict[str, str]) -> str:
+    """' + b0 * stride_b0 + b1 * stride_b1 ...': the start of the batch of this program."""
+    return "".join(f" + {d} * {strides[d]}" for d in dims)
+
 
 # Operand types GPUs feed to tl.dot as they are; anything else is upcast to float32 first.
 _NATIVE_DOT_TYPES: dict[type[Attribute], str] = {Float16Type: "float16", BFloat16Type: "bfloat16"}
@@ -58,7 +77,8 @@ class _Operand:
     name: str  # IR name, for comments
     tensor: str  # launch parameter
     ptr: str  # kernel parameter
-    batch: str  # ' + pid_b * stride_ab' or ''
+    batch: str  # ' + b0 * stride_ab0 + b1 * stride_ab1 ...' or ''
+    stride_params: list[str]  # kernel parameters: batch strides, rows, columns
     stride_row: str
     stride_col: str
     strides_var: str  # launch local holding its strides
@@ -84,7 +104,7 @@ class _Output:
     tensor: str
     ptr: str
     ptrs: str  # kernel local: the tile's addresses
-    strides: dict[str, str]  # 'b'/'m'/'n' -> kernel parameter
+    strides: dict[str, str]  # 'b0', 'b1', ... /'m'/'n' -> kernel parameter
 
 
 def generate_gemm(kernel: GemmKernelOp) -> str:
@@ -95,9 +115,10 @@ class _GemmGenerator:
     def __init__(self, kernel: GemmKernelOp) -> None:
         self.kernel = kernel
         self.ir = IrText(kernel)
-        self.namer = Namer(_TEMPLATE_LOCALS)
         self.gemm = _the_gemm(kernel)
-        self.batched = len(self.gemm.out_shape) == 3
+        rank = len(self.gemm.out_shape)
+        self.namer = Namer(_TEMPLATE_LOCALS | _batch_locals(rank))
+        self.batch_dims = [f"b{d}" for d in range(rank - 2)]  # indices into the batch dims
         self.fn = self.namer.fresh(kernel.kernel_name)
         # kernel operands: one launch parameter and one pointer each
         self.tensor_of: dict[SSAValue, str] = {}
@@ -113,8 +134,8 @@ class _GemmGenerator:
 
     @property
     def _dims(self) -> list[str]:
-        """Dims of the output tile: batch (if any), rows, columns."""
-        return (["b"] if self.batched else []) + ["m", "n"]
+        """Dims of the output: batch dims (if any), rows, columns."""
+        return [*self.batch_dims, "m", "n"]
 
     def _output(self, k: int, value: SSAValue) -> _Output:
         if value.owner is not self.gemm:
@@ -153,13 +174,16 @@ class _GemmGenerator:
         prefix, row, col = ("a", "m", "k") if role == "lhs" else ("b", "k", "n")
         tensor = self.tensor_of[arg]
         f32 = isinstance(element_type(arg), Float32Type)
+        strides = {d: f"stride_{prefix}{d}" for d in self.batch_dims}
+        strides |= {"row": f"stride_{prefix}{row}", "col": f"stride_{prefix}{col}"}
         return _Operand(
             name=self.ir.name(arg),
             tensor=tensor,
             ptr=self.ptr_of[arg],
-            batch=f" + pid_b * stride_{prefix}b" if self.batched else "",
-            stride_row=f"stride_{prefix}{row}",
-            stride_col=f"stride_{prefix}{col}",
+            batch=_batch_offset(self.batch_dims, strides),
+            stride_params=list(strides.values()),
+            stride_row=strides["row"],
+            stride_col=strides["col"],
             strides_var=self.namer.fresh(f"{tensor}_strides"),
             upcast="" if self._native_dot() or f32 else ".to(tl.float32)",
         )
@@ -177,11 +201,7 @@ class _GemmGenerator:
         epilogue = [inp.load for inp in inputs]
         epilogue += [self._epilogue_op(op) for op in gemm.body.block.ops]
 
-        batch = self.batched
-        stride_params = [
-            ", ".join((["stride_ab"] if batch else []) + ["stride_am", "stride_ak"]),
-            ", ".join((["stride_bb"] if batch else []) + ["stride_bk", "stride_bn"]),
-        ]
+        stride_params = [", ".join(lhs.stride_params), ", ".join(rhs.stride_params)]
         stride_args = [f"*{lhs.strides_var}", f"*{rhs.strides_var}"]
         for inp in inputs:
             if inp.stride_params:
@@ -210,7 +230,9 @@ class _GemmGenerator:
             stride_params=stride_params,
             stride_args=stride_args,
             constexpr_args=constexpr_args,
-            batched=batch,
+            batch_dims=self.batch_dims,
+            # sizes of batch dims 1, 2, ... (kernel parameters); dim 0's is never needed
+            batch_sizes=[f"B{d}" for d in range(1, len(self.batch_dims))],
             lhs=lhs,
             rhs=rhs,
             native_dot=native,
@@ -247,7 +269,7 @@ class _GemmGenerator:
         stride = {d: self.namer.fresh(f"stride_{var}_{d}") for d in self._dims}
         if kind == "tile":
             ptrs = self.namer.fresh(f"{var}_ptrs")
-            batch = f" + pid_b * {stride['b']}" if self.batched else ""
+            batch = _batch_offset(self.batch_dims, stride)
             inp.load.lines += [
                 f"{ptrs} = {ptr}{batch} + offs_m[:, None] * {stride['m']}"
                 f" + offs_n[None, :] * {stride['n']}",
@@ -255,8 +277,8 @@ class _GemmGenerator:
             ]
             inp.stride_params = [stride[d] for d in self._dims]
             inp.stride_args = f"*{inp.strides_var}"
-        # rows, columns and scalars never vary along the batch (classify_input), so they
-        # need no batch stride
+        # rows, columns and scalars never vary along any batch dim (classify_input), so
+        # they need no batch strides
         elif kind == "row":
             inp.load.lines.append(
                 f"{var} = tl.load({ptr} + offs_n * {stride['n']}, mask=mask_n){convert}[None, :]"
@@ -297,7 +319,7 @@ class _GemmGenerator:
         value = self.var[op.value]
         lines = []
         for out in (o for o in self.outputs if o.index == index):
-            batch = f" + pid_b * {out.strides['b']}" if self.batched else ""
+            batch = _batch_offset(self.batch_dims, out.strides)
             lines += [
                 f"{out.ptrs} = {out.ptr}{batch} + offs_m[:, None] * {out.strides['m']}"
                 f" + offs_n[None, :] * {out.strides['n']}",

@@ -140,6 +140,95 @@ def test_batched_gemm_broadcast_batch_operands(tmp_path: Path) -> None:
     close(out, xt @ wt + bt + rt)
 
 
+def _shape(*dims: int) -> str:
+    return f"tensor<{'x'.join(map(str, dims))}xf32>"
+
+
+def _batched_bias_residual(x: str, w: str, b: str, r: str, y: str) -> KernelOp:
+    """y = x @ w + b + r and aux = x @ w + b, over any number of batch dims."""
+    return parse_kernel(
+        {"x": x, "w": w, "b": b, "r": r},
+        f"""
+%y, %aux = kernel.gemm "batched_bias_res" (%x, %w, %b, %r)
+    : ({x}, {w}, {b}, {r}) -> ({y}, {y}) {{
+^bb0(%xa: {x}, %wa: {w}, %ba: {b}, %ra: {r}):
+  %o, %p = epilogue.gemm %xa, %wa inputs(%ba, %ra) : ({x}, {w}, {b}, {r}) -> ({y}, {y}) {{
+  ^tile(%acc: {TILE}, %bias: {ROW}, %res: {TILE}):
+    %0 = epilogue.map "add"(%acc, %bias) : ({TILE}, {ROW}) -> {TILE}
+    %1 = epilogue.accumulate %0, %res : ({TILE}, {TILE}) -> {TILE}
+    epilogue.store %1 : {TILE} -> result 0
+    epilogue.store %0 : {TILE} -> result 1
+  }}
+  kernel.yield %o, %p : {y}, {y}
+}}""",
+    )
+
+
+def test_rank4_gemm_reads_unmergeable_strided_views_in_place(tmp_path: Path) -> None:
+    m, n, k = 12, 10, 20
+    kernel = _batched_bias_residual(
+        _shape(2, 3, m, k), _shape(2, 3, k, n), _shape(n), _shape(2, 3, m, n), _shape(2, 3, m, n)
+    )
+    source = generate_kernel_source(kernel)
+    for line in (
+        "b1 = pid_b % B1",
+        "b0 = pid_b // B1",
+        "a_ptrs = xa_ptr + b0 * stride_ab0 + b1 * stride_ab1 + offs_m[:, None] * stride_am",
+    ):
+        assert line in source
+    mod = load(source, tmp_path)
+    # a head split [2, M, 3*K] -> [2, 3, M, K]: strides (3MK, K, 3K, 1) merge into no
+    # single batch stride, so reshaping to [6, M, K] would copy
+    x = torch.randn(2, m, 3, k).permute(0, 2, 1, 3)
+    assert not x.is_contiguous()
+    w = torch.randn(2, 3, n, k).transpose(-1, -2)  # k^T
+    b, r = torch.randn(n), torch.randn(2, 3, m, n)
+    y, aux = torch.empty(2, 3, m, n), torch.empty(2, 3, m, n)
+    assert mod.launch(x, w, b, r, y, aux) == (1, 1, 6)
+    expected = torch.matmul(x, w) + b
+    close(aux, expected)
+    close(y, expected + r)
+
+
+def test_rank4_gemm_broadcasts_batch_dims(tmp_path: Path) -> None:
+    m, n, k = 9, 14, 8
+    kernel = _batched_bias_residual(
+        _shape(1, 3, m, k), _shape(2, 1, k, n), _shape(n), _shape(m, n), _shape(2, 3, m, n)
+    )
+    mod = load(generate_kernel_source(kernel), tmp_path)
+    x, w = torch.randn(1, 3, m, k), torch.randn(2, 1, k, n)
+    b, r = torch.randn(n), torch.randn(m, n)  # residual broadcast along both batch dims
+    y, aux = torch.empty(2, 3, m, n), torch.empty(2, 3, m, n)
+    assert mod.launch(x, w, b, r, y, aux) == (1, 1, 6)
+    expected = torch.matmul(x, w) + b
+    close(aux, expected)
+    close(y, expected + r)
+
+
+def test_rank5_gemm_three_batch_dims(tmp_path: Path) -> None:
+    m, n, k = 8, 12, 16
+    batch = (2, 3, 2)
+    kernel = _batched_bias_residual(
+        _shape(*batch, m, k),
+        _shape(2, 1, 2, k, n),
+        _shape(n),
+        _shape(*batch, m, n),
+        _shape(*batch, m, n),
+    )
+    source = generate_kernel_source(kernel)
+    for line in ("b2 = pid_b % B2", "b1 = pid_b // B2 % B1", "b0 = pid_b // B2 // B1"):
+        assert line in source
+    mod = load(source, tmp_path)
+    x = torch.randn(3, 2, 2, k, m).permute(2, 0, 1, 4, 3)  # every dim strided
+    w = torch.randn(2, 1, 2, k, n)
+    b, r = torch.randn(n), torch.randn(*batch, n, m).transpose(-1, -2)
+    y, aux = torch.empty(*batch, m, n), torch.empty(*batch, m, n)
+    assert mod.launch(x, w, b, r, y, aux) == (1, 1, 12)
+    expected = torch.matmul(x, w) + b
+    close(aux, expected)
+    close(y, expected + r)
+
+
 def test_bf16_operands_f16_and_bf16_outputs(tmp_path: Path) -> None:
     x, w = "tensor<20x32xbf16>", "tensor<32x24xbf16>"
     h, bf = "tensor<20x24xf16>", "tensor<20x24xbf16>"
@@ -231,5 +320,19 @@ def test_bf16_gemm_compiles_for_gpu_with_tensor_cores(tmp_path: Path) -> None:
         mod.gpu_linear,
         {"xa_ptr": "*bf16", "wa_ptr": "*bf16", "ba_ptr": "*fp32", "out0_ptr": "*bf16"},
         {"UPCAST_OPERANDS": False, "BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16},
+    )
+    assert "mma" in ptx
+
+
+def test_rank4_gemm_compiles_for_gpu(tmp_path: Path) -> None:
+    """The batch-index arithmetic also passes Triton's compiler, not only its interpreter."""
+    t = _shape(2, 3, 64, 64)
+    kernel = _batched_bias_residual(t, t, _shape(64), t, t)
+    mod = load(generate_kernel_source(kernel), tmp_path, interpret=False)
+    names = ("xa_ptr", "wa_ptr", "ba_ptr", "ra_ptr", "out0_ptr", "out1_ptr")
+    ptx = compile_for_sm90(
+        mod.batched_bias_res,
+        dict.fromkeys(names, "*fp32"),
+        {"INPUT_PRECISION": "tf32", "BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16},
     )
     assert "mma" in ptx
