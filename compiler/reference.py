@@ -7,6 +7,7 @@ tests use it to run IR before and after a pass on the same inputs and compare.
 from __future__ import annotations
 
 import ast
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -61,6 +62,10 @@ def _dtype(value: SSAValue) -> torch.dtype:
     return torch_dtype_of(value.type.element_type)
 
 
+_copying_reshapes: set[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = set()
+log = logging.getLogger("coda.runtime")
+
+
 def view_callable(op: graph.ViewOp) -> Callable[[torch.Tensor], torch.Tensor]:
     shape = graph.tensor_shape(op.result)
     kind = op.kind.data
@@ -75,8 +80,24 @@ def view_callable(op: graph.ViewOp) -> Callable[[torch.Tensor], torch.Tensor]:
         return lambda x: x.narrow(dim, start, min(stop, x.shape[dim]) - start)[
             (slice(None),) * dim + (slice(None, None, step),)
         ]
-    # reshape: a view when strides allow (always for coda's contiguous buffers)
-    return lambda x: x.reshape(shape)
+
+    def reshape(x: torch.Tensor) -> torch.Tensor:
+        try:
+            return x.view(shape)
+        except RuntimeError:
+            # not expressible as a view of these strides: torch copies. Say so, once.
+            key = (tuple(x.shape), tuple(x.stride()), shape)
+            if key not in _copying_reshapes:
+                _copying_reshapes.add(key)
+                log.warning(
+                    "coda: reshape of %s (strides %s) to %s is not a view; it copies",
+                    tuple(x.shape),
+                    tuple(x.stride()),
+                    shape,
+                )
+            return x.reshape(shape)
+
+    return reshape
 
 
 def constant_callable(op: graph.ConstantOp, device: torch.device) -> Callable[[], torch.Tensor]:

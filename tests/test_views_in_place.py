@@ -76,3 +76,24 @@ def test_head_split_feeds_the_score_gemm_without_a_copy() -> None:
     assert {a.buffer for a in allocations} <= kernel_outputs
     forward = [r.kernel for r in launches if r.graph == "forward"]
     assert forward == ["gemm0_bias", "gemm1_bias", "gemm2"], forward
+
+
+def test_a_reshape_that_copies_says_so(caplog) -> None:
+    """A reshape that strides cannot express still runs (torch copies) and is logged."""
+    import logging
+
+    from xdsl.dialects.builtin import TensorType, f32
+    from xdsl.ir import Block
+
+    from coda.compiler.reference import view_callable
+    from coda.dialects import graph
+
+    block = Block(arg_types=[TensorType(f32, [4, 6])])
+    op = graph.ViewOp("reshape", block.args[0], TensorType(f32, [24]))
+    x = torch.randn(6, 4).t()  # [4, 6], not contiguous: flattening it must copy
+    with caplog.at_level(logging.WARNING, logger="coda"):
+        out = view_callable(op)(x)
+    torch.testing.assert_close(out, x.reshape(24))
+    assert [r.getMessage() for r in caplog.records] == [
+        "coda: reshape of (4, 6) (strides (1, 4)) to (24,) is not a view; it copies"
+    ]
