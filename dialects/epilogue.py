@@ -57,7 +57,12 @@ from xdsl.printer import Printer
 from xdsl.traits import HasParent, NoTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
 
-from coda.dialects.graph import broadcast_shapes, tensor_shape, verify_fn_application
+from coda.dialects.graph import (
+    broadcast_shapes,
+    tensor_shape,
+    verify_constant_type,
+    verify_fn_application,
+)
 from coda.dialects.pointwise_fns import POINTWISE_FNS
 from coda.dialects.region_syntax import parse_signature_and_region, print_signature_and_region
 
@@ -226,11 +231,7 @@ class ConstantOp(IRDLOperation):
         super().__init__(properties={"value": value}, result_types=[ScalarType(value.type)])
 
     def verify_(self) -> None:
-        if self.value.type != self.result.type.element_type:
-            raise VerifyException(
-                f"'epilogue.constant' value type {self.value.type} does not match the element "
-                f"type {self.result.type.element_type}"
-            )
+        verify_constant_type(self, self.value, self.result.type.element_type)
 
 
 @irdl_op_definition

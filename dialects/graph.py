@@ -335,11 +335,15 @@ class ConstantOp(IRDLOperation):
         return self.value.value.data
 
     def verify_(self) -> None:
-        if self.value.type != self.result.type.element_type:
-            raise VerifyException(
-                f"'graph.constant' value type {self.value.type} does not match the element "
-                f"type {self.result.type.element_type}"
-            )
+        verify_constant_type(self, self.value, self.result.type.element_type)
+
+
+def verify_constant_type(op: IRDLOperation, value: Attribute, element_type: Attribute) -> None:
+    """Shared by graph.constant and epilogue.constant: the literal has the result's type."""
+    if value.type != element_type:
+        raise VerifyException(
+            f"'{op.name}' value type {value.type} does not match the element type {element_type}"
+        )
 
 
 @irdl_op_definition
