@@ -163,22 +163,18 @@ def idx2crd(idx: Scalar, shape: IntTuple) -> IntTuple:
 
 
 def crd2idx(crd: IntTuple, shape: IntTuple, stride: IntTuple) -> Scalar:
-    """The offset of a coordinate. A scalar against a tuple mode is split colex,
-    the last mode taking whatever is left (CuTe's extension past the end)."""
+    """The offset of a coordinate. A scalar against a tuple mode is split colex over its
+    leaves, the last leaf taking whatever is left (CuTe's extension past the end)."""
     if isinstance(crd, tuple):
         if not isinstance(shape, tuple) or len(crd) != len(shape):
             raise LayoutError(f"coordinate {_fmt(crd)} does not match shape {_fmt(shape)}")
         return sum(map(crd2idx, crd, shape, stride), start=0)
-    if not isinstance(shape, tuple):
-        return crd * stride
+    shapes, strides = _leaves(shape), _leaves(stride)
     result: Scalar = 0
-    for i, (s, d) in enumerate(zip(shape, stride, strict=True)):
-        if i == len(shape) - 1:
-            return result + crd2idx(crd, s, d)
-        n = product(s)
-        result += crd2idx(crd % n, s, d)
-        crd = crd // n
-    return result  # an empty shape has the single coordinate ()
+    for s, d in zip(shapes[:-1], strides[:-1], strict=True):
+        result += crd % s * d
+        crd = crd // s
+    return result + crd * strides[-1] if strides else result  # () has the one offset 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -312,7 +308,12 @@ def _fmt(t: IntTuple) -> str:
     return "+" + text if text.startswith("(") else text
 
 
-_NAME = re.compile(r"\b[A-Za-z_]\w*\b(?!\s*\()")  # identifiers that are not calls
+# Expressions are evaluated by sympy's parse_expr, which runs Python: allow only
+# arithmetic, sympy integer functions and names, and evaluate without builtins.
+_EXPR = re.compile(r"[\w\s+\-*/%(),]+")
+_NAME = re.compile(r"\b([A-Za-z_]\w*)\b(\s*\()?")
+_FUNCTIONS = {f.__name__: f for f in (sympy.floor, sympy.ceiling, sympy.Mod, sympy.Min, sympy.Max)}
+_GLOBALS = {"__builtins__": {}, "Integer": sympy.Integer, "Symbol": sympy.Symbol, **_FUNCTIONS}
 
 
 class _Parser:
@@ -368,14 +369,21 @@ class _Parser:
             raise self.fail("expected an integer or expression")
         if re.fullmatch(r"[+-]?\d+", token):
             return int(token)
-        names = {m.group(0) for m in _NAME.finditer(token)}
-        local = {
-            n: self.symbols.get(n) or sympy.Symbol(n, integer=True, positive=True) for n in names
-        }
+        local: dict[str, sympy.Symbol] = {}
+        for name, call in _NAME.findall(token):
+            if call and name not in _FUNCTIONS:
+                raise self.fail(f"unknown function {name!r} in {token!r}")
+            if not call:
+                local[name] = self.symbols.get(name) or sympy.Symbol(
+                    name, integer=True, positive=True
+                )
+        if not _EXPR.fullmatch(token):
+            raise self.fail(f"bad expression {token!r}")
         try:
-            return _leaf(sympy.parse_expr(token, local_dict=local))
-        except (SyntaxError, TypeError, sympy.SympifyError) as e:
+            expr = sympy.parse_expr(token, local_dict=local, global_dict=_GLOBALS)
+        except (SyntaxError, TypeError, NameError, sympy.SympifyError) as e:
             raise self.fail(f"bad expression {token!r} ({e})") from None
+        return _leaf(expr)
 
 
 # ---------------------------------------------------------------------------------------
@@ -552,8 +560,9 @@ def _filter(layout: Layout) -> list[tuple[int, int]]:
 
 
 def complement(a: Layout, cotarget: int | None = None) -> Layout:
-    """The layout R (strides increasing) whose offsets interleave with a's so that
-    (a, R) is a bijection onto [0, size(a) * size(R)), R spanning at least cotarget.
+    """The layout R (strides increasing) whose offsets fill the gaps of a's: with a's
+    moving modes (size-1 and stride-0 modes dropped), R is a bijection onto
+    [0, size * size(R)), and that range reaches at least cotarget.
 
     cotarget defaults to cosize(a). A cotarget below cosize(a) is allowed, as in CuTe:
     the trailing mode is then 1. Raises for a non-injective a, and for gaps that are not
@@ -693,15 +702,18 @@ def flat_divide(a: Layout, tiler: Tiler) -> Layout:
 
 
 def zipped_product(a: Layout, tiler: Tiler) -> Layout:
+    """((block modes), (copy modes)): logical_product with the block modes gathered."""
     return _hier_unzip(logical_product, a, tiler)
 
 
 def tiled_product(a: Layout, tiler: Tiler) -> Layout:
+    """((block modes), copy0, copy1, ...)."""
     block, rest = zipped_product(a, tiler)
     return make_layout(block, *rest)
 
 
 def flat_product(a: Layout, tiler: Tiler) -> Layout:
+    """(block0, block1, ..., copy0, copy1, ...)."""
     block, rest = zipped_product(a, tiler)
     return make_layout(*block, *rest)
 
@@ -717,10 +729,8 @@ def _zipped_product_modes(a: Layout, b: Layout) -> list[tuple[Layout, Layout]]:
     rank = max(a.rank, b.rank)
     a, b = _pad(a, rank), _pad(b, rank)
     _, c = logical_product(a, b)
-    a_modes = list(a) if isinstance(a.shape, tuple) else [a]
-    # c has b's mode structure; a single-mode b gives one mode even if c has several.
-    c_modes = list(c) if isinstance(b.shape, tuple) else [c]
-    return list(zip(a_modes, c_modes, strict=True))
+    # c has b's modes; an unwrapped b gives one mode of c even if c has several.
+    return list(zip(a, c if isinstance(b.shape, tuple) else [c], strict=True))
 
 
 def blocked_product(a: Layout, b: Layout | int) -> Layout:
