@@ -133,13 +133,13 @@ def classify_input(shape: Sequence[int], out_shape: Sequence[int]) -> str | None
     padded = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
     m, n = out_shape[-2], out_shape[-1]
     *batch, rows, cols = padded
-    if tuple(padded) == tuple(out_shape):
+    varies_rows, varies_cols = rows == m and m != 1, cols == n and n != 1
+    if tuple(padded) == tuple(out_shape) or (varies_rows and varies_cols):
+        # a full matrix may still broadcast along some batch dims (stride 0 there)
         return "tile"
     if batch and any(b != 1 for b in batch):
+        # row/col/scalar values are shared by every batch: no per-batch vectors
         return None
-    varies_rows, varies_cols = rows == m and m != 1, cols == n and n != 1
-    if varies_rows and varies_cols:
-        return "tile"
     if varies_cols:
         return "row"
     if varies_rows:

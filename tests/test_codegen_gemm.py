@@ -205,6 +205,21 @@ def test_rank4_gemm_broadcasts_batch_dims(tmp_path: Path) -> None:
     close(y, expected + r)
 
 
+def test_tile_input_broadcast_along_some_batch_dims(tmp_path: Path) -> None:
+    m, n, k = 9, 14, 8
+    kernel = _batched_bias_residual(
+        _shape(2, 3, m, k), _shape(2, 3, k, n), _shape(n), _shape(1, 3, m, n), _shape(2, 3, m, n)
+    )
+    mod = load(generate_kernel_source(kernel), tmp_path)
+    x, w = torch.randn(2, 3, m, k), torch.randn(2, 3, k, n)
+    b, r = torch.randn(n), torch.randn(1, 3, m, n)  # one residual per head, shared by batch
+    y, aux = torch.empty(2, 3, m, n), torch.empty(2, 3, m, n)
+    mod.launch(x, w, b, r, y, aux)
+    expected = torch.matmul(x, w) + b
+    close(aux, expected)
+    close(y, expected + r)
+
+
 def test_rank5_gemm_three_batch_dims(tmp_path: Path) -> None:
     m, n, k = 8, 12, 16
     batch = (2, 3, 2)
