@@ -182,8 +182,7 @@ class Importer:
         reason = "no lowering rule" if rule is None else ""
         if rule is not None:
             try:
-                if isinstance(val, torch.Tensor):
-                    _check_kernel_dtype(val)
+                _check_kernel_dtypes(node, val)
                 self.values[node] = rule(self, node, tensor_type(val))
                 return
             except Decline as declined:
@@ -213,8 +212,10 @@ class Importer:
         return list(op.results)
 
 
-def _check_kernel_dtype(val: torch.Tensor) -> None:
-    if val.dtype == torch.float64:
+def _check_kernel_dtypes(node: fx.Node, val: Any) -> None:
+    """Kernels compute in float32: a node touching float64 stays in torch."""
+    vals = [val, *(arg.meta.get("val") for arg in node.all_input_nodes)]
+    if any(isinstance(v, torch.Tensor) and v.dtype == torch.float64 for v in vals):
         raise Decline("float64 runs in torch (kernels compute in float32)")
 
 
@@ -247,13 +248,6 @@ def import_graph(gm: fx.GraphModule, name: str = "forward") -> ImportedGraph:
 Rule = Callable[[Importer, fx.Node, TensorType], SSAValue | list[SSAValue]]
 
 
-def _float_operands(imp: Importer, node: fx.Node) -> None:
-    for arg in node.all_input_nodes:
-        val = arg.meta.get("val")
-        if isinstance(val, torch.Tensor) and val.dtype == torch.float64:
-            raise Decline("float64 runs in torch (kernels compute in float32)")
-
-
 def _require_float(out: TensorType) -> None:
     if not isinstance(out.element_type, KERNEL_FLOATS):
         raise Decline(f"{out.element_type} arithmetic runs in torch")
@@ -261,7 +255,6 @@ def _require_float(out: TensorType) -> None:
 
 def _elementwise(fn: str, *, float_only: bool = True) -> Rule:
     def rule(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
-        _float_operands(imp, node)
         if float_only:
             _require_float(out)
         if node.kwargs:
@@ -273,7 +266,6 @@ def _elementwise(fn: str, *, float_only: bool = True) -> Rule:
 
 def _compare(fn: str) -> Rule:
     def rule(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
-        _float_operands(imp, node)
         a, b = node.args
         like = TensorType(f32, [])
         if isinstance(a, fx.Node):
@@ -285,7 +277,6 @@ def _compare(fn: str) -> Rule:
 
 def _add_sub(fn: str) -> Rule:
     def rule(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
-        _float_operands(imp, node)
         _require_float(out)
         a, b = node.args
         alpha = node.kwargs.get("alpha", 1)
@@ -302,7 +293,6 @@ def _add_sub(fn: str) -> Rule:
 
 def _rsub(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
     """rsub(a, b, alpha) = b - alpha * a."""
-    _float_operands(imp, node)
     _require_float(out)
     a, b = node.args[:2]
     alpha = node.kwargs.get("alpha", 1)
@@ -322,20 +312,17 @@ def _clone(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
 def _div(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
     if node.kwargs.get("rounding_mode") is not None:
         raise Decline("rounding division")
-    _float_operands(imp, node)
     _require_float(out)
     return imp.pointwise("div", node.args[:2], out)
 
 
 def _matmul(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
-    _float_operands(imp, node)
     _require_float(out)
     a, b = (imp.value(x) for x in node.args[:2])
     return imp.emit(graph.MatmulOp(a, b, out))
 
 
 def _addmm(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
-    _float_operands(imp, node)
     _require_float(out)
     bias, a, b = node.args[:3]
     beta, alpha = node.kwargs.get("beta", 1), node.kwargs.get("alpha", 1)
@@ -461,7 +448,6 @@ def _pow(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
 
 def _reduction(kind: str) -> Rule:
     def rule(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
-        _float_operands(imp, node)
         _require_float(out)
         source = imp.value(node.args[0])
         rank = len(graph.tensor_shape(source))

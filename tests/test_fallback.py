@@ -55,3 +55,23 @@ def test_unknown_option_is_an_error() -> None:
     compiled = torch.compile(nn.Linear(4, 4), backend="coda", options={"fast": True})
     with pytest.raises(Exception, match="unknown coda options: fast"):
         compiled(torch.randn(2, 4))
+
+
+def test_float64_runs_in_torch(caplog: pytest.LogCaptureFixture) -> None:
+    """Kernels compute in float32, so float64 work stays in torch, exactly."""
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    model = nn.Linear(8, 4).double()
+    x = torch.randn(3, 8, dtype=torch.float64)
+    compiled = torch.compile(model, backend="coda")
+    with caplog.at_level(logging.WARNING, logger="coda"), torch.no_grad():
+        with record_launches() as log:
+            got = compiled(x)
+    torch.testing.assert_close(got, model(x), rtol=0, atol=0)
+    assert log and {r.kind for r in log} == {"fallback"}
+    assert any(
+        r.getMessage().endswith(
+            "falls back to torch: float64 runs in torch (kernels compute in float32)"
+        )
+        for r in caplog.records
+    )
