@@ -101,20 +101,15 @@ def compile_graph(
         program = build_program(
             imported.func, imported.output_slots, graph_kind, _device_of(example_inputs)
         )
-    except UnsupportedGraph as err:
+    except Exception as err:  # a graph coda cannot compile must not break training
         if options.strict:
             raise
-        log.warning("coda: %s graph runs eagerly: %s", graph_kind, err)
-        return make_boxed_func(gm.forward)
-    except Exception as err:  # a compiler bug must not break the user's training
-        if options.strict:
-            raise
-        log.warning(
-            "coda: %s graph runs eagerly after an internal error: %s: %s",
-            graph_kind,
-            type(err).__name__,
-            err,
+        why = (
+            f": {err}"
+            if isinstance(err, UnsupportedGraph)
+            else f" after an internal error: {type(err).__name__}: {err}"
         )
+        log.warning("coda: %s graph runs eagerly%s", graph_kind, why)
         return make_boxed_func(gm.forward)
     log.info(
         "coda: compiled %s graph into %d steps in %.2fs",

@@ -17,7 +17,6 @@ import ast
 from collections.abc import Sequence
 
 from xdsl.dialects.builtin import (
-    ArrayAttr,
     DenseArrayBase,
     FloatAttr,
     IntegerAttr,
@@ -397,7 +396,6 @@ Graph = Dialect(
 )
 
 __all__ = [
-    "ArrayAttr",
     "ConstantOp",
     "Graph",
     "MatmulOp",

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from xdsl.dialects.builtin import I64, IntegerAttr, StringAttr, i64
-from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue, TypeAttribute
+from xdsl.ir import Dialect, ParametrizedAttribute, SSAValue, TypeAttribute
 from xdsl.irdl import (
     IRDLOperation,
     irdl_attr_definition,
@@ -252,4 +252,4 @@ Layout = Dialect(
     [LayoutAttr, LayoutType],
 )
 
-__all__ = ["Attribute", "Layout", "LayoutAttr", "LayoutOp", "LayoutType"]
+__all__ = ["Layout", "LayoutAttr", "LayoutOp", "LayoutType"]
