@@ -2,22 +2,26 @@
 
 Grid: (cdiv(M, BLOCK_M), cdiv(N, BLOCK_N)[, prod(batch)]). Each program accumulates its
 [BLOCK_M, BLOCK_N] tile in float32 over K, then runs the epilogue region op by op on it.
-Operands are addressed through their strides (a transposed weight is just a view), and
-`launch` expands batch-size-1 operands and broadcast epilogue inputs, giving them stride 0.
+Operands and epilogue inputs may be views of kernel operands (split-blocks moves the
+views that feed a GEMM into its kernel): each is addressed through the CuTe layout of its
+view chain over the operand's runtime strides (`addressing.py`), so a transposed weight,
+a strided slice or a head merge `[B,H,S,D] -> [B*S, H*D]` is read in place. Size-1 and
+broadcast dims are index 0, so batch-size-1 operands and broadcast inputs need no copy.
 
 Any number of leading batch dims: grid axis 2 enumerates the output's batch dims
-row-major, and the kernel splits `pid_b` into one index per dim (b0, b1, ...). Every
-tensor adds `b0 * stride_b0 + b1 * stride_b1 + ...`, so operands whose batch dims cannot
-be merged into one stride (a head split `[B,S,H*D] -> [B,H,S,D]`) are read in place.
+row-major, and the kernel splits `pid_b` into one index per dim (b0, b1, ...).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from math import prod
 
+import sympy
 from xdsl.dialects.builtin import BFloat16Type, Float16Type, Float32Type
 from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 
+from coda.codegen.addressing import ViewAccess, triton_expr, view_access
 from coda.codegen.common import (
     JIT_HELPERS,
     CodegenError,
@@ -40,30 +44,83 @@ from coda.dialects.epilogue import (
     StoreOp,
     TileValueType,
 )
+from coda.dialects.graph import ViewOp, tensor_shape
 from coda.dialects.kernel import GemmKernelOp, YieldOp
 
 # Locals of the template; SSA-derived names must not shadow them. Per batch dim d the
 # template also uses b{d}, B{d}, stride_ab{d} and stride_bb{d} (see _batch_locals).
 _TEMPLATE_LOCALS = frozenset(
     {
-        "M", "N", "K", "B", "BLOCK_M", "BLOCK_N", "BLOCK_K", "UPCAST_OPERANDS",
+        "M", "N", "K", "B", "shapes", "tensor", "shape", "BLOCK_M", "BLOCK_N", "BLOCK_K",
+        "UPCAST_OPERANDS",
         "INPUT_PRECISION", "pid_m", "pid_n", "pid_b", "offs_m", "offs_n", "offs_k",
         "mask_m", "mask_n", "mask_k", "mask", "acc", "k", "a_tile", "b_tile", "a_ptrs",
-        "b_ptrs", "stride_am", "stride_ak", "stride_bk", "stride_bn", "batch",
+        "b_ptrs", "kk", "batch",
     }
 )  # fmt: skip
 
 
 def _batch_locals(rank: int) -> set[str]:
     """Template locals for the batch dims of a rank-`rank` output."""
-    return {
-        f"{prefix}{d}" for d in range(rank - 2) for prefix in ("b", "B", "stride_ab", "stride_bb")
-    }
+    return {f"{prefix}{d}" for d in range(rank - 2) for prefix in ("b", "B")}
 
 
 def _batch_offset(dims: list[str], strides: dict[str, str]) -> str:
     """' + b0 * stride_b0 + b1 * stride_b1 ...': the start of the batch of this program."""
     return "".join(f" + {d} * {strides[d]}" for d in dims)
+
+
+def _index(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, integer=True, nonnegative=True)
+
+
+@dataclass
+class _Address:
+    """An access's offset split by what it varies with, printed as Triton expressions:
+    `base` (a scalar per program), `rows` and `cols` (vectors along the tile's two axes)
+    and `mixed` (terms of both, only for reshapes that are not layouts: a 2D block)."""
+
+    base: str
+    rows: str
+    cols: str
+    mixed: str
+    comment: str
+
+    def pointer(self, ptr: str, rows: str | None, cols: str | None) -> str:
+        """`ptr` plus the offsets; `rows`/`cols` name the hoisted vectors (None: inline)."""
+        parts = [ptr, self.base]
+        parts.append(f"{rows or f'({self.rows})'}[:, None]" if self.rows else "")
+        parts.append(f"{cols or f'({self.cols})'}[None, :]" if self.cols else "")
+        parts.append(self.mixed)
+        return " + ".join(p for p in parts if p)
+
+
+def _address(
+    access: ViewAccess, dims: list[str], row: str, col: str, names: dict[str, str]
+) -> _Address:
+    """Split `access`'s offset over the iteration `dims` (the view's dims right-aligned
+    to them) into base/rows/cols/mixed. `names` maps each dim to its Triton index."""
+    indices = [_index(d) for d in dims[len(dims) - len(access.shape) :]]
+    expr = access.offset(indices)
+    r, c = _index(row), _index(col)
+    parts: dict[tuple[bool, bool], sympy.Expr] = {}
+    for term in sympy.Add.make_args(expr):
+        key = (r in term.free_symbols, c in term.free_symbols)
+        parts[key] = parts.get(key, sympy.Integer(0)) + term
+    vector = {_index(d): n for d, n in names.items()}
+    broadcast = vector | {r: f"{names[row]}[:, None]", c: f"{names[col]}[None, :]"}
+
+    def text(key: tuple[bool, bool], symbols: dict[sympy.Symbol, str]) -> str:
+        term = parts.get(key, sympy.Integer(0))
+        return "" if term == 0 else triton_expr(term, symbols)
+
+    return _Address(
+        base=text((False, False), vector),
+        rows=text((True, False), vector),
+        cols=text((False, True), vector),
+        mixed=text((True, True), broadcast),
+        comment=access.describe(),
+    )
 
 
 # Operand types GPUs feed to tl.dot as they are; anything else is upcast to float32 first.
@@ -75,13 +132,9 @@ class _Operand:
     """One mainloop operand (lhs or rhs)."""
 
     name: str  # IR name, for comments
-    tensor: str  # launch parameter
-    ptr: str  # kernel parameter
-    batch: str  # ' + b0 * stride_ab0 + b1 * stride_ab1 ...' or ''
-    stride_params: list[str]  # kernel parameters: batch strides, rows, columns
-    stride_row: str
-    stride_col: str
-    strides_var: str  # launch local holding its strides
+    comment: str  # how it is read: the layout of its view chain over a kernel operand
+    setup: list[str]  # lines before the mainloop (offsets that do not depend on k)
+    address: list[str]  # lines in the mainloop, ending in the `ptrs` assignment
     upcast: str  # load suffix: '.to(tl.float32)' or ''
 
 
@@ -89,11 +142,7 @@ class _Operand:
 class _Input:
     """One epilogue input: a tile, row, column or scalar, loaded once per output tile."""
 
-    tensor: str  # launch parameter it is read from
-    strides_var: str  # launch local: its strides after expanding to the output shape
     load: Stmt
-    stride_params: list[str] = field(default_factory=list)
-    stride_args: str = ""  # launch expression for stride_params
 
 
 @dataclass
@@ -123,9 +172,13 @@ class _GemmGenerator:
         # kernel operands: one launch parameter and one pointer each
         self.tensor_of: dict[SSAValue, str] = {}
         self.ptr_of: dict[SSAValue, str] = {}
+        self.strides_of: dict[SSAValue, list[str]] = {}  # kernel parameters
         for arg in kernel.body.block.args:
-            self.tensor_of[arg] = self.namer.fresh(self.ir.name(arg)[1:])
-            self.ptr_of[arg] = self.namer.fresh(f"{self.tensor_of[arg]}_ptr")
+            tensor = self.tensor_of[arg] = self.namer.fresh(self.ir.name(arg)[1:])
+            self.ptr_of[arg] = self.namer.fresh(f"{tensor}_ptr")
+            self.strides_of[arg] = [
+                self.namer.fresh(f"stride_{tensor}_{d}") for d in range(len(tensor_shape(arg)))
+            ]
         self.outputs = [self._output(k, v) for k, v in enumerate(kernel.terminator.values)]
         if not self.outputs:
             raise CodegenError(f'kernel.gemm "{kernel.kernel_name}" has no results')
@@ -154,13 +207,24 @@ class _GemmGenerator:
             strides={d: self.namer.fresh(f"stride_{tensor}_{d}") for d in self._dims},
         )
 
-    def _block_arg(self, value: SSAValue, role: str) -> BlockArgument:
-        if not (isinstance(value, BlockArgument) and value.block is self.kernel.body.block):
+    def _access(self, value: SSAValue, role: str) -> ViewAccess:
+        block = self.kernel.body.block
+        root = value
+        while isinstance(root.owner, ViewOp):
+            root = root.owner.input
+        if not (isinstance(root, BlockArgument) and root.block is block):
             raise CodegenError(
                 f"epilogue.gemm {role} {self.ir.name(value)} must be an operand of the "
-                f'kernel.gemm "{self.kernel.kernel_name}"'
+                f'kernel.gemm "{self.kernel.kernel_name}" or a view of one'
             )
-        return value
+        return view_access(value, block, self.strides_of[root])
+
+    def _comment(self, value: SSAValue, access: ViewAccess) -> str:
+        """'%x' or '%v: layout ... of %x' for the generated code's comments."""
+        name = self.ir.name(value)
+        if value is access.source:
+            return name
+        return f"{name} = layout {access.describe()} of {self.ir.name(access.source)}"
 
     def _native_dot(self) -> str:
         """'float16'/'bfloat16' when both operands have that type, else '' (float32 dot)."""
@@ -170,21 +234,27 @@ class _GemmGenerator:
         return ""
 
     def _mainloop_operand(self, value: SSAValue, role: str) -> _Operand:
-        arg = self._block_arg(value, role)
+        access = self._access(value, role)
         prefix, row, col = ("a", "m", "k") if role == "lhs" else ("b", "k", "n")
-        tensor = self.tensor_of[arg]
-        f32 = isinstance(element_type(arg), Float32Type)
-        strides = {d: f"stride_{prefix}{d}" for d in self.batch_dims}
-        strides |= {"row": f"stride_{prefix}{row}", "col": f"stride_{prefix}{col}"}
+        names = {d: d for d in self.batch_dims} | {"m": "offs_m", "n": "offs_n", "k": "kk"}
+        address = _address(access, [*self.batch_dims, row, col], row, col, names)
+        # offsets along m or n are hoisted out of the mainloop; those along k are not
+        hoisted = "rows" if role == "lhs" else "cols"
+        setup, lines = [], []
+        vectors: dict[str, str | None] = {"rows": None, "cols": None}
+        for part in ("rows", "cols"):
+            expr = getattr(address, part)
+            if expr:
+                var = vectors[part] = self.namer.fresh(f"{prefix}_{part}")
+                (setup if part == hoisted else lines).append(f"{var} = {expr}")
+        ptr = self.ptr_of[access.source]
+        lines.append(f"{prefix}_ptrs = {address.pointer(ptr, vectors['rows'], vectors['cols'])}")
+        f32 = isinstance(element_type(value), Float32Type)
         return _Operand(
-            name=self.ir.name(arg),
-            tensor=tensor,
-            ptr=self.ptr_of[arg],
-            batch=_batch_offset(self.batch_dims, strides),
-            stride_params=list(strides.values()),
-            stride_row=strides["row"],
-            stride_col=strides["col"],
-            strides_var=self.namer.fresh(f"{tensor}_strides"),
+            name=self.ir.name(value),
+            comment=self._comment(value, access),
+            setup=setup,
+            address=lines,
             upcast="" if self._native_dot() or f32 else ".to(tl.float32)",
         )
 
@@ -201,12 +271,12 @@ class _GemmGenerator:
         epilogue = [inp.load for inp in inputs]
         epilogue += [self._epilogue_op(op) for op in gemm.body.block.ops]
 
-        stride_params = [", ".join(lhs.stride_params), ", ".join(rhs.stride_params)]
-        stride_args = [f"*{lhs.strides_var}", f"*{rhs.strides_var}"]
-        for inp in inputs:
-            if inp.stride_params:
-                stride_params.append(", ".join(inp.stride_params))
-                stride_args.append(inp.stride_args)
+        operands = self.kernel.body.block.args
+        stride_params, stride_args = [], []
+        for arg in operands:
+            if self.strides_of[arg]:
+                stride_params.append(", ".join(self.strides_of[arg]))
+                stride_args.append(f"*{self.tensor_of[arg]}.stride()")
         for out in self.outputs:
             stride_params.append(", ".join(out.strides.values()))
             stride_args.append(f"*{out.tensor}.stride()")
@@ -214,12 +284,13 @@ class _GemmGenerator:
         native = self._native_dot()
         if native:
             # only the interpreter (CPU tensors) needs float32 operands
-            constexpr_args = [("UPCAST_OPERANDS", f'{lhs.tensor}.device.type == "cpu"')]
+            first = self.tensor_of[operands[0]]
+            constexpr_args = [("UPCAST_OPERANDS", f'{first}.device.type == "cpu"')]
         else:
             # float32 operands: full precision unless torch allows TF32 for matmuls
             precision = '"tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"'
             constexpr_args = [("INPUT_PRECISION", precision)]
-        operands = self.kernel.body.block.args
+        out_shape = self.gemm.out_shape
         return render(
             "gemm.py.j2",
             kernel_name=self.kernel.kernel_name,
@@ -233,12 +304,15 @@ class _GemmGenerator:
             batch_dims=self.batch_dims,
             # sizes of batch dims 1, 2, ... (kernel parameters); dim 0's is never needed
             batch_sizes=[f"B{d}" for d in range(1, len(self.batch_dims))],
+            sizes=(out_shape[-2], out_shape[-1], _contraction_size(gemm)),
+            shapes=tuple(tensor_shape(v) for v in (*operands, *self.kernel.terminator.values)),
+            batch=tuple(out_shape[:-2]),
+            num_batches=prod(out_shape[:-2]),
             lhs=lhs,
             rhs=rhs,
             native_dot=native,
             acc_name=self.ir.name(args[0]),
             epilogue=epilogue,
-            inputs=inputs,
             helpers=[(n, *JIT_HELPERS[n]) for n in sorted(self.helpers)],
             combines=[],
             out_tensor=self.outputs[0].tensor,
@@ -254,44 +328,33 @@ class _GemmGenerator:
 
     def _input(self, index: int, value: SSAValue, arg: BlockArgument) -> _Input:
         """Epilogue input `index`, loaded in the shape its kind broadcasts with."""
-        source = self._block_arg(value, f"input {index}")
         if not isinstance(arg.type, TileValueType):
             raise CodegenError(f"epilogue input {self.ir.name(arg)} has type {arg.type}")
+        access = self._access(value, f"input {index}")
         kind = arg.type.kind
         var = self.var[arg] = self.namer.fresh(self.ir.name(arg)[1:])
-        ptr, tensor = self.ptr_of[source], self.tensor_of[source]
-        inp = _Input(
-            tensor=tensor,
-            strides_var=self.namer.fresh(f"{var}_strides"),
-            load=Stmt(f"{self.ir.name(arg)}: {arg.type} <- {self.ir.name(source)}"),
-        )
+        load = Stmt(f"{self.ir.name(arg)}: {arg.type} <- {self._comment(value, access)}")
         convert = load_conversion(element_type(arg))
-        stride = {d: self.namer.fresh(f"stride_{var}_{d}") for d in self._dims}
+        names = {d: d for d in self.batch_dims} | {"m": "offs_m", "n": "offs_n"}
+        address = _address(access, self._dims, "m", "n", names)
+        ptr = self.ptr_of[access.source]
+        # rows, columns and scalars never vary along the other axis (classify_input)
         if kind == "tile":
             ptrs = self.namer.fresh(f"{var}_ptrs")
-            batch = _batch_offset(self.batch_dims, stride)
-            inp.load.lines += [
-                f"{ptrs} = {ptr}{batch} + offs_m[:, None] * {stride['m']}"
-                f" + offs_n[None, :] * {stride['n']}",
+            load.lines += [
+                f"{ptrs} = {address.pointer(ptr, None, None)}",
                 f"{var} = tl.load({ptrs}, mask=mask){convert}",
             ]
-            inp.stride_params = [stride[d] for d in self._dims]
-            inp.stride_args = f"*{inp.strides_var}"
-        # rows, columns and scalars never vary along any batch dim (classify_input), so
-        # they need no batch strides
         elif kind == "row":
-            inp.load.lines.append(
-                f"{var} = tl.load({ptr} + offs_n * {stride['n']}, mask=mask_n){convert}[None, :]"
-            )
-            inp.stride_params, inp.stride_args = [stride["n"]], f"{inp.strides_var}[-1]"
+            ptrs = " + ".join(p for p in (ptr, address.base, address.cols) if p)
+            load.lines.append(f"{var} = tl.load({ptrs}, mask=mask_n){convert}[None, :]")
         elif kind == "col":
-            inp.load.lines.append(
-                f"{var} = tl.load({ptr} + offs_m * {stride['m']}, mask=mask_m){convert}[:, None]"
-            )
-            inp.stride_params, inp.stride_args = [stride["m"]], f"{inp.strides_var}[-2]"
+            ptrs = " + ".join(p for p in (ptr, address.base, address.rows) if p)
+            load.lines.append(f"{var} = tl.load({ptrs}, mask=mask_m){convert}[:, None]")
         else:
-            inp.load.lines.append(f"{var} = tl.load({ptr}){convert}")
-        return inp
+            ptrs = " + ".join(p for p in (ptr, address.base) if p)
+            load.lines.append(f"{var} = tl.load({ptrs}){convert}")
+        return _Input(load)
 
     def _epilogue_op(self, op: Operation) -> Stmt:
         stmt = Stmt(self.ir.op(op))
@@ -334,15 +397,19 @@ class _GemmGenerator:
         return pointwise_expr(op.fn.data, operands, self.helpers)
 
 
+def _contraction_size(gemm: GemmOp) -> int:
+    return tensor_shape(gemm.lhs)[-1]
+
+
 def _the_gemm(kernel: GemmKernelOp) -> GemmOp:
     gemm: GemmOp | None = None
     for op in kernel.body.block.ops:
         if isinstance(op, GemmOp):
             gemm = op
-        elif not isinstance(op, YieldOp):
+        elif not isinstance(op, YieldOp | ViewOp):
             raise CodegenError(
-                f'kernel.gemm "{kernel.kernel_name}" may hold only epilogue.gemm and '
-                f"kernel.yield, found '{op.name}'"
+                f'kernel.gemm "{kernel.kernel_name}" may hold only graph.view, '
+                f"epilogue.gemm and kernel.yield, found '{op.name}'"
             )
     if gemm is None:
         raise CodegenError(f'kernel.gemm "{kernel.kernel_name}" holds no epilogue.gemm')

@@ -14,8 +14,10 @@ gaps are not whole multiples, and a tile that does not divide the layout.
 
 Extents and strides may be sympy expressions (assumed to be positive integers)
 for the operations that make no divisibility decision: construction, evaluation,
-size, cosize, flatten, coalesce, printing and parsing, torch conversion. The other
-operations need integers and raise ``LayoutError`` for symbolic layouts.
+size, cosize, flatten, coalesce, printing and parsing, torch conversion. Composition
+``a ∘ b`` also takes symbolic strides in ``a`` (its divisibility decisions are about
+shapes), which is how a chain of torch views over strides known only at launch becomes
+one layout. The other operations need integers and raise ``LayoutError`` otherwise.
 
 torch lists sizes and strides row-major (last dim fastest). CuTe modes are
 colexicographic, so a torch ``(size, stride)`` is the same list with the modes
@@ -532,7 +534,9 @@ def composition(a: Layout, b: Tiler) -> Layout:
     if isinstance(b, tuple):
         return _by_mode(composition, a, b)
     b = _as_layout(b)
-    _require_static("composition", a, b)
+    # Every decision below is about shapes (and b's strides); a's strides only scale the
+    # result, so they may be symbols: a torch view with strides known only at launch.
+    _require_static("composition", Layout(a.shape), b)
     modes = _coalesce_ext(a)
     reach = [0] * len(modes)
 

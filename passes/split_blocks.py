@@ -6,7 +6,10 @@
     an op joins the group of one of its producers when it iterates over the same
     shape S, does not read a reduction of that group, every reduction of the group
     reduces S over the same dims, and the merged group keeps the graph acyclic;
-  - `graph.view` and `graph.constant` stay outside kernels: they move no data.
+  - `graph.view` and `graph.constant` stay outside kernels: they move no data. The
+    view chains that feed a GEMM (operands and epilogue inputs) are also cloned into
+    its kernel, which reads the viewed tensor in place through their layout; a copy
+    outside stays only while something else uses it.
 Constants a kernel reads are cloned into it so generated code sees literals.
 """
 
@@ -79,14 +82,34 @@ def plan_loop_groups(block: Block) -> list[LoopGroup]:
     return groups
 
 
+def _view_chains(op: Operation) -> list[graph.ViewOp]:
+    """The views `op` reads through, transitively, producers first."""
+    views: list[graph.ViewOp] = []
+
+    def visit(value: SSAValue) -> None:
+        view = value.owner
+        if isinstance(view, graph.ViewOp) and view not in views:
+            visit(view.input)
+            views.append(view)
+
+    for operand in op.operands:
+        visit(operand)
+    return views
+
+
 def _outline(
-    kind: type[kernel.KernelOp], label: str, members: Sequence[Operation], block: Block
+    kind: type[kernel.KernelOp],
+    label: str,
+    members: Sequence[Operation],
+    block: Block,
+    cloned: Sequence[Operation] = (),
 ) -> kernel.KernelOp:
-    """Move `members` into a new isolated kernel op placed after the last member."""
-    member_set = set(members)
+    """Move `members` into a new isolated kernel op placed after the last member; the
+    pure ops `cloned` (producers first) are copied in front of them, not moved."""
+    member_set = set(members) | set(cloned)
     inputs: list[SSAValue] = []
     constants: list[graph.ConstantOp] = []
-    for op in members:
+    for op in [*cloned, *members]:
         for operand in op.operands:
             owner = operand.owner
             if owner in member_set or operand in inputs:
@@ -106,7 +129,7 @@ def _outline(
         clone = const.clone()
         body.add_op(clone)
         mapping[const.result] = clone.result
-    for op in members:
+    for op in [*cloned, *members]:
         clone = op.clone(value_mapper=mapping)
         body.add_op(clone)
         for old, new in zip(op.results, clone.results, strict=True):
@@ -120,6 +143,9 @@ def _outline(
     for op in reversed(members):
         op.detach()
         op.erase()
+    for op in reversed(cloned):
+        if not any(r.uses for r in op.results):
+            block.erase_op(op)
     return new
 
 
@@ -154,7 +180,7 @@ def split_block(block: Block) -> None:
     for matmul in [op for op in block.ops if isinstance(op, graph.MatmulOp)]:
         fuse_group(EpilogueGroup(matmul, [matmul]), block)
     for gemm in [op for op in block.ops if isinstance(op, epilogue.GemmOp)]:
-        _outline(kernel.GemmKernelOp, _gemm_label(gemm), [gemm], block)
+        _outline(kernel.GemmKernelOp, _gemm_label(gemm), [gemm], block, _view_chains(gemm))
     for opaque in [op for op in block.ops if isinstance(op, graph.OpaqueOp)]:
         label = opaque.target.data.split(".")[1] if "." in opaque.target.data else "op"
         _outline(kernel.FallbackKernelOp, label, [opaque], block)

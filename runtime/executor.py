@@ -42,6 +42,9 @@ class KernelStep:
     source: str
     inputs: tuple[str, ...]
     outputs: tuple[OutputSpec, ...]
+    #: per input, how many distinct elements the kernel reads when it reads only part
+    #: of the tensor (through a slice view); None or missing: all of it
+    read_elements: tuple[int | None, ...] = ()
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -143,7 +146,7 @@ class Program:
                 kernel=step.name,
                 kind=step.kind,
                 grid=tuple(int(g) for g in grid),
-                reads=_accesses(step.inputs, values),
+                reads=_accesses(step.inputs, values, step.read_elements),
                 writes=_accesses(step.output_names, outs),
                 graph=self.graph,
             )
@@ -241,12 +244,19 @@ def _as_outputs(step: TorchStep, result: Any) -> Sequence[Any]:
     return result
 
 
-def _accesses(names: Sequence[str], values: Sequence[Any]) -> tuple[BufferAccess, ...]:
-    return tuple(
-        BufferAccess(n, unique_bytes(v))
-        for n, v in zip(names, values, strict=True)
-        if isinstance(v, torch.Tensor)
-    )
+def _accesses(
+    names: Sequence[str], values: Sequence[Any], elements: Sequence[int | None] = ()
+) -> tuple[BufferAccess, ...]:
+    accesses = []
+    for i, (name, value) in enumerate(zip(names, values, strict=True)):
+        if not isinstance(value, torch.Tensor):
+            continue
+        nbytes = unique_bytes(value)
+        part = elements[i] if i < len(elements) else None
+        if part is not None:
+            nbytes = min(nbytes, part * value.element_size())
+        accesses.append(BufferAccess(name, nbytes))
+    return tuple(accesses)
 
 
 def _first_device(values: Sequence[Any]) -> torch.device | None:

@@ -173,7 +173,8 @@ def test_rank4_gemm_reads_unmergeable_strided_views_in_place(tmp_path: Path) -> 
     for line in (
         "b1 = pid_b % B1",
         "b0 = pid_b // B1",
-        "a_ptrs = xa_ptr + b0 * stride_ab0 + b1 * stride_ab1 + offs_m[:, None] * stride_am",
+        "a_rows = offs_m * stride_xa_2",
+        "a_ptrs = xa_ptr + b0 * stride_xa_0 + b1 * stride_xa_1 + a_rows[:, None] + a_cols[None, :]",
     ):
         assert line in source
     mod = load(source, tmp_path)
@@ -276,9 +277,19 @@ def test_bf16_operands_f16_and_bf16_outputs(tmp_path: Path) -> None:
 
 
 def test_empty_output_launches_nothing(tmp_path: Path) -> None:
-    mod = load(generate_kernel_source(_linear_gelu(20, 24, 40)), tmp_path)
+    mod = load(generate_kernel_source(_linear_gelu(0, 24, 40)), tmp_path)
     x, w, b, r = torch.randn(0, 40), torch.randn(40, 24), torch.randn(24), torch.randn(0, 24)
     assert mod.launch(x, w, b, r, torch.empty(0, 24), torch.empty(0, 24)) == (0, 1)
+
+
+def test_launch_rejects_tensors_of_other_shapes(tmp_path: Path) -> None:
+    mod = load(generate_kernel_source(_linear_gelu(20, 24, 40)), tmp_path)
+    x, w, b, r = torch.randn(0, 40), torch.randn(40, 24), torch.randn(24), torch.randn(0, 24)
+    with pytest.raises(
+        ValueError,
+        match=r"linear_gelu_residual: expected a tensor of shape \(20, 40\), got \(0, 40\)",
+    ):
+        mod.launch(x, w, b, r, torch.empty(0, 24), torch.empty(0, 24))
 
 
 def test_rejects_ops_beside_the_gemm() -> None:
@@ -296,7 +307,7 @@ def test_rejects_ops_beside_the_gemm() -> None:
   kernel.yield %o : {y}
 }}""",
     )
-    with pytest.raises(CodegenError, match="may hold only epilogue.gemm"):
+    with pytest.raises(CodegenError, match="may hold only graph.view, epilogue.gemm"):
         generate_kernel_source(kernel)
 
 
@@ -351,3 +362,82 @@ def test_rank4_gemm_compiles_for_gpu(tmp_path: Path) -> None:
         {"INPUT_PRECISION": "tf32", "BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16},
     )
     assert "mma" in ptx
+
+
+def _head_merge_projection(b: int, h: int, s: int, d: int, n: int) -> KernelOp:
+    """out = a.permute(0, 2, 1, 3).reshape(b*s, h*d) @ w + r.reshape(b*s, n): the views
+    sit inside the kernel, so the GEMM reads attention's [B,H,S,D] output in place."""
+    a, p, m2 = f"tensor<{b}x{h}x{s}x{d}xf32>", f"tensor<{b}x{s}x{h}x{d}xf32>", f"{b * s}"
+    x, w, r3 = f"tensor<{m2}x{h * d}xf32>", f"tensor<{h * d}x{n}xf32>", f"tensor<{b}x{s}x{n}xf32>"
+    y = f"tensor<{m2}x{n}xf32>"
+    return parse_kernel(
+        {"a": a, "w": w, "r": r3},
+        f"""
+%y = kernel.gemm "o_proj_residual" (%a, %w, %r) : ({a}, {w}, {r3}) -> ({y}) {{
+^bb0(%aa: {a}, %wa: {w}, %ra: {r3}):
+  %t = graph.view "permute" %aa perm array<i64: 0, 2, 1, 3> : {a} -> {p}
+  %xa = graph.view "reshape" %t : {p} -> {x}
+  %r2 = graph.view "reshape" %ra : {r3} -> {y}
+  %out = epilogue.gemm %xa, %wa inputs(%r2) : ({x}, {w}, {y}) -> ({y}) {{
+  ^tile(%acc: {TILE}, %res: {TILE}):
+    %0 = epilogue.accumulate %acc, %res : ({TILE}, {TILE}) -> {TILE}
+    epilogue.store %0 : {TILE} -> result 0
+  }}
+  kernel.yield %out : {y}
+}}""",
+    )
+
+
+def test_views_inside_the_kernel_are_layouts_of_its_operands(tmp_path: Path) -> None:
+    b, h, s, d, n = 2, 3, 10, 8, 12  # head merge: M = B*S straddles the 32-row tile
+    source = generate_kernel_source(_head_merge_projection(b, h, s, d, n))
+    # the lhs is attention's output through one layout, in CuTe order (last dim first):
+    # K = (D,H), M = (S,B), each mode addressed with div/mod over the runtime strides
+    for line in (
+        "# %xa = layout ((8,3),(10,2)):((stride_aa_3,stride_aa_1),(stride_aa_2,stride_aa_0)) "
+        "of %aa",
+        "a_rows = stride_aa_0 * (offs_m // 10) + stride_aa_2 * (offs_m % 10)",
+        "a_cols = stride_aa_1 * (kk // 8) + stride_aa_3 * (kk % 8)",
+    ):
+        assert line in source, source
+    mod = load(source, tmp_path)
+    attn = torch.randn(b, h, s, d)
+    w, r = torch.randn(h * d, n), torch.randn(b, s, n)
+    y = torch.empty(b * s, n)
+    mod.launch(attn, w, r, y)
+    close(y, attn.transpose(1, 2).reshape(b * s, h * d) @ w + r.reshape(b * s, n))
+    # any strides: the same module reads a transposed copy of the operand correctly
+    attn_t = attn.transpose(0, 3).contiguous().transpose(0, 3)
+    mod.launch(attn_t, w, r, y)
+    close(y, attn.transpose(1, 2).reshape(b * s, h * d) @ w + r.reshape(b * s, n))
+
+
+def test_a_reshape_that_is_not_a_layout_is_addressed_by_flat_index(tmp_path: Path) -> None:
+    """[6, 4]^T -> [3, 8]: the new rows straddle the old ones (8 is neither a multiple nor
+    a divisor of 6), so no layout exists; the flat index is unflattened instead."""
+    src, t, x, w, y = (
+        "tensor<6x4xf32>", "tensor<4x6xf32>", "tensor<3x8xf32>", "tensor<8x5xf32>",
+        "tensor<3x5xf32>",
+    )  # fmt: skip
+    kernel = parse_kernel(
+        {"a": src, "w": w},
+        f"""
+%y = kernel.gemm "flat" (%a, %w) : ({src}, {w}) -> ({y}) {{
+^bb0(%aa: {src}, %wa: {w}):
+  %t = graph.view "permute" %aa perm array<i64: 1, 0> : {src} -> {t}
+  %xa = graph.view "reshape" %t : {t} -> {x}
+  %out = epilogue.gemm %xa, %wa : ({x}, {w}) -> ({y}) {{
+  ^tile(%acc: {TILE}):
+    epilogue.store %acc : {TILE} -> result 0
+  }}
+  kernel.yield %out : {y}
+}}""",
+    )
+    source = generate_kernel_source(kernel)
+    assert "over the flat index of [3, 8]" in source
+    assert "a_ptrs = aa_ptr + stride_aa_0 * ((kk[None, :] + 8 * offs_m[:, None]) % 6)" in source
+    mod = load(source, tmp_path)
+    a, wt = torch.randn(6, 4), torch.randn(8, 5)
+    out = torch.empty(3, 5)
+    mod.launch(a, wt, out)
+    close(out, a.t().reshape(3, 8) @ wt)

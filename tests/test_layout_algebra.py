@@ -360,6 +360,25 @@ def test_composition_is_function_composition(a: Layout, b: Layout, data: st.Data
 
 
 @PROPERTY
+@given(any_layouts(), layouts(), st.data())
+def test_composition_with_symbolic_strides(a: Layout, b: Layout, data: st.DataObject) -> None:
+    """a's strides as symbols (a torch view whose strides are known at launch): the
+    composition is the same function once the symbols are given the strides' values."""
+    flat_strides = leaves(a.stride)
+    symbols = sympy.symbols(f"d0:{len(flat_strides)}", integer=True, nonnegative=True)
+    symbolic = Layout(a.shape, unflatten(list(symbols), a.stride))
+    try:
+        c = composition(symbolic, b)
+    except LayoutError:
+        # symbols never merge modes, so it may only reject more than the static one
+        assume(False)
+    values_of = dict(zip(symbols, flat_strides, strict=True))
+    assert [int(sympy.sympify(c(i)).subs(values_of)) for i in range(b.size)] == values(
+        composition(a, b)
+    )
+
+
+@PROPERTY
 @given(layouts(zeros=True), st.integers(0, 2))
 def test_complement(a: Layout, which: int) -> None:
     cotarget = [None, 1, 3 * a.cosize][which]

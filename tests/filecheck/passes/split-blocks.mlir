@@ -2,7 +2,8 @@
 
 // The backward of a Linear + ReLU layer: dgrad GEMM with the ReLU mask in its
 // epilogue, a bias-gradient reduction as a loop kernel, a wgrad GEMM whose
-// operand is a transposed view (no kernel), a fallback, and a pointwise chain
+// operand is a transposed view (moved into the GEMM kernel: it reads %dy in
+// place through the view's layout), a fallback, and a pointwise chain
 // that loop-fuses into one kernel with its constant inlined.
 // CHECK-LABEL: func.func @backward
 func.func @backward(%dy: tensor<4x8xf32>, %w: tensor<8x16xf32>, %x: tensor<4x16xf32>, %h: tensor<4x16xf32>) -> (tensor<4x16xf32>, tensor<8x16xf32>, tensor<8xf32>, tensor<4x8xf32>, tensor<4x8xf32>) {
@@ -24,8 +25,10 @@ func.func @backward(%dy: tensor<4x8xf32>, %w: tensor<8x16xf32>, %x: tensor<4x16x
 // CHECK:             epilogue.map "threshold_backward"
 // CHECK:           kernel.yield
 // CHECK-NEXT:    }
-// CHECK-NEXT:    %[[T:.*]] = graph.view "permute" %dy
-// CHECK-NEXT:    %[[G1:.*]] = kernel.gemm "gemm1" (%[[T]], %x)
+// CHECK-NEXT:    %[[G1:.*]] = kernel.gemm "gemm1" (%dy, %x) : (tensor<4x8xf32>, tensor<4x16xf32>) -> (tensor<8x16xf32>) {
+// CHECK-NEXT:    ^bb0(%[[DY:.*]]: tensor<4x8xf32>, %[[X:.*]]: tensor<4x16xf32>):
+// CHECK-NEXT:      %[[T:.*]] = graph.view "permute" %[[DY]] perm array<i64: 1, 0> : tensor<4x8xf32> -> tensor<8x4xf32>
+// CHECK-NEXT:      %{{.*}} = epilogue.gemm %[[T]], %[[X]]
 // CHECK:         %[[L2:.*]] = kernel.loop "loop2_sum" (%dy) : (tensor<4x8xf32>) -> (tensor<8xf32>) {
 // CHECK-NEXT:    ^bb0(%[[A:.*]]: tensor<4x8xf32>):
 // CHECK-NEXT:      %[[R:.*]] = graph.reduce "sum" %[[A]] dims array<i64: 0> : tensor<4x8xf32> -> tensor<8xf32>
@@ -45,3 +48,4 @@ func.func @backward(%dy: tensor<4x8xf32>, %w: tensor<8x16xf32>, %x: tensor<4x16x
 // CHECK-NEXT:    }
 // CHECK-NEXT:    func.return %[[G0]], %[[G1]], %[[L2]], %[[F3]], %[[L4]]
 // CHECK-NOT:     graph.constant
+// CHECK-NOT:     graph.view
