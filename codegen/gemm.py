@@ -21,7 +21,7 @@ import sympy
 from xdsl.dialects.builtin import BFloat16Type, Float16Type, Float32Type
 from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 
-from coda.codegen.addressing import ViewAccess, triton_expr, view_access
+from coda.codegen.addressing import triton_expr
 from coda.codegen.common import (
     JIT_HELPERS,
     CodegenError,
@@ -46,6 +46,7 @@ from coda.dialects.epilogue import (
 )
 from coda.dialects.graph import ViewOp, tensor_shape
 from coda.dialects.kernel import GemmKernelOp, YieldOp
+from coda.dialects.view_layout import ViewAccess, ViewLayoutError, view_access
 
 # Locals of the template; SSA-derived names must not shadow them. Per batch dim d the
 # template also uses b{d}, B{d}, stride_ab{d} and stride_bb{d} (see _batch_locals).
@@ -217,7 +218,10 @@ class _GemmGenerator:
                 f"epilogue.gemm {role} {self.ir.name(value)} must be an operand of the "
                 f'kernel.gemm "{self.kernel.kernel_name}" or a view of one'
             )
-        return view_access(value, block, self.strides_of[root])
+        try:
+            return view_access(value, block, self.strides_of[root])
+        except ViewLayoutError as error:
+            raise CodegenError(f'kernel.gemm "{self.kernel.kernel_name}": {error}') from None
 
     def _comment(self, value: SSAValue, access: ViewAccess) -> str:
         """'%x' or '%v: layout ... of %x' for the generated code's comments."""

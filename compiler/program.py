@@ -16,10 +16,10 @@ from xdsl.dialects.func import FuncOp, ReturnOp
 from xdsl.ir import SSAValue
 
 from coda.codegen import generate_kernel_source
-from coda.codegen.addressing import view_access
 from coda.compiler.reference import constant_callable, run_block, view_callable
 from coda.dialects import graph, kernel
 from coda.dialects.dtypes import torch_dtype_of
+from coda.dialects.view_layout import read_elements
 from coda.runtime import KernelStep, OutputSpec, Program, TorchStep
 
 
@@ -63,39 +63,6 @@ def _output_specs(values: Sequence[SSAValue], names: _Names) -> tuple[OutputSpec
     return tuple(specs)
 
 
-def _read_elements(op: kernel.KernelOp) -> tuple[int | None, ...]:
-    """Per kernel operand: the distinct elements its views read, when the kernel reads
-    it only through views (a slice reads part of it); None: the kernel reads it all."""
-    block = op.body.block
-    counts: list[int | None] = []
-    for arg in block.args:
-        ends = _view_chain_ends(arg)
-        if ends is None:
-            counts.append(None)
-            continue
-        stride_names = [f"s{d}" for d in range(len(graph.tensor_shape(arg)))]
-        total = sum(view_access(v, block, stride_names).distinct_elements for v in ends)
-        counts.append(total)
-    return tuple(counts)
-
-
-def _view_chain_ends(arg: SSAValue) -> list[SSAValue] | None:
-    """The views over `arg` that something other than a view reads, or None if
-    something reads `arg` itself."""
-
-    def ends(value: SSAValue) -> list[SSAValue]:
-        users = [use.operation for use in value.uses]
-        found = [value] if any(not isinstance(u, graph.ViewOp) for u in users) else []
-        for user in users:
-            if isinstance(user, graph.ViewOp):
-                found += ends(user.result)
-        return found
-
-    if any(not isinstance(use.operation, graph.ViewOp) for use in arg.uses):
-        return None
-    return ends(arg) or None
-
-
 def build_program(
     func: FuncOp,
     output_slots: Sequence[int | None],
@@ -116,7 +83,7 @@ def build_program(
                     source=generate_kernel_source(op),
                     inputs=names.all(op.inputs),
                     outputs=_output_specs(op.outputs, names),
-                    read_elements=_read_elements(op),
+                    read_elements=read_elements(op),
                 )
             )
         elif isinstance(op, kernel.FallbackKernelOp):

@@ -7,6 +7,7 @@ from xdsl.dialects.func import FuncOp
 from xdsl.ir import Attribute, Operation
 
 from coda.dialects import epilogue, graph, kernel
+from coda.dialects.view_layout import read_elements
 
 
 def _funcs(module: ModuleOp) -> list[FuncOp]:
@@ -45,6 +46,12 @@ def tensor_bytes(ty: Attribute) -> int:
     return numel * max(width, 8) // 8
 
 
+def _element_bytes(ty: Attribute) -> int:
+    assert isinstance(ty, TensorType)
+    width = ty.element_type.bitwidth if hasattr(ty.element_type, "bitwidth") else 32
+    return max(width, 8) // 8
+
+
 def _fused_ops(op: kernel.KernelOp) -> list[Operation]:
     """The source ops a kernel computes (epilogue primitives count one each)."""
     ops: list[Operation] = []
@@ -56,7 +63,7 @@ def _fused_ops(op: kernel.KernelOp) -> list[Operation]:
                 for e in inner.body.block.ops
                 if not isinstance(e, epilogue.StoreOp | epilogue.ConstantOp)
             ]
-        elif not isinstance(inner, kernel.YieldOp | graph.ConstantOp):
+        elif not isinstance(inner, kernel.YieldOp | graph.ConstantOp | graph.ViewOp):
             ops.append(inner)
     return ops
 
@@ -86,7 +93,10 @@ def kernel_summary(module: ModuleOp) -> str:
         total_read = total_written = 0
         kernels = _kernels(func)
         for op in kernels:
-            read = sum(tensor_bytes(v.type) for v in op.inputs)
+            read = sum(
+                tensor_bytes(v.type) if n is None else n * _element_bytes(v.type)
+                for v, n in zip(op.inputs, read_elements(op), strict=True)
+            )
             written = sum(tensor_bytes(t) for t in op.result_types)
             total_read += read
             total_written += written

@@ -6,6 +6,7 @@
     an op joins the group of one of its producers when it iterates over the same
     shape S, does not read a reduction of that group, every reduction of the group
     reduces S over the same dims, and the merged group keeps the graph acyclic;
+  - a reshape that no strides can express gets a `copy` loop kernel before it;
   - `graph.view` and `graph.constant` stay outside kernels: they move no data. The
     view chains that feed a GEMM (operands and epilogue inputs) are also cloned into
     its kernel, which reads the viewed tensor in place through their layout; a copy
@@ -25,6 +26,7 @@ from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
 from coda.dialects import epilogue, graph, kernel
+from coda.dialects.view_layout import is_strided_view
 from coda.passes.dataflow import can_contract, dataflow_graph, topological_reorder, users_outside
 from coda.passes.fuse_epilogues import EpilogueGroup, fuse_group
 
@@ -175,6 +177,30 @@ def _number_kernels(block: Block) -> None:
         op.sym_name = StringAttr(f"{prefix}{index}_{label}" if label else f"{prefix}{index}")
 
 
+def _fresh_buffer(value: SSAValue) -> bool:
+    """`value` will be a contiguous buffer that a generated kernel writes."""
+    return isinstance(value.owner, kernel.GemmKernelOp | graph.PointwiseOp | graph.ReduceOp)
+
+
+def _copy_reshapes_that_move_data(block: Block) -> None:
+    """A reshape left outside kernels that no strides can express (merging dims that a
+    permute moved apart) reads through a `copy` loop kernel: the data moves in a
+    kernel we generate and count, not in a torch call behind the IR's back. Views of
+    graph inputs and fallback results have strides only known at run time: there the
+    runtime copies if it must, and logs it."""
+    for view in [op for op in block.ops if isinstance(op, graph.ViewOp)]:
+        root = view.result
+        while isinstance(root.owner, graph.ViewOp):
+            root = root.owner.input
+        if view.kind.data != "reshape" or not _fresh_buffer(root):
+            continue
+        if is_strided_view(view.result):
+            continue
+        copy = graph.PointwiseOp("copy", [view.input], view.input.type)
+        block.insert_op_before(copy, view)
+        view.operands[0] = copy.result
+
+
 def split_block(block: Block) -> None:
     # a matmul nothing was fused into is a GEMM with a store-only epilogue
     for matmul in [op for op in block.ops if isinstance(op, graph.MatmulOp)]:
@@ -184,6 +210,7 @@ def split_block(block: Block) -> None:
     for opaque in [op for op in block.ops if isinstance(op, graph.OpaqueOp)]:
         label = opaque.target.data.split(".")[1] if "." in opaque.target.data else "op"
         _outline(kernel.FallbackKernelOp, label, [opaque], block)
+    _copy_reshapes_that_move_data(block)
     for group in plan_loop_groups(block):
         _outline(kernel.LoopKernelOp, _loop_label(group.members), group.members, block)
     topological_reorder(block)

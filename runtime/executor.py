@@ -53,7 +53,8 @@ class KernelStep:
 
 @dataclass(frozen=True)
 class TorchStep:
-    """Run by torch: a fallback op (logged as a launch), or a view/constant (not logged)."""
+    """Run by torch: a fallback op (logged as a launch), or a view/constant (not logged,
+    unless the view had to copy: then it is logged as a "copy" launch)."""
 
     name: str
     kind: str  # "fallback" | "view" | "constant"
@@ -167,12 +168,17 @@ class Program:
         results = _as_outputs(step, step.fn(*values))
         for name, value in zip(step.outputs, results, strict=True):
             env[name] = value
-        if step.kind != "fallback":
-            return
         # A fallback's fresh outputs are allocations; outputs aliasing an input are not.
+        # A view with a fresh output copied (torch's reshape does when strides cannot
+        # express it): that is a launch moving data too, so it is logged as a "copy".
         input_storages = {_storage_ptr(v) for v in values if isinstance(v, torch.Tensor)}
-        for name, value in zip(step.outputs, results, strict=True):
-            if isinstance(value, torch.Tensor) and _storage_ptr(value) not in input_storages:
+        fresh = [
+            isinstance(v, torch.Tensor) and _storage_ptr(v) not in input_storages for v in results
+        ]
+        if step.kind == "constant" or (step.kind == "view" and not any(fresh)):
+            return
+        for name, value, is_fresh in zip(step.outputs, results, fresh, strict=True):
+            if is_fresh:
                 log_allocation(
                     AllocationRecord(
                         name,
@@ -185,7 +191,7 @@ class Program:
         log_launch(
             LaunchRecord(
                 kernel=step.name,
-                kind="fallback",
+                kind="fallback" if step.kind == "fallback" else "copy",
                 grid=(),
                 reads=_accesses(step.inputs, values),
                 writes=_accesses(step.outputs, results),

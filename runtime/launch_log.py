@@ -22,7 +22,7 @@ class BufferAccess:
 @dataclass(frozen=True)
 class LaunchRecord:
     kernel: str
-    kind: str  # "gemm" | "loop" | "fallback"
+    kind: str  # "gemm" | "loop" | "fallback" | "copy" (a torch reshape that copied)
     grid: tuple[int, ...]
     reads: tuple[BufferAccess, ...]
     writes: tuple[BufferAccess, ...]

@@ -125,6 +125,24 @@ def test_views_constants_and_fallbacks(cache: KernelCache) -> None:
     assert len(list(cache.root.glob("*.py"))) == 1
 
 
+def test_a_view_that_copies_is_logged_as_a_copy_launch(cache: KernelCache) -> None:
+    """torch's reshape copies when strides cannot express it: that moves data, so it is
+    a launch (and an allocation) in the logs, not a free view."""
+    steps = [
+        TorchStep("xt", "view", lambda t: t.t(), ("x",), ("t",)),  # a view: not logged
+        TorchStep("flat", "view", lambda t: t.reshape(-1), ("t",), ("f",)),  # copies
+    ]
+    program = Program("forward", ["x"], steps, ["f"], cache=cache)
+    x = torch.randn(3, 4)
+    with record_launches() as launches, record_allocations() as allocations:
+        (flat,) = program([x])
+    torch.testing.assert_close(flat, x.t().reshape(-1))
+    assert [(r.kernel, r.kind, r.bytes_read, r.bytes_written) for r in launches] == [
+        ("flat", "copy", 48, 48)
+    ]
+    assert [(a.buffer, a.shape) for a in allocations] == [("f", (12,))]
+
+
 def test_values_freed_after_last_use(cache: KernelCache) -> None:
     refs: dict[str, weakref.ref[torch.Tensor]] = {}
     alive_at_check: dict[str, bool] = {}

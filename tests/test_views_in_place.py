@@ -71,11 +71,22 @@ def test_head_split_feeds_the_score_gemm_without_a_copy() -> None:
     for p, q in zip(eager.parameters(), model.parameters(), strict=True):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-4)
     assert not [r for r in launches if r.kind == "fallback"]
-    # every buffer is a kernel output: none is a [B*H, S, D] copy of a view
+    # every buffer is a kernel output: torch makes no hidden copy of a view
     kernel_outputs = {w.name for r in launches for w in r.writes}
     assert {a.buffer for a in allocations} <= kernel_outputs
-    forward = [r.kernel for r in launches if r.graph == "forward"]
-    assert forward == ["gemm0_bias", "gemm1_bias", "gemm2"], forward
+    # The score GEMM reads both projections in place. Backward needs q and k as
+    # [B*H, S, D] matrices, which no strides of the [B*S, H*D] buffers express: the
+    # forward writes those two saved tensors with copy kernels that nothing else reads.
+    forward = [r for r in launches if r.graph == "forward"]
+    assert [r.kernel for r in forward] == [
+        "gemm0_bias", "gemm1_bias", "loop2_copy", "loop3_copy", "gemm4"
+    ]  # fmt: skip
+    copies = {w.name for r in forward if r.kind == "loop" for w in r.writes}
+    assert not [r.kernel for r in forward for a in r.reads if a.name in copies]
+    # without a backward nothing is saved: three GEMMs, no copy
+    with torch.no_grad(), record_launches() as launches:
+        compiled(x)
+    assert [r.kernel for r in launches] == ["gemm0_bias", "gemm1_bias", "gemm2"]
 
 
 def test_a_reshape_that_copies_says_so(caplog) -> None:
@@ -96,4 +107,61 @@ def test_a_reshape_that_copies_says_so(caplog) -> None:
     torch.testing.assert_close(out, x.reshape(24))
     assert [r.getMessage() for r in caplog.records] == [
         "coda: reshape of (4, 6) (strides (1, 4)) to (24,) is not a view; it copies"
+    ]
+
+
+class HeadMergeProjection(nn.Module):
+    """Attention's epilogue shape: [B,H,S,Dh] -> transpose -> [B,S,H*Dh] -> Linear, plus
+    the residual. The merge is not a torch view of the [B,H,S,Dh] buffer."""
+
+    def __init__(self, d: int = 32, heads: int = 4) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q, self.o = nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, s, d = x.shape
+        heads = self.q(x).view(b, s, self.heads, d // self.heads).transpose(1, 2)
+        a = torch.sigmoid(heads) * heads  # stands in for attention: [B, H, S, Dh]
+        return x + self.o(a.transpose(1, 2).reshape(b, s, d))
+
+
+def test_head_merge_and_residual_feed_the_projection_in_place(caplog) -> None:
+    import logging
+
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    eager = HeadMergeProjection()
+    model = copy.deepcopy(eager)
+    x = torch.randn(2, 8, 32)
+    x_eager, x_coda = x.clone().requires_grad_(), x.clone().requires_grad_()
+    expected = eager(x_eager)
+    expected.square().sum().backward()
+    compiled = torch.compile(model, backend="coda")
+    with (
+        caplog.at_level(logging.WARNING, logger="coda"),
+        record_launches() as launches,
+        record_allocations() as allocations,
+    ):
+        got = compiled(x_coda)
+        got.square().sum().backward()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(x_coda.grad, x_eager.grad, rtol=1e-4, atol=1e-4)
+    for p, q in zip(eager.parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-4)
+    assert not [r.getMessage() for r in caplog.records if "not a view" in r.getMessage()]
+    assert not [r for r in launches if r.kind == "fallback"]
+    kernel_outputs = {w.name for r in launches for w in r.writes}
+    assert {a.buffer for a in allocations} <= kernel_outputs
+    # The projection reads the [B,H,S,Dh] buffer through its layout, and the residual
+    # add on the [B,S,D] view of its [B*S,D] output runs in its epilogue. Backward
+    # needs the projection's input as a [B*S, D] matrix: a copy kernel saves it.
+    forward = [r.kernel for r in launches if r.graph == "forward"]
+    assert forward == ["gemm0_bias", "loop1_sigmoid_mul", "loop2_copy", "gemm3_bias_residual"]
+    with torch.no_grad(), record_launches() as launches:
+        compiled(x)
+    assert [r.kernel for r in launches] == [
+        "gemm0_bias",
+        "loop1_sigmoid_mul",
+        "gemm2_bias_residual",
     ]

@@ -78,3 +78,31 @@ func.func @not_fused(%x: tensor<4x8xf32>, %w: tensor<8x8xf32>, %v: tensor<2x4x8x
 // CHECK-NEXT:    }
 // CHECK-NEXT:    %1 = graph.reduce "sum" %0
 // CHECK-NEXT:    %2 = graph.pointwise "add"(%0, %v)
+
+// A Linear on a [B, S, D] input: the GEMM computes [B*S, N] and the graph views
+// it as [B, S, N]. The reshape regroups rows (same tile), so the residual add,
+// the per-token scale and the bias join the epilogue; the [B, S, N] operands are
+// viewed in the output's shape (a column for the scale), and the result, used in
+// the [B, S, N] shape, is reshaped after the GEMM. The value is stored once
+// although it is used in both shapes.
+// CHECK-LABEL: func.func @residual_through_reshape
+func.func @residual_through_reshape(%x: tensor<6x16xf32>, %w: tensor<16x8xf32>, %b: tensor<8xf32>, %r: tensor<2x3x8xf32>, %s: tensor<2x3x1xf32>) -> (tensor<2x3x8xf32>, tensor<6x8xf32>) {
+  %0 = graph.matmul %x, %w : (tensor<6x16xf32>, tensor<16x8xf32>) -> tensor<6x8xf32>
+  %1 = graph.view "reshape" %0 : tensor<6x8xf32> -> tensor<2x3x8xf32>
+  %2 = graph.pointwise "add"(%1, %b) : (tensor<2x3x8xf32>, tensor<8xf32>) -> tensor<2x3x8xf32>
+  %3 = graph.pointwise "add"(%r, %2) : (tensor<2x3x8xf32>, tensor<2x3x8xf32>) -> tensor<2x3x8xf32>
+  %4 = graph.pointwise "mul"(%3, %s) : (tensor<2x3x8xf32>, tensor<2x3x1xf32>) -> tensor<2x3x8xf32>
+  %5 = graph.view "reshape" %4 : tensor<2x3x8xf32> -> tensor<6x8xf32>
+  func.return %4, %5 : tensor<2x3x8xf32>, tensor<6x8xf32>
+}
+// CHECK-NEXT:    %[[R:.*]] = graph.view "reshape" %r : tensor<2x3x8xf32> -> tensor<6x8xf32>
+// CHECK-NEXT:    %[[S:.*]] = graph.view "reshape" %s : tensor<2x3x1xf32> -> tensor<6x1xf32>
+// CHECK-NEXT:    %[[G:.*]] = epilogue.gemm %x, %w inputs(%b, %[[R]], %[[S]]) : (tensor<6x16xf32>, tensor<16x8xf32>, tensor<8xf32>, tensor<6x8xf32>, tensor<6x1xf32>) -> (tensor<6x8xf32>) {
+// CHECK-NEXT:    ^bb0(%acc: !epilogue.tile<f32>, %{{.*}}: !epilogue.row<f32>, %{{.*}}: !epilogue.tile<f32>, %{{.*}}: !epilogue.col<f32>):
+// CHECK-NEXT:      %[[A:.*]] = epilogue.map "add"(%acc, %{{.*}})
+// CHECK-NEXT:      %[[C:.*]] = epilogue.accumulate %{{.*}}, %[[A]]
+// CHECK-NEXT:      %[[D:.*]] = epilogue.scale %[[C]], %{{.*}}
+// CHECK-NEXT:      epilogue.store %[[D]] : !epilogue.tile<f32> -> result 0
+// CHECK-NEXT:    }
+// CHECK-NEXT:    %[[V:.*]] = graph.view "reshape" %[[G]] : tensor<6x8xf32> -> tensor<2x3x8xf32>
+// CHECK-NEXT:    func.return %[[V]], %[[G]] : tensor<2x3x8xf32>, tensor<6x8xf32>

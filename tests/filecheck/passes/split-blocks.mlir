@@ -49,3 +49,23 @@ func.func @backward(%dy: tensor<4x8xf32>, %w: tensor<8x16xf32>, %x: tensor<4x16x
 // CHECK-NEXT:    func.return %[[G0]], %[[G1]], %[[L2]], %[[F3]], %[[L4]]
 // CHECK-NOT:     graph.constant
 // CHECK-NOT:     graph.view
+
+// A reshape that merges dims a permute moved apart is not a view of the fresh
+// buffer %e: a copy loop kernel materializes the permuted tensor, and the reshape
+// of the copy is a view. The reshape of the argument %x stays (its strides are
+// only known at run time).
+// CHECK-LABEL: func.func @reshape_that_moves_data
+func.func @reshape_that_moves_data(%x: tensor<2x4x8xf32>) -> (tensor<8x8xf32>, tensor<8x8xf32>) {
+  %e = graph.pointwise "exp"(%x) : (tensor<2x4x8xf32>) -> tensor<2x4x8xf32>
+  %t = graph.view "permute" %e perm array<i64: 1, 0, 2> : tensor<2x4x8xf32> -> tensor<4x2x8xf32>
+  %m = graph.view "reshape" %t : tensor<4x2x8xf32> -> tensor<8x8xf32>
+  %v = graph.view "reshape" %x : tensor<2x4x8xf32> -> tensor<8x8xf32>
+  func.return %m, %v : tensor<8x8xf32>, tensor<8x8xf32>
+}
+// CHECK:         %[[E:.*]] = kernel.loop "loop0_exp" (%x)
+// CHECK:         %[[T:.*]] = graph.view "permute" %[[E]]
+// CHECK:         %[[C:.*]] = kernel.loop "loop1_copy" (%[[T]]) : (tensor<4x2x8xf32>) -> (tensor<4x2x8xf32>)
+// CHECK:           graph.pointwise "copy"
+// CHECK:         %[[M:.*]] = graph.view "reshape" %[[C]] : tensor<4x2x8xf32> -> tensor<8x8xf32>
+// CHECK:         %[[V:.*]] = graph.view "reshape" %x : tensor<2x4x8xf32> -> tensor<8x8xf32>
+// CHECK-NEXT:    func.return %[[M]], %[[V]]
