@@ -41,6 +41,7 @@ __all__ = [
     "LayoutError",
     "Scalar",
     "Tiler",
+    "block_scale_layout",
     "blocked_product",
     "coalesce",
     "col_major",
@@ -406,6 +407,30 @@ def row_major(shape: object) -> Layout:
     """Compact layout, last (flattened) mode fastest: (4,(2,8)):(16,(8,1))."""
     shape_ = _int_tuple(shape)
     return Layout(shape_, _compact(shape_, reverse=True))
+
+
+def block_scale_layout(shape: Sequence[int], block: Sequence[int]) -> Layout:
+    """Where the scale of each element of a block-scaled torch tensor is: the layout from
+    element coordinates of `shape` (CuTe order, like ``Layout.from_torch``) to offsets
+    in the row-major scale tensor of shape ``shape[d] / block[d]``.
+
+    Each dim splits into (within block, block index) with strides (0, scale stride):
+    every element of a block reads the same scale. MX formats use ``block = (1, 32)``
+    (one E8M0 scale per 32 elements along K), NVFP4 ``(1, 16)``, DeepSeek-style FP8
+    weights ``(128, 128)``; per-row is ``(1, K)`` and per-tensor ``shape`` itself.
+    """
+    if len(shape) != len(block):
+        raise LayoutError(f"block {list(block)} has not the rank of shape {list(shape)}")
+    for n, b in zip(shape, block, strict=True):
+        if b < 1 or n % b:
+            raise LayoutError(f"block {list(block)} does not divide shape {list(shape)}")
+    blocks = [n // b for n, b in zip(shape, block, strict=True)]
+    scale_strides = _compact(tuple(blocks), reverse=True) if blocks else ()
+    modes = [
+        ((b, nb), (0, d))
+        for b, nb, d in zip(block, blocks, scale_strides, strict=True)  # type: ignore[arg-type]
+    ]
+    return Layout(tuple(m[0] for m in reversed(modes)), tuple(m[1] for m in reversed(modes)))
 
 
 def flatten(layout: Layout) -> Layout:

@@ -22,6 +22,7 @@ from coda.dialects.layout_algebra import (
     IntTuple,
     Layout,
     LayoutError,
+    block_scale_layout,
     blocked_product,
     coalesce,
     col_major,
@@ -739,3 +740,35 @@ def test_proof_tile_offsets() -> None:
     # The same tiling of the transposed view (a column-major operand).
     t_tiles = zipped_divide(Layout((256, 512), (1, 256)), (128, 64))
     assert sympy.expand(t_tiles(((i, j), (tm, tn))) - ((tn * 64 + j) * 256 + tm * 128 + i)) == 0
+
+
+@PROPERTY
+@given(
+    st.lists(st.sampled_from([1, 2, 4, 8]), min_size=1, max_size=3),
+    st.lists(st.integers(1, 4), min_size=3, max_size=3),
+)
+def test_block_scale_layout_broadcasts_each_scale_over_its_block(
+    block: list[int], counts: list[int]
+) -> None:
+    """Each element reads the scale of its block: the layout applied to a scale tensor
+    equals the scales repeated over each block (torch's repeat_interleave per dim)."""
+    shape = [b * c for b, c in zip(block, counts, strict=False)]
+    layout = block_scale_layout(shape, block)
+    scales = torch.arange(math.prod(n // b for n, b in zip(shape, block, strict=True)))
+    scales = scales.reshape([n // b for n, b in zip(shape, block, strict=True)])
+    expected = scales
+    for dim, b in enumerate(block):
+        expected = expected.repeat_interleave(b, dim=dim)
+    flat = scales.flatten()
+    # layout(i) for the flat (row-major) index i of an element: CuTe order is reversed
+    got = torch.tensor([int(flat[layout(i)]) for i in range(math.prod(shape))])
+    assert torch.equal(got.reshape(shape), expected)
+    # the scale tensor is compact: every scale is read, and nothing past it
+    assert layout.cosize == scales.numel()
+
+
+def test_block_scale_layout_mx_and_errors() -> None:
+    # MX: one scale per 32 elements along K of a 4 x 64 tensor -> 4 x 2 scales
+    assert str(block_scale_layout([4, 64], [1, 32])) == "((32,2),(1,4)):((0,1),(0,2))"
+    with pytest.raises(LayoutError, match=r"block \[1, 32\] does not divide shape \[4, 48\]"):
+        block_scale_layout([4, 48], [1, 32])
