@@ -1,7 +1,10 @@
 """`kernel.loop` -> Triton: one pass over the iteration shape S, optionally reducing.
 
 Every operand is addressed through its strides after `expand(S)` (0 where it broadcasts),
-so one scheme covers broadcasting, transposed views and expanded tensors:
+so one scheme covers broadcasting, transposed views and expanded tensors. A view chain
+inside the kernel (split-blocks moves the views that feed it in) is addressed through
+its layout over the viewed operand's strides instead (`coda.dialects.view_layout`), so a
+reshape that strides cannot express is read in place too:
 
 * no graph.reduce: a 1D grid over numel(S); each lane splits its flat index into S
   coordinates (row-major) and dots them with each operand's strides;
@@ -16,8 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import sympy
 from xdsl.ir import BlockArgument, Operation, SSAValue
 
+from coda.codegen.addressing import triton_expr
 from coda.codegen.common import (
     JIT_HELPERS,
     CodegenError,
@@ -37,10 +42,12 @@ from coda.dialects.graph import (
     ConstantOp,
     PointwiseOp,
     ReduceOp,
+    ViewOp,
     broadcast_shapes,
     tensor_shape,
 )
 from coda.dialects.kernel import LoopKernelOp
+from coda.dialects.view_layout import ViewLayoutError, view_access
 
 _TEMPLATE_LOCALS = frozenset(
     {
@@ -69,15 +76,28 @@ class _Dim:
 
 
 @dataclass
+class _ViewTerms:
+    """A view's element offset split by the loop indices it uses, printed: `base` (none),
+    `kept` and `red` (only kept / only reduced dims; vectors), `mixed` (both: a block)."""
+
+    base: str
+    kept: str
+    red: str
+    mixed: str
+
+
+@dataclass
 class _Tensor:
     """A kernel parameter: launch name, pointer, and the loop dims it is addressed along."""
 
     tensor: str
     ptr: str
     dims: list[_Dim]  # the others broadcast: no index term, no stride parameter
-    strides: dict[int, str]  # loop dim index -> kernel stride parameter
+    strides: dict[int, str]  # loop dim index (operand dim for views) -> stride parameter
     stride_args: str  # launch expression for the strides of `dims`
     offs_x: str = ""  # kernel local: offset of its kept coordinates (reductions only)
+    view: _ViewTerms | None = None  # addressed through a view chain's layout
+    var: str = ""  # kernel local holding its loaded block (default: `tensor`)
 
     @property
     def stride_params(self) -> list[str]:
@@ -95,8 +115,10 @@ class _LoopGenerator:
         block = kernel.body.block
         self.ops: list[Operation] = [op for op in block.ops if op is not kernel.terminator]
         for op in self.ops:
-            if not isinstance(op, PointwiseOp | ReduceOp | ConstantOp):
+            if not isinstance(op, PointwiseOp | ReduceOp | ConstantOp | ViewOp):
                 raise CodegenError(f"kernel.loop cannot generate '{op.name}'")
+        # views are read through their layouts when the ops that use them load
+        self.ops = [op for op in self.ops if not isinstance(op, ViewOp)]
         self.reduces = [op for op in self.ops if isinstance(op, ReduceOp)]
         self.shape, reduced = self._iteration_shape()
         # A virtual leading dim keeps the index math uniform for rank-0 S (no reduce) and
@@ -180,23 +202,90 @@ class _LoopGenerator:
             t.offs_x = self.namer.fresh(f"{name}_offs_x")
         return t
 
-    def _input(self, arg: BlockArgument) -> _Tensor:
+    def _input(self, arg: BlockArgument, name: str) -> _Tensor:
         """An operand: addressed along the dims of S it does not broadcast over."""
         self._check_s_shape(arg, "operand")
         shape = tensor_shape(arg)
         padded = (1,) * (len(self.shape) - len(shape)) + shape
         dims = [d for d in self.dims if d.source is not None and padded[d.source] != 1]
         # one name for the tensor (in launch) and its loaded block (in the kernel)
-        name = self.namer.fresh(self.ir.name(arg)[1:])
         return self._tensor(
             name, f"{name}.expand(S)", dims, [d.source for d in dims], len(self.shape)
         )
 
+    def _view_input(self, value: SSAValue, source: str) -> _Tensor:
+        """A view chain of the operand launched as `source`, read through its layout."""
+        self._check_s_shape(value, "operand")
+        block = self.kernel.body.block
+        root = value
+        while isinstance(root.owner, ViewOp):
+            root = root.owner.input
+        var = self.namer.fresh(self.ir.name(value)[1:])
+        strides = {d: self.namer.fresh(f"stride_{var}_{d}") for d in range(len(tensor_shape(root)))}
+        try:
+            access = view_access(value, block, list(strides.values()))
+        except ViewLayoutError as error:
+            raise CodegenError(f'kernel.loop "{self.kernel.kernel_name}": {error}') from None
+        shape = tensor_shape(value)
+        by_source = {d.source: d for d in self.dims if d.source is not None}
+        loop_dims = [by_source[len(self.shape) - len(shape) + j] for j in range(len(shape))]
+        symbol = {
+            d.index: sympy.Symbol(f"i{d.index}", integer=True, nonnegative=True) for d in loop_dims
+        }
+        expr = access.offset([symbol[d.index] for d in loop_dims])
+        kept = {symbol[d.index] for d in loop_dims if not d.reduced}
+        red = {symbol[d.index] for d in loop_dims if d.reduced}
+        parts: dict[tuple[bool, bool], sympy.Expr] = {}
+        for term in sympy.Add.make_args(expr):
+            key = (bool(term.free_symbols & kept), bool(term.free_symbols & red))
+            parts[key] = parts.get(key, sympy.Integer(0)) + term
+        vector = {sym: str(sym) for sym in symbol.values()}
+        block_names = {s: f"{s}[:, None]" for s in kept} | {s: f"{s}[None, :]" for s in red}
+
+        def text(key: tuple[bool, bool], names: dict[sympy.Symbol, str]) -> str:
+            term = parts.get(key, sympy.Integer(0))
+            return "" if term == 0 else triton_expr(term, names)
+
+        terms = _ViewTerms(
+            base=text((False, False), vector),
+            kept=text((True, False), vector),
+            red=text((False, True), vector),
+            mixed=text((True, True), block_names),
+        )
+        ptr = self.namer.fresh(f"{var}_ptr")
+        t = _Tensor(source, ptr, loop_dims, strides, f"*{source}.stride()", view=terms, var=var)
+        if self.reduces and terms.kept:
+            t.offs_x = self.namer.fresh(f"{var}_offs_x")
+        return t
+
     def _offset(self, t: _Tensor, dims: list[_Dim]) -> str:
+        if t.view is not None:  # only asked for the kept offset of a reduction's input
+            return " + ".join(p for p in (t.view.base, t.view.kept) if p)
         return " + ".join(f"i{d.index} * {t.strides[d.index]}" for d in dims)
+
+    def _view_access(self, t: _Tensor) -> tuple[str, str | None]:
+        assert t.view is not None
+        v = t.view
+        if not self.reduces:
+            parts = [t.ptr, v.base, v.kept]
+            return " + ".join(p for p in parts if p), "mask" if v.kept else None
+        kept = bool(v.kept) or bool(v.mixed)
+        red = bool(v.red) or bool(v.mixed)
+        parts = [t.ptr]
+        parts.append(f"{t.offs_x}[:, None]" if v.kept else v.base)
+        parts += [f"({v.red})[None, :]" if v.red else "", v.mixed]
+        mask = {
+            (True, True): "mask",
+            (True, False): "x_mask[:, None]",
+            (False, True): "r_mask[None, :]",
+            (False, False): None,
+        }[(kept, red)]
+        return " + ".join(p for p in parts if p), mask
 
     def _access(self, t: _Tensor) -> tuple[str, str | None]:
         """Pointer expression and mask of `t`'s block inside the loop (None: one scalar)."""
+        if t.view is not None:
+            return self._view_access(t)
         if not t.dims:
             return t.ptr, None
         if not self.reduces:
@@ -212,24 +301,31 @@ class _LoopGenerator:
 
     def source(self) -> str:
         block = self.kernel.body.block
-        inputs: dict[BlockArgument, _Tensor] = {}
+        inputs: dict[SSAValue, _Tensor] = {}
         loads: list[Stmt] = []
-        for arg in block.args:
-            if not arg.uses:
-                continue
-            inp = inputs[arg] = self._input(arg)
-            self.var[arg] = inp.tensor
+        # launch parameter per kernel operand (a direct use loads it under that name)
+        names = {a: self.namer.fresh(self.ir.name(a)[1:]) for a in block.args}
+        for value in _loaded_values(block):
+            if isinstance(value, BlockArgument):
+                inp = self._input(value, names[value])
+                comment = f"{self.ir.name(value)}: {value.type}"
+            else:
+                inp = self._view_input(value, names[_root(value)])
+                comment = (
+                    f"{self.ir.name(value)}: {value.type} <- view of {self.ir.name(_root(value))}"
+                )
+            inputs[value] = inp
+            var = self.var[value] = inp.var or inp.tensor
             ptr, mask = self._access(inp)
             load = f"tl.load({ptr}, mask={mask})" if mask else f"tl.load({ptr})"
-            line = f"{inp.tensor} = {load}{load_conversion(element_type(arg))}"
-            loads.append(Stmt(f"{self.ir.name(arg)}: {arg.type}", [line]))
+            line = f"{var} = {load}{load_conversion(element_type(value))}"
+            loads.append(Stmt(comment, [line]))
         body: list[Stmt] = []
         inits: list[Stmt] = []
         finals: list[Stmt] = []
         for op in self.ops:
             self._emit(op, body, inits, finals)
         outputs, s_stores, x_stores = self._stores()
-        unused = {a: self.namer.fresh(self.ir.name(a)[1:]) for a in block.args if not a.uses}
         operands = list(inputs.values()) + outputs
         slots = dict(
             kernel_name=self.kernel.kernel_name,
@@ -241,8 +337,7 @@ class _LoopGenerator:
             red=self.red,
             virtual=any(d.source is None for d in self.dims),
             sizes=[f"size{d.index}" for d in self.dims],
-            tensors=[inputs[a].tensor if a in inputs else unused[a] for a in block.args]
-            + [o.tensor for o in outputs],
+            tensors=[names[a] for a in block.args] + [o.tensor for o in outputs],
             operands=operands,
             broadcast=self._broadcast_args(inputs),
             x_offsets=[(t.offs_x, self._offset(t, _kept(t.dims))) for t in operands if t.offs_x],
@@ -260,9 +355,12 @@ class _LoopGenerator:
         )
         return render("reduction.py.j2" if self.reduces else "pointwise.py.j2", **slots)
 
-    def _broadcast_args(self, inputs: dict[BlockArgument, _Tensor]) -> list[str]:
+    def _broadcast_args(self, inputs: dict[SSAValue, _Tensor]) -> list[str]:
         """Shapes whose broadcast is S at launch time: used inputs, then constants."""
-        shapes = [f"{t.tensor}.shape" for t in inputs.values()]
+        shapes = [
+            repr(tuple(tensor_shape(v))) if t.view is not None else f"{t.tensor}.shape"
+            for v, t in inputs.items()
+        ]
         for op in self.ops:
             if isinstance(op, ConstantOp) and tensor_shape(op.result):
                 shapes.append(repr(tuple(tensor_shape(op.result))))
@@ -386,6 +484,26 @@ class _LoopGenerator:
         position = {src: src if keepdim else j for j, src in enumerate(sources)}
         positions = [None if d.source is None else position[d.source] for d in self.kept]
         return self._tensor(name, name, self.kept, positions, rank, in_loop=False)
+
+
+def _root(value: SSAValue) -> SSAValue:
+    while isinstance(value.owner, ViewOp):
+        value = value.owner.input
+    return value
+
+
+def _loaded_values(block) -> list[SSAValue]:
+    """Kernel operands and view chain ends that the kernel's ops read, in block order."""
+    values: list[SSAValue] = []
+    for op in block.ops:
+        if isinstance(op, ViewOp):
+            continue
+        for operand in op.operands:
+            owner = operand.owner
+            direct = isinstance(operand, BlockArgument) and operand.block is block
+            if (direct or isinstance(owner, ViewOp)) and operand not in values:
+                values.append(operand)
+    return values
 
 
 def _product(dims: Iterable[_Dim]) -> str:

@@ -130,6 +130,14 @@ def _boxed(program: Callable[[list[Any]], list[Any]]) -> Callable[[list[Any]], l
     return run
 
 
+def partition(joint: fx.GraphModule, joint_inputs: Sequence[Any], **kwargs: Any) -> Any:
+    """AOTAutograd's min-cut partitioner, recomputing views in the backward instead of
+    saving them: coda's kernels read views in place, but a saved view that strides
+    cannot express (q's `[B*S, H*D] -> [B*H, S, D]` head split) would need a copy."""
+    with torch._functorch.config.patch(recompute_views=True):
+        return min_cut_rematerialization_partition(joint, joint_inputs, **kwargs)
+
+
 def coda_backend(
     gm: fx.GraphModule, example_inputs: Sequence[Any], **kwargs: Any
 ) -> Callable[..., Any]:
@@ -141,5 +149,5 @@ def coda_backend(
         bw_compiler=functools.partial(compiler, graph_kind="backward"),
         inference_compiler=functools.partial(compiler, graph_kind="inference"),
         decompositions=DECOMPOSITIONS,
-        partition_fn=min_cut_rematerialization_partition,
+        partition_fn=partition,
     )(gm, example_inputs)

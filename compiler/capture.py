@@ -15,10 +15,9 @@ import torch
 import torch.fx as fx
 from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
-from torch._functorch.partitioners import min_cut_rematerialization_partition
 from xdsl.dialects.builtin import ModuleOp
 
-from coda.compiler.backend import DECOMPOSITIONS
+from coda.compiler.backend import DECOMPOSITIONS, partition
 from coda.compiler.fx_import import import_graph
 from coda.compiler.models import ModelSpec
 
@@ -59,7 +58,7 @@ def capture(spec: ModelSpec, *, training: bool = True, seed: int = 0) -> Capture
         bw_compiler=recorder("backward"),
         inference_compiler=recorder("inference"),
         decompositions=DECOMPOSITIONS,
-        partition_fn=min_cut_rematerialization_partition,
+        partition_fn=partition,
     )
     torch._dynamo.reset()
     compiled = torch.compile(model, backend=backend, fullgraph=False)

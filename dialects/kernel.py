@@ -118,6 +118,12 @@ class KernelOp(IRDLOperation):
                 f"'{self.name}' yields ({', '.join(str(v.type) for v in last.values)}) but "
                 f"declares results ({', '.join(str(t) for t in self.result_types)})"
             )
+        for value in last.values:
+            if isinstance(value.owner, IRDLOperation) and value.owner.name == "graph.view":
+                raise VerifyException(
+                    f"'{self.name}' cannot yield a view: views inside a kernel only address "
+                    "its operands"
+                )
         self.verify_contents(block)
 
     def verify_contents(self, block: Block) -> None:
@@ -147,7 +153,7 @@ class LoopKernelOp(KernelOp):
     KIND: ClassVar[str] = "loop"
 
     def verify_contents(self, block: Block) -> None:
-        allowed = {"graph.pointwise", "graph.reduce", "graph.constant"}
+        allowed = {"graph.pointwise", "graph.reduce", "graph.constant", "graph.view"}
         for op in _body_ops(block):
             if op.name not in allowed:
                 raise VerifyException(f"'kernel.loop' cannot contain '{op.name}'")

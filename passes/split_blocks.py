@@ -6,7 +6,8 @@
     an op joins the group of one of its producers when it iterates over the same
     shape S, does not read a reduction of that group, every reduction of the group
     reduces S over the same dims, and the merged group keeps the graph acyclic;
-  - a reshape that no strides can express gets a `copy` loop kernel before it;
+  - a reshape that no strides can express, read outside kernels (returned, or by a
+    fallback), gets a `copy` loop kernel before it;
   - `graph.view` and `graph.constant` stay outside kernels: they move no data. The
     view chains that feed a GEMM (operands and epilogue inputs) are also cloned into
     its kernel, which reads the viewed tensor in place through their layout; a copy
@@ -182,11 +183,24 @@ def _fresh_buffer(value: SSAValue) -> bool:
     return isinstance(value.owner, kernel.GemmKernelOp | graph.PointwiseOp | graph.ReduceOp)
 
 
+def _needs_tensor(value: SSAValue) -> bool:
+    """Something outside generated kernels reads `value` (a return, a torch fallback):
+    it must be a real strided tensor. Kernels read views through their layouts."""
+    for use in value.uses:
+        user = use.operation
+        if isinstance(user, graph.ViewOp):
+            if _needs_tensor(user.result):
+                return True
+        elif not isinstance(user, graph.PointwiseOp | graph.ReduceOp):
+            return True
+    return False
+
+
 def _copy_reshapes_that_move_data(block: Block) -> None:
-    """A reshape left outside kernels that no strides can express (merging dims that a
-    permute moved apart) reads through a `copy` loop kernel: the data moves in a
-    kernel we generate and count, not in a torch call behind the IR's back. Views of
-    graph inputs and fallback results have strides only known at run time: there the
+    """A reshape that no strides can express (merging dims that a permute moved apart),
+    read outside generated kernels, reads through a `copy` loop kernel: the data moves
+    in a kernel we generate and count, not in a torch call behind the IR's back. Views
+    of graph inputs and fallback results have strides only known at run time: there the
     runtime copies if it must, and logs it."""
     for view in [op for op in block.ops if isinstance(op, graph.ViewOp)]:
         root = view.result
@@ -194,7 +208,7 @@ def _copy_reshapes_that_move_data(block: Block) -> None:
             root = root.owner.input
         if view.kind.data != "reshape" or not _fresh_buffer(root):
             continue
-        if is_strided_view(view.result):
+        if not _needs_tensor(view.result) or is_strided_view(view.result):
             continue
         copy = graph.PointwiseOp("copy", [view.input], view.input.type)
         block.insert_op_before(copy, view)
@@ -212,7 +226,9 @@ def split_block(block: Block) -> None:
         _outline(kernel.FallbackKernelOp, label, [opaque], block)
     _copy_reshapes_that_move_data(block)
     for group in plan_loop_groups(block):
-        _outline(kernel.LoopKernelOp, _loop_label(group.members), group.members, block)
+        views = [v for op in group.members for v in _view_chains(op)]
+        label = _loop_label(group.members)
+        _outline(kernel.LoopKernelOp, label, group.members, block, list(dict.fromkeys(views)))
     topological_reorder(block)
     _number_kernels(block)
     for op in reversed(list(block.ops)):

@@ -284,3 +284,52 @@ def test_every_registry_function_matches_torch(fn: str, tmp_path: Path) -> None:
         assert torch.equal(out, expected)
     else:
         close(out, expected)
+
+
+def test_reduction_reads_a_head_merge_in_place(tmp_path: Path) -> None:
+    """The bias gradient of an output projection: sum over rows of [B,H,S,D] viewed as
+    [B*S, H*D]. The merge is no torch view; the kernel reads it through its layout."""
+    a, p, m = "tensor<2x3x5x4xf32>", "tensor<2x5x3x4xf32>", "tensor<10x12xf32>"
+    source, mod = build(
+        {"a": a},
+        f"""
+%s = kernel.loop "bias_grad" (%a) : ({a}) -> (tensor<12xf32>) {{
+^bb0(%aa: {a}):
+  %t = graph.view "permute" %aa perm array<i64: 0, 2, 1, 3> : {a} -> {p}
+  %g = graph.view "reshape" %t : {p} -> {m}
+  %0 = graph.reduce "sum" %g dims array<i64: 0> : {m} -> tensor<12xf32>
+  kernel.yield %0 : tensor<12xf32>
+}}""",
+        tmp_path,
+    )
+    # x runs over the 12 columns (D, H), r over the 10 rows (S, B): one div/mod each
+    assert "g_offs_x = stride_g_1 * (i1 // 4) + stride_g_3 * (i1 % 4)" in source, source
+    assert "(stride_g_0 * (i0 // 5) + stride_g_2 * (i0 % 5))[None, :]" in source
+    at = torch.randn(2, 3, 5, 4)
+    out = torch.empty(12)
+    mod.launch(at, out)
+    close(out, at.transpose(1, 2).reshape(10, 12).sum(0))
+    mod.launch(at.transpose(0, 3).contiguous().transpose(0, 3), out)  # other strides
+    close(out, at.transpose(1, 2).reshape(10, 12).sum(0))
+
+
+def test_pointwise_reads_a_reshape_that_is_not_a_layout(tmp_path: Path) -> None:
+    """[6, 4]^T -> [3, 8] has no layout (8 straddles rows of 6): flat-index addressing."""
+    src, t, x = "tensor<6x4xf32>", "tensor<4x6xf32>", "tensor<3x8xf32>"
+    source, mod = build(
+        {"a": src, "b": x},
+        f"""
+%y = kernel.loop "flat_add" (%a, %b) : ({src}, {x}) -> ({x}) {{
+^bb0(%aa: {src}, %bb: {x}):
+  %t = graph.view "permute" %aa perm array<i64: 1, 0> : {src} -> {t}
+  %r = graph.view "reshape" %t : {t} -> {x}
+  %0 = graph.pointwise "add"(%r, %bb) : ({x}, {x}) -> {x}
+  kernel.yield %0 : {x}
+}}""",
+        tmp_path,
+    )
+    assert "((8 * i0 + i1) % 6)" in source, source
+    at, bt = torch.randn(6, 4), torch.randn(3, 8)
+    out = torch.empty(3, 8)
+    mod.launch(at, bt, out)
+    close(out, at.t().reshape(3, 8) + bt)

@@ -123,7 +123,7 @@ func.func @loop_with_view(%a: tensor<4x8xf32>) {
   }
   func.return
 }
-// CHECK: kernel_invalid.mlir:119:3: error: 'kernel.loop' cannot contain 'graph.view'
+// CHECK: kernel_invalid.mlir:119:3: error: 'kernel.loop' cannot yield a view: views inside a kernel only address its operands
 
 // -----
 

@@ -51,21 +51,26 @@ func.func @backward(%dy: tensor<4x8xf32>, %w: tensor<8x16xf32>, %x: tensor<4x16x
 // CHECK-NOT:     graph.view
 
 // A reshape that merges dims a permute moved apart is not a view of the fresh
-// buffer %e: a copy loop kernel materializes the permuted tensor, and the reshape
-// of the copy is a view. The reshape of the argument %x stays (its strides are
-// only known at run time).
+// buffer %e. The loop kernel computing %n reads it in place through its layout;
+// the returned %m must be a real tensor, so a copy loop kernel materializes the
+// permuted tensor (the permute moves into it) and the reshape of the copy is a
+// view. The reshape of the argument %x stays (its strides are only known at run
+// time).
 // CHECK-LABEL: func.func @reshape_that_moves_data
-func.func @reshape_that_moves_data(%x: tensor<2x4x8xf32>) -> (tensor<8x8xf32>, tensor<8x8xf32>) {
+func.func @reshape_that_moves_data(%x: tensor<2x4x8xf32>) -> (tensor<8x8xf32>, tensor<8x8xf32>, tensor<8x8xf32>) {
   %e = graph.pointwise "exp"(%x) : (tensor<2x4x8xf32>) -> tensor<2x4x8xf32>
   %t = graph.view "permute" %e perm array<i64: 1, 0, 2> : tensor<2x4x8xf32> -> tensor<4x2x8xf32>
   %m = graph.view "reshape" %t : tensor<4x2x8xf32> -> tensor<8x8xf32>
+  %n = graph.pointwise "neg"(%m) : (tensor<8x8xf32>) -> tensor<8x8xf32>
   %v = graph.view "reshape" %x : tensor<2x4x8xf32> -> tensor<8x8xf32>
-  func.return %m, %v : tensor<8x8xf32>, tensor<8x8xf32>
+  func.return %m, %v, %n : tensor<8x8xf32>, tensor<8x8xf32>, tensor<8x8xf32>
 }
 // CHECK:         %[[E:.*]] = kernel.loop "loop0_exp" (%x)
-// CHECK:         %[[T:.*]] = graph.view "permute" %[[E]]
-// CHECK:         %[[C:.*]] = kernel.loop "loop1_copy" (%[[T]]) : (tensor<4x2x8xf32>) -> (tensor<4x2x8xf32>)
-// CHECK:           graph.pointwise "copy"
+// CHECK:         %[[C:.*]] = kernel.loop "loop1_copy" (%[[E]]) : (tensor<2x4x8xf32>) -> (tensor<4x2x8xf32>) {
+// CHECK-NEXT:    ^bb0(%[[A:.*]]: tensor<2x4x8xf32>):
+// CHECK-NEXT:      %[[T:.*]] = graph.view "permute" %[[A]]
+// CHECK-NEXT:      %{{.*}} = graph.pointwise "copy"(%[[T]])
 // CHECK:         %[[M:.*]] = graph.view "reshape" %[[C]] : tensor<4x2x8xf32> -> tensor<8x8xf32>
+// CHECK-NEXT:    %[[N:.*]] = kernel.loop "loop2_neg" (%[[C]])
 // CHECK:         %[[V:.*]] = graph.view "reshape" %x : tensor<2x4x8xf32> -> tensor<8x8xf32>
-// CHECK-NEXT:    func.return %[[M]], %[[V]]
+// CHECK-NEXT:    func.return %[[M]], %[[V]], %[[N]]
