@@ -46,7 +46,12 @@ from coda.dialects.epilogue import (
 )
 from coda.dialects.graph import ViewOp, tensor_shape
 from coda.dialects.kernel import GemmKernelOp, YieldOp
-from coda.dialects.view_layout import ViewAccess, ViewLayoutError, view_access
+from coda.dialects.view_layout import (
+    ViewAccess,
+    ViewLayoutError,
+    stored_view_access,
+    view_access,
+)
 
 # Locals of the template; SSA-derived names must not shadow them. Per batch dim d the
 # template also uses b{d}, B{d}, stride_ab{d} and stride_bb{d} (see _batch_locals).
@@ -154,7 +159,9 @@ class _Output:
     tensor: str
     ptr: str
     ptrs: str  # kernel local: the tile's addresses
-    strides: dict[str, str]  # 'b0', 'b1', ... /'m'/'n' -> kernel parameter
+    strides: dict[str, str]  # 'b0', 'b1', ... /'m'/'n' (dims of the buffer) -> parameter
+    # stored in another layout: the result reaches the buffer through views
+    address: _Address | None = None
 
 
 def generate_gemm(kernel: GemmKernelOp) -> str:
@@ -192,21 +199,35 @@ class _GemmGenerator:
         return [*self.batch_dims, "m", "n"]
 
     def _output(self, k: int, value: SSAValue) -> _Output:
-        if value.owner is not self.gemm:
+        result = value
+        while isinstance(result.owner, ViewOp):  # stored in another layout
+            result = result.owner.input
+        if result.owner is not self.gemm:
             raise CodegenError(
                 f'kernel.gemm "{self.kernel.kernel_name}" yields {self.ir.name(value)}, '
-                "which is not a result of its epilogue.gemm"
+                "which is not a result of its epilogue.gemm (or a view of one)"
             )
-        assert isinstance(value.owner, GemmOp)
-        index = list(self.gemm.outputs).index(value)
+        index = list(self.gemm.outputs).index(result)
         tensor = self.namer.fresh(f"out{k}")
-        return _Output(
+        out = _Output(
             index=index,
             tensor=tensor,
             ptr=self.namer.fresh(f"{tensor}_ptr"),
             ptrs=self.namer.fresh(f"{tensor}_ptrs"),
-            strides={d: self.namer.fresh(f"stride_{tensor}_{d}") for d in self._dims},
+            strides={},
         )
+        if result is value:
+            out.strides = {d: self.namer.fresh(f"stride_{tensor}_{d}") for d in self._dims}
+            return out
+        dims = range(len(tensor_shape(value)))
+        out.strides = {str(d): self.namer.fresh(f"stride_{tensor}_{d}") for d in dims}
+        try:
+            access = stored_view_access(value, list(out.strides.values()))
+        except ViewLayoutError as error:
+            raise CodegenError(f'kernel.gemm "{self.kernel.kernel_name}": {error}') from None
+        names = {d: d for d in self.batch_dims} | {"m": "offs_m", "n": "offs_n"}
+        out.address = _address(access, self._dims, "m", "n", names)
+        return out
 
     def _access(self, value: SSAValue, role: str) -> ViewAccess:
         block = self.kernel.body.block
@@ -386,12 +407,18 @@ class _GemmGenerator:
         value = self.var[op.value]
         lines = []
         for out in (o for o in self.outputs if o.index == index):
-            batch = _batch_offset(self.batch_dims, out.strides)
-            lines += [
-                f"{out.ptrs} = {out.ptr}{batch} + offs_m[:, None] * {out.strides['m']}"
-                f" + offs_n[None, :] * {out.strides['n']}",
-                f"tl.store({out.ptrs}, {value}.to({out.ptr}.dtype.element_ty), mask=mask)",
-            ]
+            if out.address is not None:
+                lines += [
+                    f"# stored through layout {out.address.comment}",
+                    f"{out.ptrs} = {out.address.pointer(out.ptr, None, None)}",
+                ]
+            else:
+                batch = _batch_offset(self.batch_dims, out.strides)
+                lines.append(
+                    f"{out.ptrs} = {out.ptr}{batch} + offs_m[:, None] * {out.strides['m']}"
+                    f" + offs_n[None, :] * {out.strides['n']}"
+                )
+            lines.append(f"tl.store({out.ptrs}, {value}.to({out.ptr}.dtype.element_ty), mask=mask)")
         return lines or [f"pass  # result {index} is not a result of the kernel"]
 
     def _map_expr(self, op: MapOp) -> str:

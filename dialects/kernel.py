@@ -118,12 +118,6 @@ class KernelOp(IRDLOperation):
                 f"'{self.name}' yields ({', '.join(str(v.type) for v in last.values)}) but "
                 f"declares results ({', '.join(str(t) for t in self.result_types)})"
             )
-        for value in last.values:
-            if isinstance(value.owner, IRDLOperation) and value.owner.name == "graph.view":
-                raise VerifyException(
-                    f"'{self.name}' cannot yield a view: views inside a kernel only address "
-                    "its operands"
-                )
         self.verify_contents(block)
 
     def verify_contents(self, block: Block) -> None:
@@ -145,6 +139,16 @@ class GemmKernelOp(KernelOp):
             raise VerifyException(
                 f"'kernel.gemm' must contain exactly one epilogue.gemm, found {len(gemms)}"
             )
+        # A yielded view is a store in another layout: it must be invertible
+        for value in block.last_op.operands:
+            while isinstance(value.owner, IRDLOperation) and value.owner.name == "graph.view":
+                if value.owner.kind.data not in ("reshape", "permute"):
+                    raise VerifyException(
+                        "'kernel.gemm' can yield its results through reshape and permute views "
+                        f"only (a store in another layout), not through a "
+                        f"{value.owner.kind.data} view"
+                    )
+                value = value.owner.operands[0]
 
 
 @irdl_op_definition
@@ -157,6 +161,12 @@ class LoopKernelOp(KernelOp):
         for op in _body_ops(block):
             if op.name not in allowed:
                 raise VerifyException(f"'kernel.loop' cannot contain '{op.name}'")
+        for value in block.last_op.operands:
+            if isinstance(value.owner, IRDLOperation) and value.owner.name == "graph.view":
+                raise VerifyException(
+                    "'kernel.loop' cannot yield a view: views inside a loop kernel only "
+                    "address its operands"
+                )
 
 
 @irdl_op_definition

@@ -95,6 +95,31 @@ def view_access(value: SSAValue, block: Block, stride_names: Sequence[str]) -> V
     return _access(root, chain, strides)
 
 
+def stored_view_access(value: SSAValue, stride_names: Sequence[str]) -> ViewAccess:
+    """Where a value lands when a kernel stores it through views: `value` is a chain of
+    reshape/permute views of a kernel-computed tensor R, and the kernel's output buffer
+    holds `value` (strides `stride_names`). The access addresses R's elements in that
+    buffer: R = inverse chain(value), a view of the buffer (e.g. a [B*S, H*D] GEMM tile
+    stored into a head-major [B, H, S, D] buffer)."""
+    chain = [op for op in _view_chain(value, value.owner.parent_block())]
+    for view in chain:
+        if view.kind.data not in ("reshape", "permute"):
+            raise ViewLayoutError(f"a store through a {view.kind.data} view is not invertible")
+    inverse = Block(arg_types=[value.type])
+    current: SSAValue = inverse.args[0]
+    for view in reversed(chain):
+        if view.kind.data == "permute":
+            perm = view.permutation
+            undo = [perm.index(d) for d in range(len(perm))]
+            op = ViewOp("permute", current, view.input.type, perm=undo)
+        else:
+            op = ViewOp("reshape", current, view.input.type)
+        inverse.add_op(op)
+        current = op.result
+    strides = [sympy.Symbol(n, integer=True, nonnegative=True) for n in stride_names]
+    return _access(inverse.args[0], _view_chain(current, inverse), strides)
+
+
 def is_strided_view(value: SSAValue) -> bool:
     """Whether `value`, a chain of views (in its block) of a contiguous tensor, is a
     torch strided view of that tensor: its layout has one stride per dim."""

@@ -1,6 +1,8 @@
 """split-blocks: partition each function into `kernel` ops, one per launch.
 
-  - each `epilogue.gemm` (and any bare `graph.matmul`) becomes a `kernel.gemm`;
+  - each `epilogue.gemm` (and any bare `graph.matmul`) becomes a `kernel.gemm`; a
+    result its users only read head-split (reshape + permute) is stored in that
+    layout (the kernel yields the view);
   - each `graph.opaque` becomes a `kernel.fallback`;
   - `graph.pointwise` and `graph.reduce` ops are loop-fused into `kernel.loop`s:
     an op joins the group of one of its producers when it iterates over the same
@@ -183,6 +185,54 @@ def _fresh_buffer(value: SSAValue) -> bool:
     return isinstance(value.owner, kernel.GemmKernelOp | graph.PointwiseOp | graph.ReduceOp)
 
 
+def _store_through_views(op: kernel.GemmKernelOp, block: Block) -> kernel.GemmKernelOp:
+    """Let a GEMM write each result in the layout its users read: when a result is only
+    read through reshapes and a permute (a head split `[B*S, H*D] -> [B, H, S, D]`),
+    the kernel yields that view, stored through the inverse layout into a buffer that
+    is contiguous in the users' order. Attention then reads q, k, v contiguously, and a
+    later merge `[B, H, S, D] -> [B*H, S, D]` is a plain view instead of a copy."""
+    chains: dict[int, list[graph.ViewOp]] = {}
+    for index, result in enumerate(op.results):
+        chain: list[graph.ViewOp] = []
+        value: SSAValue = result
+        while value.uses.get_length() == 1:
+            user = next(iter(value.uses)).operation
+            if not (isinstance(user, graph.ViewOp) and user.kind.data in ("reshape", "permute")):
+                break
+            chain.append(user)
+            value = user.result
+        permutes = [v for v in chain if v.kind.data == "permute"]
+        if any(v.permutation != tuple(range(len(v.permutation))) for v in permutes):
+            chains[index] = chain
+    if not chains:
+        return op
+    body = op.body.block
+    yielded = list(body.last_op.operands)
+    for index, chain in chains.items():
+        value = yielded[index]
+        for view in chain:
+            clone = view.clone(value_mapper={view.input: value})
+            body.insert_op_before(clone, body.last_op)
+            value = clone.result
+        yielded[index] = value
+    body.last_op.operands = yielded
+    new = kernel.GemmKernelOp(op.kernel_name, list(op.inputs), [v.type for v in yielded], Region())
+    op.body.move_blocks(new.body)
+    block.insert_op_after(new, op)
+    for index, (old, result) in enumerate(zip(op.results, new.results, strict=True)):
+        chain = chains.get(index)
+        if chain is None:
+            result.name_hint = old.name_hint
+            old.replace_all_uses_with(result)
+            continue
+        result.name_hint = chain[-1].result.name_hint
+        chain[-1].result.replace_all_uses_with(result)
+        for view in reversed(chain):
+            block.erase_op(view)
+    block.erase_op(op)
+    return new
+
+
 def _needs_tensor(value: SSAValue) -> bool:
     """Something outside generated kernels reads `value` (a return, a torch fallback):
     it must be a real strided tensor. Kernels read views through their layouts."""
@@ -220,7 +270,11 @@ def split_block(block: Block) -> None:
     for matmul in [op for op in block.ops if isinstance(op, graph.MatmulOp)]:
         fuse_group(EpilogueGroup(matmul, [matmul]), block)
     for gemm in [op for op in block.ops if isinstance(op, epilogue.GemmOp)]:
-        _outline(kernel.GemmKernelOp, _gemm_label(gemm), [gemm], block, _view_chains(gemm))
+        outlined = _outline(
+            kernel.GemmKernelOp, _gemm_label(gemm), [gemm], block, _view_chains(gemm)
+        )
+        assert isinstance(outlined, kernel.GemmKernelOp)
+        _store_through_views(outlined, block)
     for opaque in [op for op in block.ops if isinstance(op, graph.OpaqueOp)]:
         label = opaque.target.data.split(".")[1] if "." in opaque.target.data else "op"
         _outline(kernel.FallbackKernelOp, label, [opaque], block)

@@ -441,3 +441,32 @@ def test_a_reshape_that_is_not_a_layout_is_addressed_by_flat_index(tmp_path: Pat
     out = torch.empty(3, 5)
     mod.launch(a, wt, out)
     close(out, a.t().reshape(3, 8) @ wt)
+
+
+def test_a_result_stored_head_major_through_its_views(tmp_path: Path) -> None:
+    """The kernel yields permute(reshape(x @ w)): the [B*S, H*D] tile is written through
+    the inverse layout straight into a contiguous [B, H, S, D] buffer."""
+    x, w, y = "tensor<20x16xf32>", "tensor<16x24xf32>", "tensor<20x24xf32>"
+    r, p = "tensor<2x10x3x8xf32>", "tensor<2x3x10x8xf32>"
+    kernel = parse_kernel(
+        {"x": x, "w": w},
+        f"""
+%q = kernel.gemm "q_head_major" (%x, %w) : ({x}, {w}) -> ({p}) {{
+^bb0(%xa: {x}, %wa: {w}):
+  %o = epilogue.gemm %xa, %wa : ({x}, {w}) -> ({y}) {{
+  ^tile(%acc: {TILE}):
+    epilogue.store %acc : {TILE} -> result 0
+  }}
+  %s = graph.view "reshape" %o : {y} -> {r}
+  %t = graph.view "permute" %s perm array<i64: 0, 2, 1, 3> : {r} -> {p}
+  kernel.yield %t : {p}
+}}""",
+    )
+    source = generate_kernel_source(kernel)
+    # rows (S,B) and columns (D,H) of the tile land at their head-major addresses
+    assert "# stored through layout ((8,3),(10,2)):((stride_out0_3,stride_out0_1)," in source
+    mod = load(source, tmp_path)
+    xt, wt = torch.randn(20, 16), torch.randn(16, 24)
+    out = torch.empty(2, 3, 10, 8)
+    mod.launch(xt, wt, out)
+    close(out, (xt @ wt).view(2, 10, 3, 8).permute(0, 2, 1, 3))

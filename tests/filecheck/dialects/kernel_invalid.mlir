@@ -114,7 +114,7 @@ func.func @loop_with_matmul(%a: tensor<4x8xf32>, %b: tensor<8x16xf32>) {
 
 // -----
 
-// Views move no data: they stay outside kernels.
+// A view inside a loop kernel only addresses an operand; yielding one would be a store.
 func.func @loop_with_view(%a: tensor<4x8xf32>) {
   %0 = kernel.loop "loop0" (%a) : (tensor<4x8xf32>) -> (tensor<32xf32>) {
   ^bb0(%x: tensor<4x8xf32>):
@@ -123,7 +123,7 @@ func.func @loop_with_view(%a: tensor<4x8xf32>) {
   }
   func.return
 }
-// CHECK: kernel_invalid.mlir:119:3: error: 'kernel.loop' cannot yield a view: views inside a kernel only address its operands
+// CHECK: kernel_invalid.mlir:119:3: error: 'kernel.loop' cannot yield a view: views inside a loop kernel only address its operands
 
 // -----
 
@@ -148,3 +148,21 @@ func.func @isolated(%a: tensor<4xf32>) {
   func.return
 }
 // CHECK: kernel_invalid.mlir:144:3: error: Operation using value defined out of its IsolatedFromAbove parent
+
+// -----
+
+// A GEMM kernel may store a result in another layout through reshapes and permutes
+// (invertible), not through a slice.
+func.func @gemm_yields_a_slice(%x: tensor<4x8xf32>, %w: tensor<8x4xf32>) {
+  %0 = kernel.gemm "gemm0" (%x, %w) : (tensor<4x8xf32>, tensor<8x4xf32>) -> (tensor<2x4xf32>) {
+  ^bb0(%a: tensor<4x8xf32>, %b: tensor<8x4xf32>):
+    %1 = epilogue.gemm %a, %b : (tensor<4x8xf32>, tensor<8x4xf32>) -> (tensor<4x4xf32>) {
+    ^bb0(%acc: !epilogue.tile<f32>):
+      epilogue.store %acc : !epilogue.tile<f32> -> result 0
+    }
+    %2 = graph.view "slice" %1 slice array<i64: 0, 0, 2> : tensor<4x4xf32> -> tensor<2x4xf32>
+    kernel.yield %2 : tensor<2x4xf32>
+  }
+  func.return
+}
+// CHECK: kernel_invalid.mlir:{{[0-9]+}}:3: error: 'kernel.gemm' can yield its results through reshape and permute views only (a store in another layout), not through a slice view

@@ -74,3 +74,24 @@ func.func @reshape_that_moves_data(%x: tensor<2x4x8xf32>) -> (tensor<8x8xf32>, t
 // CHECK-NEXT:    %[[N:.*]] = kernel.loop "loop2_neg" (%[[C]])
 // CHECK:         %[[V:.*]] = graph.view "reshape" %x : tensor<2x4x8xf32> -> tensor<8x8xf32>
 // CHECK-NEXT:    func.return %[[M]], %[[V]], %[[N]]
+
+// A GEMM result read only head-split (reshape + permute) is stored head-major:
+// the kernel yields the view chain (here up to the [B*H, S, D] merge its only
+// user reads), written through the inverse layout into a contiguous buffer.
+// Without the store layout that merge would be a copy.
+// CHECK-LABEL: func.func @store_head_major
+func.func @store_head_major(%x: tensor<16x32xf32>, %w: tensor<32x32xf32>) -> tensor<8x8x8xf32> {
+  %0 = graph.matmul %x, %w : (tensor<16x32xf32>, tensor<32x32xf32>) -> tensor<16x32xf32>
+  %1 = graph.view "reshape" %0 : tensor<16x32xf32> -> tensor<2x8x4x8xf32>
+  %2 = graph.view "permute" %1 perm array<i64: 0, 2, 1, 3> : tensor<2x8x4x8xf32> -> tensor<2x4x8x8xf32>
+  %3 = graph.view "reshape" %2 : tensor<2x4x8x8xf32> -> tensor<8x8x8xf32>
+  func.return %3 : tensor<8x8x8xf32>
+}
+// CHECK:         %[[Q:.*]] = kernel.gemm "gemm0" (%x, %w) : (tensor<16x32xf32>, tensor<32x32xf32>) -> (tensor<8x8x8xf32>) {
+// CHECK:           %[[G:.*]] = epilogue.gemm
+// CHECK:           %[[S:.*]] = graph.view "reshape" %[[G]] : tensor<16x32xf32> -> tensor<2x8x4x8xf32>
+// CHECK-NEXT:      %[[T:.*]] = graph.view "permute" %[[S]] perm array<i64: 0, 2, 1, 3>
+// CHECK-NEXT:      %[[M:.*]] = graph.view "reshape" %[[T]] : tensor<2x4x8x8xf32> -> tensor<8x8x8xf32>
+// CHECK-NEXT:      kernel.yield %[[M]] : tensor<8x8x8xf32>
+// CHECK-NEXT:    }
+// CHECK-NEXT:    func.return %[[Q]]
