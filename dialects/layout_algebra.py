@@ -52,6 +52,7 @@ __all__ = [
     "flat_product",
     "flatten",
     "idx2crd",
+    "interleave_layout",
     "left_inverse",
     "logical_divide",
     "logical_product",
@@ -431,6 +432,20 @@ def block_scale_layout(shape: Sequence[int], block: Sequence[int]) -> Layout:
         for b, nb, d in zip(block, blocks, scale_strides, strict=True)  # type: ignore[arg-type]
     ]
     return Layout(tuple(m[0] for m in reversed(modes)), tuple(m[1] for m in reversed(modes)))
+
+
+def interleave_layout(n: int, ways: int = 2) -> Layout:
+    """Column c of an interleaved layout of `ways` stacked n-column blocks reads column
+    ``(c % ways) * n + c // ways`` of the stack: ``(ways, n):(n, 1)``.
+
+    A pairwise epilogue (SwiGLU's gate/up, RoPE's rotary halves) needs both members of
+    a pair in adjacent columns of one tile: composing ``[W_gate | W_up]``'s column layout
+    with this one gives the GEMM weight with the pairs interleaved; its right inverse
+    maps the interleaved gradient columns back to the user's parameters.
+    """
+    if n < 1 or ways < 1:
+        raise LayoutError(f"cannot interleave {ways} blocks of {n} columns")
+    return Layout((ways, n), (n, 1))
 
 
 def flatten(layout: Layout) -> Layout:

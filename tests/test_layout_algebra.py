@@ -31,6 +31,7 @@ from coda.dialects.layout_algebra import (
     flat_divide,
     flatten,
     idx2crd,
+    interleave_layout,
     left_inverse,
     logical_divide,
     logical_product,
@@ -772,3 +773,20 @@ def test_block_scale_layout_mx_and_errors() -> None:
     assert str(block_scale_layout([4, 64], [1, 32])) == "((32,2),(1,4)):((0,1),(0,2))"
     with pytest.raises(LayoutError, match=r"block \[1, 32\] does not divide shape \[4, 48\]"):
         block_scale_layout([4, 48], [1, 32])
+
+
+@PROPERTY
+@given(st.integers(1, 16), st.integers(1, 4), st.integers(1, 6))
+def test_interleave_layout_pairs_adjacent_columns_and_inverts(n: int, ways: int, rows: int) -> None:
+    """Gate/up (or RoPE halves) side by side become adjacent columns; the right inverse
+    takes the interleaved columns back (gradients reach the original parameters)."""
+    stacked = torch.randn(rows, ways * n)  # [W_0 | W_1 | ...], each n columns
+    layout = interleave_layout(n, ways)
+    interleaved = stacked[:, [layout(c) for c in range(ways * n)]]
+    for c in range(ways * n):
+        block, column = c % ways, c // ways
+        assert torch.equal(interleaved[:, c], stacked[:, block * n + column])
+    inverse = right_inverse(layout)
+    assert [layout(inverse(i)) for i in range(ways * n)] == list(range(ways * n))
+    back = interleaved[:, [inverse(i) for i in range(ways * n)]]
+    assert torch.equal(back, stacked)
