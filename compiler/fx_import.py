@@ -178,6 +178,13 @@ class Importer:
             return
         val = _meta(node)
         packet = getattr(node.target, "_overloadpacket", None)
+        if isinstance(val, tuple | list) and packet in MULTI_RESULT_LOWERINGS:
+            try:
+                self.values[node] = MULTI_RESULT_LOWERINGS[packet](self, node)
+                return
+            except Decline as declined:
+                self.values[node] = self.opaque(node, val, str(declined))
+                return
         rule = LOWERINGS.get(packet) if packet is not None else None
         reason = "no lowering rule" if rule is None else ""
         if rule is not None:
@@ -563,3 +570,9 @@ LOWERINGS: dict[Any, Rule] = {
     aten.ones_like: _constant(1.0),
     aten.scalar_tensor: _scalar_tensor,
 }
+
+#: rules for ops with several results: (importer, node) -> one value per result
+MULTI_RESULT_LOWERINGS: dict[Any, Callable[[Importer, fx.Node], list[SSAValue]]] = {}
+
+# prims and multi-result rules live in their own module, which registers them here
+from coda.compiler import fx_prims  # noqa: E402, F401

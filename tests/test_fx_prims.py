@@ -1,0 +1,85 @@
+"""Lowering rules for prims (LayerNorm's var_mean decomposition) and aten.split."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.fx as fx
+from torch import nn
+
+from coda.compiler.fx_import import import_graph
+from coda.compiler.reference import run_block
+from coda.runtime import record_launches
+
+prims = torch.ops.prims
+
+
+def _traced(fn, *example: torch.Tensor) -> fx.GraphModule:
+    """An FX graph of prims/aten calls with shape metadata, as AOTAutograd makes them."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    return make_fx(fn)(*example)
+
+
+@pytest.mark.parametrize("correction", [0, 1])
+def test_var_lowers_to_two_pass_graph_ops(correction: int) -> None:
+    x = torch.randn(3, 5, 7) * 3 + 2
+    gm = _traced(lambda t: (prims.var(t, [0, 2], correction=correction),), x)
+    imported = import_graph(gm)
+    assert not imported.fallback_reasons
+    (got,) = run_block(imported.func.body.block, [x], torch.device("cpu"))
+    expected = torch.var(x.double(), dim=(0, 2), correction=correction).float()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_broadcast_in_dim_and_split_are_views() -> None:
+    x = torch.randn(4, 6)
+
+    def fn(t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        b = prims.broadcast_in_dim(t.sum(1), [4, 3, 6], [0])
+        first, second = torch.split(t, [2, 4], dim=1)
+        return b, first, second
+
+    imported = import_graph(_traced(fn, x))
+    assert not imported.fallback_reasons
+    text = str(imported.func)
+    assert 'graph.view "slice" %t slice array<i64: 1, 0, 1>' in text, text
+    assert 'graph.view "slice" %t slice array<i64: 1, 2, 1>' in text
+    assert 'graph.view "expand"' in text
+    got = run_block(imported.func.body.block, [x], torch.device("cpu"))
+    for g, e in zip(got, fn(x), strict=True):
+        torch.testing.assert_close(g, e)
+
+
+class NormSplit(nn.Module):
+    """LayerNorm, a fused projection split in three (q, k, v style), recombined."""
+
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.norm, self.proj = nn.LayerNorm(d), nn.Linear(d, 3 * d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.proj(self.norm(x)).split(x.shape[-1], dim=-1)
+        return torch.relu(q) * k + v
+
+
+def test_layer_norm_and_split_compile_without_fallbacks() -> None:
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    eager = NormSplit()
+    model = copy.deepcopy(eager)
+    x = torch.randn(2, 5, 16)
+    x_eager, x_coda = x.clone().requires_grad_(), x.clone().requires_grad_()
+    expected = eager(x_eager)
+    expected.square().sum().backward()
+    with record_launches() as launches:
+        got = torch.compile(model, backend="coda")(x_coda)
+        got.square().sum().backward()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(x_coda.grad, x_eager.grad, rtol=1e-4, atol=1e-4)
+    for p, q in zip(eager.parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-4)
+    forward = [r for r in launches if r.graph == "forward"]
+    assert forward and not [r.kernel for r in forward if r.kind == "fallback"]
