@@ -12,6 +12,7 @@ which is what tests use to prove a graph really was compiled.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import os
@@ -27,6 +28,7 @@ from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 from torch._functorch.partitioners import min_cut_rematerialization_partition
 
+from coda.compiler.fold_constants import fold_constants
 from coda.compiler.fx_import import UnsupportedGraph, import_graph
 from coda.compiler.pipeline import lower
 
@@ -95,12 +97,12 @@ def compile_graph(
     from coda.compiler.program import build_program  # codegen loads only when compiling
 
     start = time.perf_counter()
+    device = _device_of(example_inputs)
     try:
-        imported = import_graph(gm, graph_kind)
+        folded = fold_constants(copy.deepcopy(gm), device)
+        imported = import_graph(folded.gm, graph_kind)
         lower(imported.module, "kernel")
-        program = build_program(
-            imported.func, imported.output_slots, graph_kind, _device_of(example_inputs)
-        )
+        program = build_program(imported.func, imported.output_slots, graph_kind, device)
     except Exception as err:  # a graph coda cannot compile must not break training
         if options.strict:
             raise
@@ -117,13 +119,18 @@ def compile_graph(
         len(program.steps),
         time.perf_counter() - start,
     )
-    return _boxed(program)
+    return _boxed(program, folded.constants)
 
 
-def _boxed(program: Callable[[list[Any]], list[Any]]) -> Callable[[list[Any]], list[Any]]:
-    """AOTAutograd's boxed calling convention: one list of arguments."""
+def _boxed(
+    program: Callable[[list[Any]], list[Any]], constants: list[torch.Tensor]
+) -> Callable[[list[Any]], list[Any]]:
+    """AOTAutograd's boxed calling convention: one list of arguments; the tensors folded
+    at compile time follow the graph's own inputs."""
 
     def run(args: list[Any]) -> list[Any]:
+        if constants:
+            args = [*args, *constants]
         return program(args)
 
     run._boxed_call = True  # type: ignore[attr-defined]

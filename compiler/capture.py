@@ -7,6 +7,7 @@ the forward and backward (or inference) FX graphs.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from torch._functorch.aot_autograd import make_boxed_func
 from xdsl.dialects.builtin import ModuleOp
 
 from coda.compiler.backend import DECOMPOSITIONS, partition
+from coda.compiler.fold_constants import fold_constants
 from coda.compiler.fx_import import import_graph
 from coda.compiler.models import ModelSpec
 
@@ -33,7 +35,9 @@ class CapturedGraphs:
         """One module with a func per graph, named after its kind."""
         funcs = []
         for kind, gm in self.graphs:
-            imported = import_graph(gm, kind)
+            # as the backend compiles it: input-independent tensors folded to inputs
+            folded = fold_constants(copy.deepcopy(gm), torch.device("cpu"))
+            imported = import_graph(folded.gm, kind)
             self.output_slots[kind] = imported.output_slots
             imported.func.detach()
             funcs.append(imported.func)

@@ -1,0 +1,53 @@
+"""Compile-time folding of input-independent subgraphs (RoPE tables, causal masks)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from coda.compiler.fold_constants import fold_constants
+from coda.runtime import record_launches
+
+
+class RotaryMasked(nn.Module):
+    """A rotary-style table and a causal mask built inside forward on every call."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s, d = x.shape[-2:]
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
+        angles = torch.outer(torch.arange(s, dtype=torch.float32), inv_freq)
+        table = torch.cat((angles, angles), dim=-1).cos()
+        mask = torch.full((s, s), float("-inf")).triu(1)
+        return torch.softmax(x @ x.transpose(-1, -2) + mask, dim=-1) @ (x * table)
+
+
+def test_tables_and_masks_are_folded_into_inputs(caplog) -> None:
+    torch._dynamo.reset()
+    x = torch.randn(2, 8, 16)
+    model = RotaryMasked()
+    with caplog.at_level(logging.WARNING, logger="coda"), record_launches() as launches:
+        got = torch.compile(model, backend="coda")(x)
+    torch.testing.assert_close(got, model(x), rtol=1e-4, atol=1e-5)
+    # arange, pow, cat, triu have no lowering rules: folded, none runs at all
+    assert not [r.kernel for r in launches if r.kind == "fallback"]
+    assert not [r.getMessage() for r in caplog.records if "falls back" in r.getMessage()]
+
+
+def test_folding_keeps_splats_and_random_ops() -> None:
+    def fn(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        table = torch.arange(4, dtype=torch.float32).exp()  # folded
+        zeros = torch.zeros(4)  # a splat: graph.constant is free, not folded
+        noise = torch.rand(4)  # random: never folded
+        return (x + table + zeros + noise,)
+
+    gm = make_fx(fn)(torch.randn(4))
+    folded = fold_constants(gm, torch.device("cpu"))
+    targets = [str(n.target) for n in folded.gm.graph.nodes if n.op == "call_function"]
+    assert "aten.exp.default" not in targets and "aten.arange.start_step" not in targets
+    assert "aten.zeros.default" in targets and "aten.rand.default" in targets
+    placeholders = [n.name for n in folded.gm.graph.nodes if n.op == "placeholder"]
+    assert placeholders[1:] == ["folded_0_exp"]
+    torch.testing.assert_close(folded.constants[0], torch.arange(4.0).exp())
