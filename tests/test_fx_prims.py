@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 import torch.fx as fx
 from torch import nn
+from training_check import check_training_step
 
 from coda.compiler.fx_import import import_graph
 from coda.compiler.reference import run_block
-from coda.runtime import record_launches
 
 prims = torch.ops.prims
 
@@ -67,19 +65,6 @@ class NormSplit(nn.Module):
 
 def test_layer_norm_and_split_compile_without_fallbacks() -> None:
     torch.manual_seed(0)
-    torch._dynamo.reset()
-    eager = NormSplit()
-    model = copy.deepcopy(eager)
-    x = torch.randn(2, 5, 16)
-    x_eager, x_coda = x.clone().requires_grad_(), x.clone().requires_grad_()
-    expected = eager(x_eager)
-    expected.square().sum().backward()
-    with record_launches() as launches:
-        got = torch.compile(model, backend="coda")(x_coda)
-        got.square().sum().backward()
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(x_coda.grad, x_eager.grad, rtol=1e-4, atol=1e-4)
-    for p, q in zip(eager.parameters(), model.parameters(), strict=True):
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-4)
-    forward = [r for r in launches if r.graph == "forward"]
+    run = check_training_step(NormSplit(), torch.randn(2, 5, 16))
+    forward = [r for r in run.launches if r.graph == "forward"]
     assert forward and not [r.kernel for r in forward if r.kind == "fallback"]

@@ -6,10 +6,9 @@ log that no copy kernel or torch fallback runs for one.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
+from training_check import check_training_step
 
 from coda.runtime import record_allocations, record_launches
 
@@ -55,21 +54,8 @@ class HeadSplitScores(nn.Module):
 
 def test_head_split_is_stored_head_major_and_feeds_the_score_gemm_without_a_copy() -> None:
     torch.manual_seed(0)
-    torch._dynamo.reset()
-    eager = HeadSplitScores()
-    model = copy.deepcopy(eager)
-    x = torch.randn(2, 8, 32)
-    x_eager, x_coda = x.clone().requires_grad_(), x.clone().requires_grad_()
-    expected = eager(x_eager)
-    expected.square().sum().backward()
-    compiled = torch.compile(model, backend="coda")
-    with record_launches() as launches, record_allocations() as allocations:
-        got = compiled(x_coda)
-        got.square().sum().backward()
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(x_coda.grad, x_eager.grad, rtol=1e-4, atol=1e-4)
-    for p, q in zip(eager.parameters(), model.parameters(), strict=True):
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-4)
+    run = check_training_step(HeadSplitScores(), torch.randn(2, 8, 32))
+    launches, allocations = run.launches, run.allocations
     assert not [r for r in launches if r.kind == "fallback"]
     # every buffer is a kernel output: torch makes no hidden copy of a view
     kernel_outputs = {w.name for r in launches for w in r.writes}
@@ -124,25 +110,9 @@ def test_head_merge_and_residual_feed_the_projection_in_place(caplog) -> None:
     import logging
 
     torch.manual_seed(0)
-    torch._dynamo.reset()
-    eager = HeadMergeProjection()
-    model = copy.deepcopy(eager)
-    x = torch.randn(2, 8, 32)
-    x_eager, x_coda = x.clone().requires_grad_(), x.clone().requires_grad_()
-    expected = eager(x_eager)
-    expected.square().sum().backward()
-    compiled = torch.compile(model, backend="coda")
-    with (
-        caplog.at_level(logging.WARNING, logger="coda"),
-        record_launches() as launches,
-        record_allocations() as allocations,
-    ):
-        got = compiled(x_coda)
-        got.square().sum().backward()
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(x_coda.grad, x_eager.grad, rtol=1e-4, atol=1e-4)
-    for p, q in zip(eager.parameters(), model.parameters(), strict=True):
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-4)
+    with caplog.at_level(logging.WARNING, logger="coda"):
+        run = check_training_step(HeadMergeProjection(), torch.randn(2, 8, 32))
+    launches, allocations = run.launches, run.allocations
     assert not [r.getMessage() for r in caplog.records if "not a view" in r.getMessage()]
     assert not [r for r in launches if r.kind == "fallback"]
     kernel_outputs = {w.name for r in launches for w in r.writes}
