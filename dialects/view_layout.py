@@ -186,9 +186,16 @@ class _ViewState:
             modes = [(n, 0) if s == 1 else (s, d) for (s, d), n in zip(padded, dst, strict=True)]
         elif kind == "slice":
             dim, start, step = view.slice_spec
-            size, stride = modes[dim]
-            self.base = self.base + start * stride
-            modes[dim] = (dst[dim], stride * step)
+            mode = Layout(*modes[dim])
+            self.base = self.base + mode(start)
+            if not isinstance(mode.shape, tuple):
+                modes[dim] = (dst[dim], mode.stride * step)
+            else:  # a dim merged by an earlier reshape: slice its layout by composition
+                try:
+                    sliced = composition(mode, Layout(dst[dim], step))
+                except LayoutError as error:
+                    raise ViewLayoutError(f"cannot slice merged dim {mode}: {error}") from None
+                modes[dim] = (sliced.shape, sliced.stride)
         elif kind == "reshape":
             current = _from_modes(modes)
             try:

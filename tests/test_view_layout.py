@@ -1,0 +1,125 @@
+"""View chains as layouts (coda.dialects.view_layout) against torch's own views.
+
+The source tensor holds its storage offsets (arange viewed with random strides), so a
+view's element value is the offset the layout must compute for it."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import sympy
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from xdsl.dialects.builtin import TensorType, f32
+from xdsl.ir import Block
+
+from coda.codegen.addressing import triton_expr
+from coda.dialects import graph
+from coda.dialects.view_layout import ViewLayoutError, is_strided_view, view_access
+
+
+@st.composite
+def view_chains(draw: st.DrawFn) -> tuple[tuple[int, ...], list[tuple]]:
+    """A source shape and a chain of (kind, params, result shape) views."""
+    shape = tuple(draw(st.lists(st.sampled_from([1, 2, 3, 4, 6]), min_size=1, max_size=4)))
+    chain, current = [], shape
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["permute", "reshape", "slice", "expand"]))
+        if kind == "permute":
+            perm = draw(st.permutations(range(len(current))))
+            current = tuple(current[p] for p in perm)
+            chain.append(("permute", list(perm), current))
+        elif kind == "reshape":
+            n = math.prod(current)
+            divisors = [d for d in range(1, n + 1) if n % d == 0]
+            first = draw(st.sampled_from(divisors))
+            rest = n // first
+            second = draw(st.sampled_from([d for d in range(1, rest + 1) if rest % d == 0]))
+            current = tuple(x for x in (first, second, rest // second))
+            chain.append(("reshape", None, current))
+        elif kind == "slice":
+            dim = draw(st.integers(0, len(current) - 1))
+            start = draw(st.integers(0, current[dim] - 1))
+            step = draw(st.integers(1, 2))
+            count = len(range(start, current[dim], step))
+            current = tuple(count if d == dim else n for d, n in enumerate(current))
+            chain.append(("slice", (dim, start, step), current))
+        else:
+            ones = [d for d, n in enumerate(current) if n == 1]
+            if not ones:
+                continue
+            dim = draw(st.sampled_from(ones))
+            current = tuple(3 if d == dim else n for d, n in enumerate(current))
+            chain.append(("expand", None, current))
+    return shape, chain
+
+
+def _torch_view(t: torch.Tensor, chain: list[tuple]) -> torch.Tensor:
+    for kind, params, shape in chain:
+        if kind == "permute":
+            t = t.permute(params)
+        elif kind == "reshape":
+            t = t.reshape(shape)  # may copy: values still name the source offsets
+        elif kind == "slice":
+            dim, start, step = params
+            t = t.narrow(dim, start, t.shape[dim] - start)[
+                (slice(None),) * dim + (slice(None, None, step),)
+            ]
+        else:
+            t = t.expand(shape)
+    return t
+
+
+@settings(max_examples=300, deadline=None)
+@given(view_chains(), st.data())
+def test_view_chain_layout_matches_torch(case, data: st.DataObject) -> None:
+    shape, chain = case
+    block = Block(arg_types=[TensorType(f32, list(shape))])
+    value = block.args[0]
+    for kind, params, result_shape in chain:
+        ty = TensorType(f32, list(result_shape))
+        if kind == "permute":
+            op = graph.ViewOp("permute", value, ty, perm=params)
+        elif kind == "slice":
+            op = graph.ViewOp("slice", value, ty, slice=params)
+        else:
+            op = graph.ViewOp(kind, value, ty)
+        block.add_op(op)
+        value = op.result
+    # a source with random (possibly transposed) strides: storage holds offsets
+    order = data.draw(st.permutations(range(len(shape))))
+    base = torch.arange(math.prod(shape)).reshape([shape[o] for o in order])
+    source = base.permute([order.index(d) for d in range(len(shape))])
+    assert tuple(source.shape) == shape
+    try:
+        access = view_access(value, block, [f"s{d}" for d in range(len(shape))])
+    except ViewLayoutError:
+        return  # a slice of a merged dim that no layout expresses (codegen reports it)
+    expected = _torch_view(source, chain)
+    strides = dict(zip(access.strides, source.stride(), strict=True))
+    indices = sympy.symbols(f"i0:{len(access.shape)}", integer=True, nonnegative=True)
+    # evaluate the code the kernel would run (integer // and %), not a float lambdify
+    names = {s: s.name for s in (*indices, *access.strides)}
+    code = compile(triton_expr(access.offset(list(indices)), names), "<offset>", "eval")
+    for index in itertools.product(*[range(n) for n in expected.shape]):
+        env = {s.name: v for s, v in strides.items()} | {f"i{d}": i for d, i in enumerate(index)}
+        got = eval(code, {}, env)
+        assert got == int(expected[index]), (index, access.describe())
+    # a torch view exactly when the layout has one stride per dim (contiguous source)
+    if order == list(range(len(shape))):
+        try:
+            source.view(-1)  # contiguous source
+            _strict_view(source, chain)
+            viewable = True
+        except RuntimeError:
+            viewable = False
+        assert is_strided_view(value) == viewable
+
+
+def _strict_view(t: torch.Tensor, chain: list[tuple]) -> torch.Tensor:
+    """Like _torch_view but reshapes with .view: raises where torch would copy."""
+    for kind, params, shape in chain:
+        t = t.view(shape) if kind == "reshape" else _torch_view(t, [(kind, params, shape)])
+    return t
