@@ -35,6 +35,7 @@ from coda.codegen.common import (
     pointwise_expr,
     render,
 )
+from coda.codegen.tiling import batch_indices, tile_offsets
 from coda.dialects.epilogue import (
     AccumulateOp,
     ConstantOp,
@@ -52,6 +53,9 @@ from coda.dialects.view_layout import (
     stored_view_access,
     view_access,
 )
+
+# BLOCK_M, BLOCK_N, BLOCK_K: small enough for Triton's interpreter, valid tl.dot tiles on GPUs.
+TILE = (32, 32, 16)
 
 # Locals of the template; SSA-derived names must not shadow them. Per batch dim d the
 # template also uses b{d}, B{d}, stride_ab{d} and stride_bb{d} (see _batch_locals).
@@ -327,6 +331,14 @@ class _GemmGenerator:
             stride_args=stride_args,
             constexpr_args=constexpr_args,
             batch_dims=self.batch_dims,
+            batch_index=batch_indices(
+                self.batch_dims, [f"B{d}" for d in range(len(self.batch_dims))], "pid_b"
+            ),
+            block=TILE,
+            tile_offsets=[
+                tile_offsets("offs_m", out_shape[-2], TILE[0], "pid_m", "BLOCK_M"),
+                tile_offsets("offs_n", out_shape[-1], TILE[1], "pid_n", "BLOCK_N"),
+            ],
             # sizes of batch dims 1, 2, ... (kernel parameters); dim 0's is never needed
             batch_sizes=[f"B{d}" for d in range(1, len(self.batch_dims))],
             sizes=(out_shape[-2], out_shape[-1], _contraction_size(gemm)),
