@@ -6,10 +6,10 @@
     lowerc --model my.py:Net --input-shape 4x16 --emit summary
 
 Stages: fx (the aten graphs), graph, epilogue, kernel (IR), triton (generated
-source) and summary (the kernel table). Everything `xdsl-opt` offers (`-p`,
-`--print-between-passes`, `--print-op-generic`, `--split-input-file`,
-`--verify-diagnostics`, ...) works as usual. Errors in the input are reported as
-`file:line:col: error: message` with exit code 1, never as a traceback.
+source), summary (the kernel table) and dot (the kernel plan as a Graphviz graph).
+Everything `xdsl-opt` offers (`-p`, `--print-between-passes`, `--print-op-generic`,
+`--split-input-file`, `--verify-diagnostics`, ...) works as usual. Errors in the input
+are reported as `file:line:col: error: message` with exit code 1, never as a traceback.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from xdsl.xdsl_opt_main import xDSLOptMain
 from coda.dialects import CODA_DIALECTS
 from coda.passes import PASSES
 
-EMIT_STAGES = ("fx", "graph", "epilogue", "kernel", "triton", "summary")
+EMIT_STAGES = ("fx", "graph", "epilogue", "kernel", "triton", "summary", "dot")
 
 
 class LocatedVerifyError(VerifyException):
@@ -150,10 +150,11 @@ class Lowerc(xDSLOptMain):
 
     def apply_passes(self, prog: ModuleOp) -> None:
         super().apply_passes(prog)
-        if self.args.emit in ("graph", "epilogue", "kernel", "triton", "summary"):
+        if self.args.emit in ("graph", "epilogue", "kernel", "triton", "summary", "dot"):
             from coda.compiler.pipeline import lower
 
-            lower(prog, "kernel" if self.args.emit in ("triton", "summary") else self.args.emit)
+            after_kernel = self.args.emit in ("triton", "summary", "dot")
+            lower(prog, "kernel" if after_kernel else self.args.emit)
 
     def output_resulting_program(self, prog: ModuleOp) -> str:
         if self.args.emit == "triton":
@@ -164,6 +165,10 @@ class Lowerc(xDSLOptMain):
             from coda.compiler.report import kernel_summary
 
             return kernel_summary(prog)
+        if self.args.emit == "dot":
+            from coda.compiler.plan_dot import plan_dot
+
+            return plan_dot(prog)
         if self.args.emit == "fx":
             raise ValueError("--emit fx needs --model (textual IR has no FX graph)")
         return super().output_resulting_program(prog)

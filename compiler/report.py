@@ -14,7 +14,7 @@ def _funcs(module: ModuleOp) -> list[FuncOp]:
     return [op for op in module.ops if isinstance(op, FuncOp)]
 
 
-def _kernels(func: FuncOp) -> list[kernel.KernelOp]:
+def kernels_of(func: FuncOp) -> list[kernel.KernelOp]:
     return [op for op in func.body.block.ops if isinstance(op, kernel.KernelOp)]
 
 
@@ -24,7 +24,7 @@ def triton_listing(module: ModuleOp) -> str:
 
     parts = []
     for func in _funcs(module):
-        for op in _kernels(func):
+        for op in kernels_of(func):
             header = f"# ===== @{func.sym_name.data}: {op.kernel_name} ({op.KIND}) ====="
             if isinstance(op, kernel.FallbackKernelOp):
                 targets = [
@@ -52,7 +52,7 @@ def _element_bytes(ty: Attribute) -> int:
     return max(width, 8) // 8
 
 
-def _fused_ops(op: kernel.KernelOp) -> list[Operation]:
+def fused_ops(op: kernel.KernelOp) -> list[Operation]:
     """The source ops a kernel computes (epilogue primitives count one each)."""
     ops: list[Operation] = []
     for inner in op.body.block.ops:
@@ -68,30 +68,46 @@ def _fused_ops(op: kernel.KernelOp) -> list[Operation]:
     return ops
 
 
+def describe_op(op: Operation) -> str:
+    """A source op in a few characters: its function, reduction or aten target."""
+    if isinstance(op, epilogue.MapOp | graph.PointwiseOp):
+        return op.fn.data
+    if isinstance(op, graph.ReduceOp):
+        return f"{op.kind.data}{list(op.reduced_dims)}"
+    if isinstance(op, graph.OpaqueOp):
+        return op.target.data
+    return op.name.split(".")[-1]
+
+
 def _describe(ops: list[Operation]) -> str:
-    names = []
-    for op in ops:
-        if isinstance(op, epilogue.MapOp | graph.PointwiseOp):
-            names.append(op.fn.data)
-        elif isinstance(op, graph.ReduceOp):
-            names.append(f"{op.kind.data}{list(op.reduced_dims)}")
-        elif isinstance(op, graph.OpaqueOp):
-            names.append(op.target.data)
-        else:
-            names.append(op.name.split(".")[-1])
-    return " ".join(names)
+    return " ".join(describe_op(op) for op in ops)
+
+
+def _memory_bound(op: kernel.KernelOp) -> tuple[int, int]:
+    """(memory-bound source ops in GEMM epilogues, memory-bound ops elsewhere) of a
+    kernel. GEMMs themselves and attention are compute-bound; views are free."""
+    from coda.compiler.plan_dot import kernel_kind
+
+    ops = [o for o in fused_ops(op) if not isinstance(o, epilogue.GemmOp)]
+    if isinstance(op, kernel.GemmKernelOp):
+        return len(ops), 0
+    if kernel_kind(op) == "attention":
+        return 0, 0
+    matmuls = ("aten.mm", "aten.bmm", "aten.addmm")
+    return 0, sum(not describe_op(o).startswith(matmuls) for o in ops)
 
 
 def kernel_summary(module: ModuleOp) -> str:
     """The kernel schedule as a table, with launches and bytes per function."""
     lines = []
+    fused_in = fused_total = 0
     for func in _funcs(module):
         lines.append(f"@{func.sym_name.data}")
         header = f"  {'kernel':<40} {'kind':<9} {'read B':>10} {'written B':>10}  fused ops"
         lines.append(header)
         lines.append("  " + "-" * (len(header) + 8))
         total_read = total_written = 0
-        kernels = _kernels(func)
+        kernels = kernels_of(func)
         for op in kernels:
             read = sum(
                 tensor_bytes(v.type) if n is None else n * _element_bytes(v.type)
@@ -102,13 +118,23 @@ def kernel_summary(module: ModuleOp) -> str:
             total_written += written
             lines.append(
                 f"  {op.kernel_name:<40} {op.KIND:<9} {read:>10} {written:>10}  "
-                f"{_describe(_fused_ops(op))}"
+                f"{_describe(fused_ops(op))}"
             )
         gemms = sum(isinstance(op, kernel.GemmKernelOp) for op in kernels)
         fallbacks = sum(isinstance(op, kernel.FallbackKernelOp) for op in kernels)
+        counts = [_memory_bound(op) for op in kernels]
+        inside, outside = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        fused_in += inside
+        fused_total += inside + outside
         lines.append(
             f"  {len(kernels)} launches ({gemms} gemm, {fallbacks} torch fallback), "
-            f"{total_read + total_written} bytes moved (static estimate)"
+            f"{total_read + total_written} bytes moved (static estimate), "
+            f"{inside} of {inside + outside} memory-bound ops in GEMM epilogues"
         )
         lines.append("")
+    if fused_total:
+        share = 100 * fused_in / fused_total
+        lines.append(
+            f"memory-bound ops inside GEMM epilogues: {fused_in} of {fused_total} ({share:.0f}%)"
+        )
     return "\n".join(lines)

@@ -19,6 +19,7 @@ Constants a kernel reads are cloned into it so generated code sees literals.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -175,8 +176,9 @@ def _number_kernels(block: Block) -> None:
     """Name kernels `<kind><position>_<label>` in launch order."""
     kernels = [op for op in block.ops if isinstance(op, kernel.KernelOp)]
     for index, op in enumerate(kernels):
-        label = op.kernel_name
         prefix = {"gemm": "gemm", "loop": "loop", "fallback": "torch"}[op.KIND]
+        # renumbering an already split module keeps the labels, not the old numbers
+        label = re.sub(rf"^{prefix}\d+_?", "", op.kernel_name)
         op.sym_name = StringAttr(f"{prefix}{index}_{label}" if label else f"{prefix}{index}")
 
 

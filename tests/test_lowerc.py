@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,12 +24,28 @@ def mlp_stages() -> dict[str, str]:
     from coda.compiler.lowerc import main  # in-process: one torch import for all stages
 
     stages = {}
-    for stage in ("fx", "graph", "epilogue", "kernel", "triton", "summary"):
+    for stage in ("fx", "graph", "epilogue", "kernel", "triton", "summary", "dot"):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             assert main(["--model", "mlp", "--emit", stage]) == 0
         stages[stage] = out.getvalue()
     return stages
+
+
+def test_dot_stage_has_a_cluster_per_launch(mlp_stages: dict[str, str]) -> None:
+    text = mlp_stages["dot"]
+    assert text.count("digraph ") == 2  # forward and backward
+    launches = re.findall(r"(\d+) launches", mlp_stages["summary"])
+    assert text.count("subgraph cluster_") == sum(map(int, launches)) == 3 + 9
+    for name in re.findall(r"^  ((?:gemm|loop|torch)\d+\w*) ", mlp_stages["summary"], re.M):
+        assert f'label="{name} (' in text
+
+
+def test_summary_reports_the_epilogue_share(mlp_stages: dict[str, str]) -> None:
+    # the MLP's biases, activations and residual add all run in GEMM epilogues
+    assert "memory-bound ops inside GEMM epilogues: " in mlp_stages["summary"]
+    inside, total = re.search(r"epilogues: (\d+) of (\d+)", mlp_stages["summary"]).groups()
+    assert int(total) > 0 and int(inside) / int(total) >= 0.5
 
 
 def test_fx_stage_shows_aten_graphs(mlp_stages: dict[str, str]) -> None:
