@@ -6,16 +6,20 @@ Patterns (each small, each tested in tests/filecheck/passes/canonicalize.mlir):
   - `copy`/`cast` to the operand's own type disappear unless the copy is a
     returned value (a returned copy must not alias an input);
   - pointwise ops over splat constants fold to a constant;
+  - a reshape of a reduction (through scalar pointwise ops) that restores the reduced
+    dims as size 1 is the reduction with keepdim; sum / N is mean;
 then common-subexpression elimination, and dead pure ops are dropped.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import IntegerType, ModuleOp, TensorType
 from xdsl.dialects.func import ReturnOp
+from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -99,11 +103,94 @@ class FoldConstantPointwise(RewritePattern):
         rewriter.replace(op, graph.ConstantOp(value, out_type))
 
 
+def _is_scalar_constant(value: SSAValue) -> bool:
+    return isinstance(value.owner, graph.ConstantOp) and graph.tensor_shape(value) == ()
+
+
+class ReshapeBeforeScalarPointwise(RewritePattern):
+    """reshape(fn(r, c)) with splat scalars c and r a reduction is fn(reshape(r), c):
+    the reshape meets the reduction (`sum(x) * c -> [B, S, 1]` of var_mean)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.ViewOp, rewriter: PatternRewriter) -> None:
+        inner = op.input.owner
+        if op.kind.data != "reshape" or not isinstance(inner, graph.PointwiseOp):
+            return
+        if inner.fn.data == "cast" or not inner.result.has_one_use():
+            return
+        tensors = [v for v in inner.inputs if not _is_scalar_constant(v)]
+        if len(tensors) != 1 or tensors[0].type != inner.result.type:
+            return
+        if not isinstance(tensors[0].owner, graph.ReduceOp):
+            return  # elsewhere the reshape would split a loop kernel's iteration shape
+        element = op.result.type.element_type
+        source_type = TensorType(tensors[0].type.element_type, op.result.type.get_shape())
+        reshaped = graph.ViewOp("reshape", tensors[0], source_type)
+        operands = [reshaped.result if v is tensors[0] else v for v in inner.inputs]
+        new = graph.PointwiseOp(
+            inner.fn.data, operands, TensorType(element, source_type.get_shape())
+        )
+        rewriter.replace(op, [reshaped, new])
+
+
+class ReshapeOfReduceIsKeepdim(RewritePattern):
+    """reshape(reduce(x, dims)) that puts size-1 dims back where `dims` were is
+    reduce(x, dims, keepdim): one op, so the loop kernel computing it stays whole."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.ViewOp, rewriter: PatternRewriter) -> None:
+        reduce = op.input.owner
+        if op.kind.data != "reshape" or not isinstance(reduce, graph.ReduceOp):
+            return
+        if reduce.keepdim is not None:
+            return
+        shape = graph.tensor_shape(reduce.input)
+        kept = [1 if d in reduce.reduced_dims else n for d, n in enumerate(shape)]
+        if list(graph.tensor_shape(op.result)) != kept:
+            return
+        new = graph.ReduceOp(
+            reduce.kind.data, reduce.input, reduce.reduced_dims, True, op.result.type
+        )
+        rewriter.replace(op, new)
+
+
+class SumOverCountIsMean(RewritePattern):
+    """sum(x, dims) / N, N the number of reduced elements, is mean(x, dims) (also
+    `* (1/N)` when 1/N is exact): CSE then merges it with an existing mean."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.PointwiseOp, rewriter: PatternRewriter) -> None:
+        if op.fn.data not in ("div", "mul") or len(op.inputs) != 2:
+            return
+        total, divisor = op.inputs
+        reduce = total.owner
+        if not (isinstance(reduce, graph.ReduceOp) and reduce.kind.data == "sum"):
+            return
+        if not _is_scalar_constant(divisor) or total.type != op.result.type:
+            return
+        shape = graph.tensor_shape(reduce.input)
+        count = prod(shape[d] for d in reduce.reduced_dims)
+        value = divisor.owner.scalar
+        if op.fn.data == "mul":
+            # only an exact reciprocal: x * (1/N) rounds like x / N
+            if count & (count - 1) or value * count != 1.0:
+                return
+        elif value != count:
+            return
+        new = graph.ReduceOp(
+            "mean", reduce.input, reduce.reduced_dims, reduce.keepdim is not None, op.result.type
+        )
+        rewriter.replace(op, new)
+
+
 CANONICALIZATION_PATTERNS = (
     DropIdentityView(),
     ComposeViews(),
     DropIdentityCopy(),
     FoldConstantPointwise(),
+    ReshapeBeforeScalarPointwise(),
+    ReshapeOfReduceIsKeepdim(),
+    SumOverCountIsMean(),
 )
 
 

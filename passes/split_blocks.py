@@ -44,6 +44,13 @@ class LoopGroup:
     def reductions(self) -> set[Operation]:
         return {op for op in self.members if isinstance(op, graph.ReduceOp)}
 
+    def after_reduction(self) -> set[Operation]:
+        """Members computed once per kept coordinate: reductions and the pointwise ops
+        on their results (run after the loop over the reduced dims)."""
+        return {op for op in self.members if _iteration_shape(op) != self.shape} | set(
+            self.reductions()
+        )
+
 
 def _iteration_shape(op: Operation) -> tuple[int, ...]:
     if isinstance(op, graph.ReduceOp):
@@ -52,11 +59,22 @@ def _iteration_shape(op: Operation) -> tuple[int, ...]:
 
 
 def _fits(group: LoopGroup, op: Operation) -> bool:
+    after = group.after_reduction()
     if _iteration_shape(op) != group.shape:
-        return False
-    reductions = group.reductions()
+        # e.g. rsqrt(mean + eps) of RMSNorm: pointwise on the group's reduce results
+        # (and constants), computed after the loop in the same kernel
+        shape = graph.tensor_shape(op.results[0])
+        return (
+            isinstance(op, graph.PointwiseOp)
+            and any(v.owner in after for v in op.inputs)
+            and all(
+                (v.owner in after and graph.tensor_shape(v) == shape)
+                or isinstance(v.owner, graph.ConstantOp)
+                for v in op.inputs
+            )
+        )
     if isinstance(op, graph.PointwiseOp):
-        return not any(v.owner in reductions for v in op.inputs)
+        return not any(v.owner in after for v in op.inputs)
     assert isinstance(op, graph.ReduceOp)
     return group.reduce_dims in (None, op.reduced_dims)
 

@@ -29,3 +29,17 @@ def test_row_and_column_scales_are_broadcasts() -> None:
     acc = x @ w
     torch.testing.assert_close((acc * row)[2:4, 3:6], acc[2:4, 3:6] * row[3:6])
     torch.testing.assert_close((acc * col)[2:4, 3:6], acc[2:4, 3:6] * col[2:4])
+
+
+def test_sum_over_count_is_mean() -> None:
+    """canonicalize: sum(x) / N is mean(x) (float64), and for N a power of two
+    sum(x) * (1/N) rounds exactly like sum(x) / N (float32, bit for bit): 1/N is exact
+    and scaling by a power of two only shifts the exponent."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 64, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(x.sum(-1) / 64, x.mean(-1), rtol=1e-15, atol=0)
+    for n in (2, 64, 1024):
+        s = torch.randn(4096, generator=gen, dtype=torch.float32) * 1e3
+        assert torch.equal(s * (1 / n), s / n)
+    s = torch.randn(4096, generator=gen, dtype=torch.float32)
+    assert not torch.equal(s * torch.tensor(1 / 6, dtype=torch.float32), s / 6)  # hence the rule

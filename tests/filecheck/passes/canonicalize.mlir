@@ -47,3 +47,44 @@ func.func @fold_constants(%x: tensor<4xf32>) -> (tensor<4xf32>, tensor<4xf32>) {
 // CHECK-NEXT:    %c = graph.constant 1.500000e+00 : f32 -> tensor<f32>
 // CHECK-NEXT:    %0 = graph.pointwise "mul"(%x, %c) : (tensor<4xf32>, tensor<f32>) -> tensor<4xf32>
 // CHECK-NEXT:    func.return %0, %0
+
+// CHECK-LABEL: func.func @var_mean
+// LayerNorm's var_mean as decomposed by prims: the reshapes after the sums put the
+// reduced dim back, so they become keepdim reductions; sum / 64 over 64 elements is
+// the mean, which CSE merges with the existing one; * (1/64) is exact, so also a mean.
+func.func @var_mean(%x: tensor<2x4x64xf32>) -> (tensor<2x4x1xf32>, tensor<2x4x1xf32>, tensor<2x4x1xf32>) {
+  %m = graph.reduce "mean" %x dims array<i64: 2> keepdim : tensor<2x4x64xf32> -> tensor<2x4x1xf32>
+  %c = graph.pointwise "sub"(%x, %m) : (tensor<2x4x64xf32>, tensor<2x4x1xf32>) -> tensor<2x4x64xf32>
+  %sq = graph.pointwise "square"(%c) : (tensor<2x4x64xf32>) -> tensor<2x4x64xf32>
+  %ss = graph.reduce "sum" %sq dims array<i64: 2> : tensor<2x4x64xf32> -> tensor<2x4xf32>
+  %inv = graph.constant 1.562500e-02 : f32 -> tensor<f32>
+  %var = graph.pointwise "mul"(%ss, %inv) : (tensor<2x4xf32>, tensor<f32>) -> tensor<2x4xf32>
+  %var1 = graph.view "reshape" %var : tensor<2x4xf32> -> tensor<2x4x1xf32>
+  %s = graph.reduce "sum" %x dims array<i64: 2> : tensor<2x4x64xf32> -> tensor<2x4xf32>
+  %s1 = graph.view "reshape" %s : tensor<2x4xf32> -> tensor<2x4x1xf32>
+  %n = graph.constant 6.400000e+01 : f32 -> tensor<f32>
+  %mean = graph.pointwise "div"(%s1, %n) : (tensor<2x4x1xf32>, tensor<f32>) -> tensor<2x4x1xf32>
+  func.return %m, %var1, %mean : tensor<2x4x1xf32>, tensor<2x4x1xf32>, tensor<2x4x1xf32>
+}
+// CHECK-NEXT:    %m = graph.reduce "mean" %x dims array<i64: 2> keepdim : tensor<2x4x64xf32> -> tensor<2x4x1xf32>
+// CHECK-NEXT:    %c = graph.pointwise "sub"(%x, %m)
+// CHECK-NEXT:    %sq = graph.pointwise "square"(%c)
+// CHECK-NEXT:    %var1 = graph.reduce "mean" %sq dims array<i64: 2> keepdim : tensor<2x4x64xf32> -> tensor<2x4x1xf32>
+// CHECK-NEXT:    func.return %m, %var1, %m : tensor<2x4x1xf32>, tensor<2x4x1xf32>, tensor<2x4x1xf32>
+
+// CHECK-LABEL: func.func @not_a_mean
+// Dividing by anything but the count, or * 1/N with inexact 1/N, or a reshape that
+// does not restore the reduced dim, stays as written.
+func.func @not_a_mean(%x: tensor<3x6xf32>) -> (tensor<3xf32>, tensor<3xf32>, tensor<1x3xf32>) {
+  %s = graph.reduce "sum" %x dims array<i64: 1> : tensor<3x6xf32> -> tensor<3xf32>
+  %five = graph.constant 5.000000e+00 : f32 -> tensor<f32>
+  %0 = graph.pointwise "div"(%s, %five) : (tensor<3xf32>, tensor<f32>) -> tensor<3xf32>
+  %sixth = graph.constant 0.16666667 : f32 -> tensor<f32>
+  %1 = graph.pointwise "mul"(%s, %sixth) : (tensor<3xf32>, tensor<f32>) -> tensor<3xf32>
+  %2 = graph.view "reshape" %s : tensor<3xf32> -> tensor<1x3xf32>
+  func.return %0, %1, %2 : tensor<3xf32>, tensor<3xf32>, tensor<1x3xf32>
+}
+// CHECK:         %0 = graph.pointwise "div"(%s, %five)
+// CHECK:         %1 = graph.pointwise "mul"(%s, %sixth)
+// CHECK:         %2 = graph.view "reshape" %s : tensor<3xf32> -> tensor<1x3xf32>
+// CHECK-NOT:     "mean"

@@ -95,3 +95,25 @@ func.func @store_head_major(%x: tensor<16x32xf32>, %w: tensor<32x32xf32>) -> ten
 // CHECK-NEXT:      kernel.yield %[[M]] : tensor<8x8x8xf32>
 // CHECK-NEXT:    }
 // CHECK-NEXT:    func.return %[[Q]]
+
+// CHECK-LABEL: func.func @rms_statistics
+// rsqrt(mean(x^2) + eps) is one loop kernel: the pointwise ops on the reduction run
+// after its loop. The normalization reads the reduction inside the loop, so it needs
+// a second pass: another kernel.
+func.func @rms_statistics(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  %0 = graph.pointwise "square"(%x) : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  %1 = graph.reduce "mean" %0 dims array<i64: 1> keepdim : tensor<4x8xf32> -> tensor<4x1xf32>
+  %eps = graph.constant 1.000000e-06 : f32 -> tensor<f32>
+  %2 = graph.pointwise "add"(%1, %eps) : (tensor<4x1xf32>, tensor<f32>) -> tensor<4x1xf32>
+  %3 = graph.pointwise "rsqrt"(%2) : (tensor<4x1xf32>) -> tensor<4x1xf32>
+  %4 = graph.pointwise "mul"(%x, %3) : (tensor<4x8xf32>, tensor<4x1xf32>) -> tensor<4x8xf32>
+  func.return %4 : tensor<4x8xf32>
+}
+// CHECK:         %[[R:.*]] = kernel.loop "loop0_square_mean_add_rsqrt" (%x) : (tensor<4x8xf32>) -> (tensor<4x1xf32>) {
+// CHECK:           %[[E:.*]] = graph.constant 1.000000e-06
+// CHECK-NEXT:      %[[Q:.*]] = graph.pointwise "square"
+// CHECK-NEXT:      %[[M:.*]] = graph.reduce "mean" %[[Q]]
+// CHECK-NEXT:      %[[A:.*]] = graph.pointwise "add"(%[[M]], %[[E]])
+// CHECK-NEXT:      %[[S:.*]] = graph.pointwise "rsqrt"(%[[A]])
+// CHECK-NEXT:      kernel.yield %[[S]] : tensor<4x1xf32>
+// CHECK:         kernel.loop "loop1_mul" (%x, %[[R]])
