@@ -17,7 +17,7 @@ reshape that strides cannot express is read in place too:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy
 from xdsl.ir import BlockArgument, Operation, SSAValue
@@ -39,6 +39,7 @@ from coda.codegen.common import (
     render,
 )
 from coda.dialects.graph import (
+    ConcatOp,
     ConstantOp,
     PointwiseOp,
     ReduceOp,
@@ -98,6 +99,8 @@ class _Tensor:
     offs_x: str = ""  # kernel local: offset of its kept coordinates (reductions only)
     view: _ViewTerms | None = None  # addressed through a view chain's layout
     var: str = ""  # kernel local holding its loaded block (default: `tensor`)
+    # loop dim index -> index expression, for a concat piece read at index - start
+    shift: dict[int, str] = field(default_factory=dict)
 
     @property
     def stride_params(self) -> list[str]:
@@ -115,11 +118,16 @@ class _LoopGenerator:
         block = kernel.body.block
         self.ops: list[Operation] = [op for op in block.ops if op is not kernel.terminator]
         for op in self.ops:
-            if not isinstance(op, PointwiseOp | ReduceOp | ConstantOp | ViewOp):
+            if not isinstance(op, PointwiseOp | ReduceOp | ConstantOp | ViewOp | ConcatOp):
                 raise CodegenError(f"kernel.loop cannot generate '{op.name}'")
         # views are read through their layouts when the ops that use them load
         self.ops = [op for op in self.ops if not isinstance(op, ViewOp)]
         self.reduces = [op for op in self.ops if isinstance(op, ReduceOp)]
+        if self.reduces and any(isinstance(op, ConcatOp) for op in self.ops):
+            raise CodegenError(
+                f'kernel.loop "{kernel.kernel_name}" concatenates and reduces: a concat is '
+                "computed in pointwise loops only"
+            )
         self.shape, reduced = self._iteration_shape()
         # A virtual leading dim keeps the index math uniform for rank-0 S (no reduce) and
         # for full reductions (no kept dim): it has size 1 and stride 0 everywhere.
@@ -133,6 +141,8 @@ class _LoopGenerator:
         self.var: dict[SSAValue, str] = {}
         self.uniform: set[SSAValue] = set()  # values that read no tensor (constants)
         self.reduced_space: set[SSAValue] = set()  # reduce results and ops on them
+        self.names: dict[SSAValue, str] = {}  # launch parameter per kernel operand
+        self.pieces: list[_Tensor] = []  # concat inputs, each read at shifted indices
 
     # -- shape analysis ------------------------------------------------------------------
 
@@ -213,9 +223,30 @@ class _LoopGenerator:
             name, f"{name}.expand(S)", dims, [d.source for d in dims], len(self.shape)
         )
 
-    def _view_input(self, value: SSAValue, source: str) -> _Tensor:
-        """A view chain of the operand launched as `source`, read through its layout."""
-        self._check_s_shape(value, "operand")
+    def _axis_dim(self, axis: int) -> _Dim:
+        return next(d for d in self.dims if d.source == axis)
+
+    def _piece(self, value: SSAValue, axis: int, start: int) -> _Tensor:
+        """A concat input (same rank as S, smaller along `axis`), read at index - start."""
+        dim = self._axis_dim(axis)
+        if not isinstance(value, BlockArgument):
+            return self._view_input(value, self.names[_root(value)], shift=(dim, start))
+        shape = tensor_shape(value)
+        dims = [d for d in self.dims if d.source is not None and shape[d.source] != 1]
+        name = self.names[value]
+        t = self._tensor(name, name, dims, [d.source for d in dims], len(shape))
+        t.var = self.namer.fresh(f"{name}_part")
+        if start:
+            t.shift = {dim.index: f"(i{dim.index} - {start})"}
+        return t
+
+    def _view_input(
+        self, value: SSAValue, source: str, shift: tuple[_Dim, int] | None = None
+    ) -> _Tensor:
+        """A view chain of the operand launched as `source`, read through its layout
+        (at index - start along a dim when `shift` is given: a concat piece)."""
+        if shift is None:
+            self._check_s_shape(value, "operand")
         block = self.kernel.body.block
         root = value
         while isinstance(root.owner, ViewOp):
@@ -233,6 +264,9 @@ class _LoopGenerator:
             d.index: sympy.Symbol(f"i{d.index}", integer=True, nonnegative=True) for d in loop_dims
         }
         expr = access.offset([symbol[d.index] for d in loop_dims])
+        if shift is not None and shift[1]:
+            index = symbol[shift[0].index]
+            expr = sympy.expand(expr.xreplace({index: index - shift[1]}))
         kept = {symbol[d.index] for d in loop_dims if not d.reduced}
         red = {symbol[d.index] for d in loop_dims if d.reduced}
         parts: dict[tuple[bool, bool], sympy.Expr] = {}
@@ -261,7 +295,9 @@ class _LoopGenerator:
     def _offset(self, t: _Tensor, dims: list[_Dim]) -> str:
         if t.view is not None:  # only asked for the kept offset of a reduction's input
             return " + ".join(p for p in (t.view.base, t.view.kept) if p)
-        return " + ".join(f"i{d.index} * {t.strides[d.index]}" for d in dims)
+        return " + ".join(
+            f"{t.shift.get(d.index, f'i{d.index}')} * {t.strides[d.index]}" for d in dims
+        )
 
     def _view_access(self, t: _Tensor) -> tuple[str, str | None]:
         assert t.view is not None
@@ -304,7 +340,7 @@ class _LoopGenerator:
         inputs: dict[SSAValue, _Tensor] = {}
         loads: list[Stmt] = []
         # launch parameter per kernel operand (a direct use loads it under that name)
-        names = {a: self.namer.fresh(self.ir.name(a)[1:]) for a in block.args}
+        names = self.names = {a: self.namer.fresh(self.ir.name(a)[1:]) for a in block.args}
         for value in _loaded_values(block):
             if isinstance(value, BlockArgument):
                 inp = self._input(value, names[value])
@@ -326,7 +362,7 @@ class _LoopGenerator:
         for op in self.ops:
             self._emit(op, body, inits, finals)
         outputs, s_stores, x_stores = self._stores()
-        operands = list(inputs.values()) + outputs
+        operands = list(inputs.values()) + self.pieces + outputs
         slots = dict(
             kernel_name=self.kernel.kernel_name,
             fn=self.fn,
@@ -362,9 +398,11 @@ class _LoopGenerator:
             for v, t in inputs.items()
         ]
         for op in self.ops:
-            if isinstance(op, ConstantOp) and tensor_shape(op.result):
+            pieces_only = all(isinstance(u.operation, ConcatOp) for u in op.results[0].uses)
+            if isinstance(op, ConstantOp) and tensor_shape(op.result) and not pieces_only:
                 shapes.append(repr(tuple(tensor_shape(op.result))))
-        if not shapes and self.shape:
+        if (not shapes or self.pieces) and self.shape:
+            # concat pieces are smaller than S along the axis: S is the static shape
             shapes.append(repr(tuple(self.shape)))
         return shapes
 
@@ -381,6 +419,9 @@ class _LoopGenerator:
         if isinstance(op, ReduceOp):
             self._emit_reduce(op, body, inits, finals)
             return
+        if isinstance(op, ConcatOp):
+            body.append(self._emit_concat(op))
+            return
         assert isinstance(op, PointwiseOp)
         var = self.namer.fresh(self.ir.name(op.result)[1:])
         self.var[op.result] = var
@@ -394,6 +435,35 @@ class _LoopGenerator:
         else:
             self._check_s_shape(op.result, "graph.pointwise result")
             body.append(stmt)
+
+    def _emit_concat(self, op: ConcatOp) -> Stmt:
+        """Each lane loads from the one input whose range along the axis holds its index
+        (masked loads: the others read nothing) and selects it."""
+        stmt = Stmt(self.ir.op(op))
+        index = f"i{self._axis_dim(op.axis).index}"
+        ends, parts = [], []
+        for value, start in zip(op.inputs, op.offsets(), strict=True):
+            end = start + tensor_shape(value)[op.axis]
+            ends.append(end)
+            if isinstance(value.owner, ConstantOp):
+                parts.append(literal(value.owner.value))
+                continue
+            t = self._piece(value, op.axis, start)
+            self.pieces.append(t)
+            ptr, _ = self._access(t)
+            inside = [f"({index} >= {start})" if start else "", f"({index} < {end})"]
+            if value is op.inputs[-1]:
+                inside[1] = ""
+            mask = " & ".join(["mask", *(c for c in inside if c)])
+            load = f"tl.load({ptr}, mask={mask}, other=0)"
+            stmt.lines.append(f"{t.var} = {load}{load_conversion(element_type(value))}")
+            parts.append(t.var)
+        expr = parts[-1]
+        for end, part in zip(reversed(ends[:-1]), reversed(parts[:-1]), strict=True):
+            expr = f"tl.where({index} < {end}, {part}, {expr})"
+        var = self.var[op.result] = self.namer.fresh(self.ir.name(op.result)[1:])
+        stmt.lines.append(f"{var} = {expr}")
+        return stmt
 
     def _check_post_reduce(self, op: PointwiseOp) -> None:
         """Ops after the loop see one value per kept coordinate: reduce results, constants."""
@@ -496,7 +566,7 @@ def _loaded_values(block) -> list[SSAValue]:
     """Kernel operands and view chain ends that the kernel's ops read, in block order."""
     values: list[SSAValue] = []
     for op in block.ops:
-        if isinstance(op, ViewOp):
+        if isinstance(op, ViewOp | ConcatOp):  # a concat loads its pieces itself
             continue
         for operand in op.operands:
             owner = operand.owner

@@ -1,9 +1,10 @@
-"""Lowering rules for the prims that aten decompositions leave behind, and for splits.
+"""Lowering rules for the prims that aten decompositions leave behind, splits and cat.
 
 `native_layer_norm`'s decomposition (`var_mean`) reaches the importer as
 `prims.var`, `prims.sum`, `prims.broadcast_in_dim` and `prims.div`; `torch.split` /
-`Tensor.chunk` (q/k/v from one projection) as `aten.split`. All of them are graph ops
-or views: a split is a slice view per piece, so no data moves.
+`Tensor.chunk` (q/k/v from one projection) as `aten.split`, and `torch.cat` (RoPE's
+rotate-half) as `aten.cat`. All of them are graph ops or views: a split is a slice view
+per piece, so no data moves; a concat is computed where it is read.
 
 Registered into `fx_import.LOWERINGS` when `fx_import` is imported.
 """
@@ -121,7 +122,28 @@ def _split(imp: Importer, node: fx.Node) -> list[SSAValue]:
     return pieces
 
 
+def _cat(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
+    """cat(tensors, dim): graph.concat of the non-empty pieces, cast to the result type
+    (torch.cat promotes mixed dtypes)."""
+    rank = len(out.get_shape())
+    dim = (node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)) % max(rank, 1)
+    pieces = []
+    for arg in node.args[0]:
+        value = imp.value(arg)
+        shape = graph.tensor_shape(value)
+        if len(shape) == 1 and shape[0] == 0 and rank != 1:
+            continue  # torch.cat skips legacy empty 1-D tensors
+        if value.type.element_type != out.element_type:
+            cast = TensorType(out.element_type, list(shape))
+            value = imp.emit(graph.PointwiseOp("cast", [value], cast))
+        pieces.append(value)
+    if len(pieces) == 1:
+        return pieces[0]
+    return imp.emit(graph.ConcatOp(pieces, dim, out))
+
+
 PRIM_LOWERINGS: dict[Any, Rule] = {
+    aten.cat: _cat,
     prims.sum: _prims_sum,
     prims.var: _prims_var,
     prims.div: _prims_div,

@@ -118,6 +118,8 @@ def evaluate(op: Operation, args: Sequence[Any], device: torch.device) -> list[A
         out = reduce[op.kind.data](
             args[0].float(), dim=list(op.reduced_dims), keepdim=op.keepdim is not None
         )
+    elif isinstance(op, graph.ConcatOp):
+        return [torch.cat(list(args), op.axis)]
     elif isinstance(op, graph.ViewOp):
         return [view_callable(op)(args[0])]
     elif isinstance(op, graph.ConstantOp):

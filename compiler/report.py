@@ -63,6 +63,10 @@ def fused_ops(op: kernel.KernelOp) -> list[Operation]:
                 for e in inner.body.block.ops
                 if not isinstance(e, epilogue.StoreOp | epilogue.ConstantOp)
             ]
+        elif isinstance(inner, graph.ConcatOp) and all(
+            isinstance(v.owner, graph.ConstantOp) for v in inner.inputs
+        ):
+            continue  # a pattern of constants (a sign per piece) is index arithmetic
         elif not isinstance(inner, kernel.YieldOp | graph.ConstantOp | graph.ViewOp):
             ops.append(inner)
     return ops

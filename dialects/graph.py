@@ -1,12 +1,13 @@
 """The `graph` dialect: the tensor program imported from FX.
 
 A deliberately small, closed op set; everything the importer meets lowers to one of
-these, and fusion only has to reason about six kinds of op:
+these, and fusion only has to reason about seven kinds of op:
 
     graph.matmul     C = A @ B, optional leading batch dim (mm, bmm, addmm, linear)
     graph.pointwise  elementwise function from `pointwise_fns` with broadcasting
     graph.reduce     sum / mean / amax / amin over dims
-    graph.view       reshape / permute / expand: no data movement
+    graph.view       reshape / permute / expand / slice: no data movement
+    graph.concat     tensors joined along a dim (a loop kernel picks by index range)
     graph.constant   a splat scalar (0-d or broadcast) constant
     graph.opaque     any other aten op, run through torch at runtime
 """
@@ -17,6 +18,7 @@ import ast
 from collections.abc import Sequence
 
 from xdsl.dialects.builtin import (
+    I64,
     DenseArrayBase,
     FloatAttr,
     IntegerAttr,
@@ -303,6 +305,68 @@ def _verify_slice(spec: Sequence[int], src: Sequence[int], dst: Sequence[int]) -
         )
 
 
+@irdl_op_definition
+class ConcatOp(IRDLOperation):
+    """`inputs` joined along `dim` (torch.cat): equal shapes but for `dim`, whose sizes
+    add up. A loop kernel computes it by reading input k at index - offset_k where
+    the index falls in input k's range, so concatenation is never a copy of its own."""
+
+    name = "graph.concat"
+    dim = prop_def(IntegerAttr[I64])
+    inputs = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$inputs `dim` $dim attr-dict `:` functional-type($inputs, $result)"
+
+    def __init__(self, inputs: Sequence[SSAValue], dim: int, result_type: Attribute):
+        super().__init__(
+            operands=[list(inputs)],
+            result_types=[result_type],
+            properties={"dim": IntegerAttr(dim, i64)},
+        )
+
+    @property
+    def axis(self) -> int:
+        return self.dim.value.data
+
+    def offsets(self) -> list[int]:
+        """Where each input starts along `axis`."""
+        starts, start = [], 0
+        for value in self.inputs:
+            starts.append(start)
+            start += tensor_shape(value)[self.axis]
+        return starts
+
+    def verify_(self) -> None:
+        out = tensor_shape(self.result)
+        dim = self.axis
+        if not self.inputs:
+            raise VerifyException("'graph.concat' needs at least one input")
+        if not 0 <= dim < len(out):
+            raise VerifyException(f"'graph.concat' dim {dim} is out of range for {list(out)}")
+        element = self.result.type.element_type
+        for k, value in enumerate(self.inputs):
+            shape = tensor_shape(value)
+            if value.type.element_type != element:
+                raise VerifyException(
+                    f"'graph.concat' input {k} has element type {value.type.element_type}, "
+                    f"the result {element}"
+                )
+            if len(shape) != len(out) or any(
+                a != b for d, (a, b) in enumerate(zip(shape, out, strict=True)) if d != dim
+            ):
+                raise VerifyException(
+                    f"'graph.concat' input {k} of shape {list(shape)} does not fit "
+                    f"{list(out)} along dim {dim}"
+                )
+        total = sum(tensor_shape(v)[dim] for v in self.inputs)
+        if total != out[dim]:
+            raise VerifyException(
+                f"'graph.concat' inputs add up to {total} along dim {dim}, the result has "
+                f"{out[dim]}"
+            )
+
+
 def _numel(shape: Sequence[int]) -> int:
     n = 1
     for s in shape:
@@ -391,11 +455,12 @@ class OpaqueOp(IRDLOperation):
 
 Graph = Dialect(
     "graph",
-    [MatmulOp, PointwiseOp, ReduceOp, ViewOp, ConstantOp, OpaqueOp],
+    [MatmulOp, PointwiseOp, ReduceOp, ViewOp, ConcatOp, ConstantOp, OpaqueOp],
     [],
 )
 
 __all__ = [
+    "ConcatOp",
     "ConstantOp",
     "Graph",
     "MatmulOp",

@@ -157,7 +157,8 @@ class LoopKernelOp(KernelOp):
     KIND: ClassVar[str] = "loop"
 
     def verify_contents(self, block: Block) -> None:
-        allowed = {"graph.pointwise", "graph.reduce", "graph.constant", "graph.view"}
+        allowed = {"graph.pointwise", "graph.reduce", "graph.concat", "graph.constant"}
+        allowed.add("graph.view")
         for op in _body_ops(block):
             if op.name not in allowed:
                 raise VerifyException(f"'kernel.loop' cannot contain '{op.name}'")

@@ -8,6 +8,7 @@ Patterns (each small, each tested in tests/filecheck/passes/canonicalize.mlir):
   - pointwise ops over splat constants fold to a constant;
   - a reshape of a reduction (through scalar pointwise ops) that restores the reduced
     dims as size 1 is the reduction with keepdim; sum / N is mean;
+  - negated pieces of a concat become a sign concat multiplied in after it;
 then common-subexpression elimination, and dead pure ops are dropped.
 """
 
@@ -183,6 +184,30 @@ class SumOverCountIsMean(RewritePattern):
         rewriter.replace(op, new)
 
 
+class NegOutOfConcat(RewritePattern):
+    """concat(.., -a, ..) is concat(.., a, ..) * concat(.., -1, ..): the pieces become
+    plain reads of their sources (slices of one tensor in RoPE's rotate-half), so the
+    concatenation and what uses it run as one loop kernel. x * -1 is exactly -x."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.ConcatOp, rewriter: PatternRewriter) -> None:
+        negated = [
+            isinstance(v.owner, graph.PointwiseOp) and v.owner.fn.data == "neg" and v.has_one_use()
+            for v in op.inputs
+        ]
+        if not any(negated):
+            return
+        signs, sources = [], []
+        for value, neg in zip(op.inputs, negated, strict=True):
+            sign = graph.ConstantOp(-1.0 if neg else 1.0, value.type)
+            signs.append(sign)
+            sources.append(value.owner.inputs[0] if neg else value)
+        values = graph.ConcatOp(sources, op.axis, op.result.type)
+        sign = graph.ConcatOp([c.result for c in signs], op.axis, op.result.type)
+        product = graph.PointwiseOp("mul", [values.result, sign.result], op.result.type)
+        rewriter.replace(op, [*signs, values, sign, product])
+
+
 CANONICALIZATION_PATTERNS = (
     DropIdentityView(),
     ComposeViews(),
@@ -191,6 +216,7 @@ CANONICALIZATION_PATTERNS = (
     ReshapeBeforeScalarPointwise(),
     ReshapeOfReduceIsKeepdim(),
     SumOverCountIsMean(),
+    NegOutOfConcat(),
 )
 
 

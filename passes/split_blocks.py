@@ -4,10 +4,13 @@
     result its users only read head-split (reshape + permute) is stored in that
     layout (the kernel yields the view);
   - each `graph.opaque` becomes a `kernel.fallback`;
-  - `graph.pointwise` and `graph.reduce` ops are loop-fused into `kernel.loop`s:
-    an op joins the group of one of its producers when it iterates over the same
-    shape S, does not read a reduction of that group, every reduction of the group
-    reduces S over the same dims, and the merged group keeps the graph acyclic;
+  - `graph.pointwise`, `graph.reduce` and `graph.concat` ops are loop-fused into
+    `kernel.loop`s: an op joins the group of one of its producers when it iterates
+    over the same shape S, does not read a reduction of that group (pointwise ops on
+    the reduction's result itself run after the loop), every reduction of the group
+    reduces S over the same dims, and the merged group keeps the graph acyclic; an op
+    reading two reduction-free groups of one shape merges them; a concat reads its
+    inputs at shifted indices, so never from its own group;
   - a reshape that no strides can express, read outside kernels (returned, or by a
     fallback), gets a `copy` loop kernel before it;
   - `graph.view` and `graph.constant` stay outside kernels: they move no data. The
@@ -60,6 +63,9 @@ def _iteration_shape(op: Operation) -> tuple[int, ...]:
 
 def _fits(group: LoopGroup, op: Operation) -> bool:
     after = group.after_reduction()
+    if isinstance(op, graph.ConcatOp):
+        # it reads its inputs at shifted indices: they must come from outside the group
+        return False
     if _iteration_shape(op) != group.shape:
         # e.g. rsqrt(mean + eps) of RMSNorm: pointwise on the group's reduce results
         # (and constants), computed after the loop in the same kernel
@@ -76,15 +82,32 @@ def _fits(group: LoopGroup, op: Operation) -> bool:
     if isinstance(op, graph.PointwiseOp):
         return not any(v.owner in after for v in op.inputs)
     assert isinstance(op, graph.ReduceOp)
+    if any(isinstance(m, graph.ConcatOp) for m in group.members):
+        return False  # a concatenation is computed in pointwise loops only
     return group.reduce_dims in (None, op.reduced_dims)
+
+
+def _mergeable(a: LoopGroup, b: LoopGroup) -> bool:
+    """Two reduction-free groups over one shape can run as one loop, unless a concat
+    of one reads what the other computes."""
+    if a.shape != b.shape or a.reductions() or b.reductions():
+        return False
+    if a.after_reduction() or b.after_reduction():
+        return False
+    members = set(a.members) | set(b.members)
+    return not any(
+        isinstance(op, graph.ConcatOp) and any(v.owner in members for v in op.inputs)
+        for op in members
+    )
 
 
 def plan_loop_groups(block: Block) -> list[LoopGroup]:
     dataflow = dataflow_graph(block)
+    position = {op: i for i, op in enumerate(block.ops)}
     group_of: dict[Operation, LoopGroup] = {}
     groups: list[LoopGroup] = []
     for op in block.ops:
-        if not isinstance(op, graph.PointwiseOp | graph.ReduceOp):
+        if not isinstance(op, graph.PointwiseOp | graph.ReduceOp | graph.ConcatOp):
             continue
         chosen = None
         for operand in op.operands:
@@ -103,6 +126,17 @@ def plan_loop_groups(block: Block) -> list[LoopGroup]:
         if isinstance(op, graph.ReduceOp):
             chosen.reduce_dims = op.reduced_dims
         group_of[op] = chosen
+        # an op reading two groups (x * cos + rotate_half(x) * sin) joins them into one
+        for operand in op.operands:
+            other = group_of.get(operand.owner)  # type: ignore[arg-type]
+            if other is None or other is chosen or not _mergeable(chosen, other):
+                continue
+            if not can_contract(dataflow, [*chosen.members, *other.members]):
+                continue
+            chosen.members = sorted([*chosen.members, *other.members], key=position.__getitem__)
+            for member in other.members:
+                group_of[member] = chosen
+            groups.remove(other)
     return groups
 
 
@@ -186,7 +220,14 @@ def _gemm_label(gemm: epilogue.GemmOp) -> str:
 
 
 def _loop_label(members: Sequence[Operation]) -> str:
-    labels = [op.fn.data if isinstance(op, graph.PointwiseOp) else op.kind.data for op in members]
+    labels = [
+        op.fn.data
+        if isinstance(op, graph.PointwiseOp)
+        else op.kind.data
+        if isinstance(op, graph.ReduceOp)
+        else "concat"
+        for op in members
+    ]
     return "_".join(list(dict.fromkeys(labels))[:4])
 
 
@@ -202,7 +243,9 @@ def _number_kernels(block: Block) -> None:
 
 def _fresh_buffer(value: SSAValue) -> bool:
     """`value` will be a contiguous buffer that a generated kernel writes."""
-    return isinstance(value.owner, kernel.GemmKernelOp | graph.PointwiseOp | graph.ReduceOp)
+    return isinstance(
+        value.owner, kernel.GemmKernelOp | graph.PointwiseOp | graph.ReduceOp | graph.ConcatOp
+    )
 
 
 def _store_through_views(op: kernel.GemmKernelOp, block: Block) -> kernel.GemmKernelOp:
@@ -261,7 +304,7 @@ def _needs_tensor(value: SSAValue) -> bool:
         if isinstance(user, graph.ViewOp):
             if _needs_tensor(user.result):
                 return True
-        elif not isinstance(user, graph.PointwiseOp | graph.ReduceOp):
+        elif not isinstance(user, graph.PointwiseOp | graph.ReduceOp | graph.ConcatOp):
             return True
     return False
 

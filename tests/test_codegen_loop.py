@@ -333,3 +333,63 @@ def test_pointwise_reads_a_reshape_that_is_not_a_layout(tmp_path: Path) -> None:
     out = torch.empty(3, 8)
     mod.launch(at, bt, out)
     close(out, at.t().reshape(3, 8) + bt)
+
+
+def test_concat_of_operands_views_and_constants(tmp_path: Path) -> None:
+    """Each lane reads the one piece whose range holds its index: an operand, a strided
+    slice of another operand (read at index - start through its layout) and a splat."""
+    a, x, s = "tensor<3x2x5xf32>", "tensor<3x8x5xf32>", "tensor<3x4x5xf32>"
+    c, out = "tensor<3x1x5xf32>", "tensor<3x7x5xf32>"
+    source, mod = build(
+        {"a": a, "x": x, "w": "tensor<5xf32>"},
+        f"""
+%r = kernel.loop "concat_scale" (%a, %x, %w) : ({a}, {x}, tensor<5xf32>) -> ({out}) {{
+^bb0(%pa: {a}, %px: {x}, %pw: tensor<5xf32>):
+  %odd = graph.view "slice" %px slice array<i64: 1, 1, 2> : {x} -> {s}
+  %one = graph.constant -2.5 : f32 -> {c}
+  %0 = graph.concat %pa, %odd, %one dim 1 : ({a}, {s}, {c}) -> {out}
+  %1 = graph.pointwise "mul"(%0, %pw) : ({out}, tensor<5xf32>) -> {out}
+  kernel.yield %1 : {out}
+}}""",
+        tmp_path,
+    )
+    assert "tl.where(i1 < 2, " in source and "tl.where(i1 < 6, " in source
+    at, xt, wt = torch.randn(3, 2, 5), torch.randn(3, 8, 5), torch.randn(5)
+    result = torch.empty(3, 7, 5)
+    mod.launch(at, xt, wt, result)
+    expected = torch.cat([at, xt[:, 1::2], torch.full((3, 1, 5), -2.5)], dim=1) * wt
+    assert torch.equal(result, expected)
+
+
+def test_concat_reads_a_transposed_operand(tmp_path: Path) -> None:
+    t, out = "tensor<4x3xf32>", "tensor<8x3xf32>"
+    _, mod = build(
+        {"p": t, "q": t},
+        f"""
+%r = kernel.loop "concat" (%p, %q) : ({t}, {t}) -> ({out}) {{
+^bb0(%a: {t}, %b: {t}):
+  %0 = graph.concat %b, %a dim 0 : ({t}, {t}) -> {out}
+  kernel.yield %0 : {out}
+}}""",
+        tmp_path,
+    )
+    p, q = torch.randn(3, 4).t(), torch.randn(4, 3)  # p arrives transposed: strides (1, 4)
+    result = torch.empty(8, 3)
+    mod.launch(p, q, result)
+    assert torch.equal(result, torch.cat([q, p]))
+
+
+def test_rejects_concat_in_a_reduction(tmp_path: Path) -> None:
+    t, out = "tensor<4x3xf32>", "tensor<8x3xf32>"
+    kernel = parse_kernel(
+        {"p": t},
+        f"""
+%r = kernel.loop "concat_sum" (%p) : ({t}) -> (tensor<3xf32>) {{
+^bb0(%a: {t}):
+  %0 = graph.concat %a, %a dim 0 : ({t}, {t}) -> {out}
+  %1 = graph.reduce "sum" %0 dims array<i64: 0> : {out} -> tensor<3xf32>
+  kernel.yield %1 : tensor<3xf32>
+}}""",
+    )
+    with pytest.raises(CodegenError, match="concatenates and reduces"):
+        generate_kernel_source(kernel)

@@ -68,3 +68,43 @@ def test_layer_norm_and_split_compile_without_fallbacks() -> None:
     run = check_training_step(NormSplit(), torch.randn(2, 5, 16))
     forward = [r for r in run.launches if r.graph == "forward"]
     assert forward and not [r.kernel for r in forward if r.kind == "fallback"]
+
+
+def test_cat_lowers_to_concat_with_promotion() -> None:
+    """torch.cat promotes mixed dtypes (a cast per piece) and skips legacy empty 1-D
+    pieces; the result matches torch's."""
+    a, b, empty = torch.randn(2, 3), torch.randn(2, 4).half(), torch.empty(0)
+
+    def fn(x: torch.Tensor, y: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor]:
+        return (torch.cat([x, y, e, x[:, :1]], dim=-1),)
+
+    imported = import_graph(_traced(fn, a, b, empty))
+    assert not imported.fallback_reasons
+    text = str(imported.func)
+    assert "graph.concat" in text and 'graph.pointwise "cast"' in text, text
+    (got,) = run_block(imported.func.body.block, [a, b, empty], torch.device("cpu"))
+    assert torch.equal(got, fn(a, b, empty)[0])
+
+
+class RotaryHalf(nn.Module):
+    """Rotate-half RoPE on a projection: cat(-x2, x1), as Llama writes it."""
+
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.proj = nn.Linear(d, d, bias=False)
+        self.register_buffer("cos", torch.randn(d))
+        self.register_buffer("sin", torch.randn(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.proj(x)
+        x1, x2 = h.chunk(2, dim=-1)
+        return h * self.cos + torch.cat((-x2, x1), dim=-1) * self.sin
+
+
+def test_rotate_half_is_one_loop_kernel_forward_and_backward() -> None:
+    torch.manual_seed(0)
+    run = check_training_step(RotaryHalf(), torch.randn(2, 5, 16))
+    assert not [r.kernel for r in run.launches if r.kind == "fallback"]
+    forward = [r.kernel for r in run.launches if r.graph == "forward"]
+    # the projection GEMM, then cos/sin/rotate-half/add in one loop kernel
+    assert len(forward) == 2 and "concat" in forward[1], forward

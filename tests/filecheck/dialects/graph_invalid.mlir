@@ -86,3 +86,35 @@ func.func @slice(%a: tensor<4x8xf32>) {
   func.return
 }
 // CHECK: error: 'graph.view' slice of [4, 8] along dim 1 from 1 by 2 cannot give [4, 5]
+
+// -----
+
+func.func @concat_sizes(%a: tensor<4x8xf32>, %b: tensor<4x2xf32>) {
+  %0 = graph.concat %a, %b dim 1 : (tensor<4x8xf32>, tensor<4x2xf32>) -> tensor<4x12xf32>
+  func.return
+}
+// CHECK: error: 'graph.concat' inputs add up to 10 along dim 1, the result has 12
+
+// -----
+
+func.func @concat_shapes(%a: tensor<4x8xf32>, %b: tensor<3x2xf32>) {
+  %0 = graph.concat %a, %b dim 1 : (tensor<4x8xf32>, tensor<3x2xf32>) -> tensor<4x10xf32>
+  func.return
+}
+// CHECK: error: 'graph.concat' input 1 of shape [3, 2] does not fit [4, 10] along dim 1
+
+// -----
+
+func.func @concat_dim(%a: tensor<4x8xf32>) {
+  %0 = graph.concat %a dim 2 : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  func.return
+}
+// CHECK: error: 'graph.concat' dim 2 is out of range for [4, 8]
+
+// -----
+
+func.func @concat_types(%a: tensor<4x8xf32>, %b: tensor<4x8xf16>) {
+  %0 = graph.concat %a, %b dim 0 : (tensor<4x8xf32>, tensor<4x8xf16>) -> tensor<8x8xf32>
+  func.return
+}
+// CHECK: error: 'graph.concat' input 1 has element type f16, the result f32

@@ -15,6 +15,7 @@ func.func @ops(%x: tensor<8x32xf32>, %w: tensor<64x32xf32>, %b: tensor<64xf32>) 
   %7 = graph.opaque "aten.cumsum.default"(%2) args "{'args': [{'operand': 0}, 1], 'kwargs': {}}" reason "no lowering rule" : (tensor<8x64xf32>) -> tensor<8x64xf32>
   %8 = graph.pointwise "gt"(%2, %c) : (tensor<8x64xf32>, tensor<f32>) -> tensor<8x64xi1>
   %9 = graph.view "slice" %2 slice array<i64: 1, 1, 2> : tensor<8x64xf32> -> tensor<8x32xf32>
+  %10 = graph.concat %9, %2 dim 1 : (tensor<8x32xf32>, tensor<8x64xf32>) -> tensor<8x96xf32>
   func.return %3 : tensor<64xf32>
 }
 
@@ -31,4 +32,5 @@ func.func @ops(%x: tensor<8x32xf32>, %w: tensor<64x32xf32>, %b: tensor<64xf32>) 
 // CHECK-NEXT:    %7 = graph.opaque "aten.cumsum.default"(%2) args "{'args': [{'operand': 0}, 1], 'kwargs': {}}" reason "no lowering rule" : (tensor<8x64xf32>) -> tensor<8x64xf32>
 // CHECK-NEXT:    %8 = graph.pointwise "gt"(%2, %c) : (tensor<8x64xf32>, tensor<f32>) -> tensor<8x64xi1>
 // CHECK-NEXT:    %9 = graph.view "slice" %2 slice array<i64: 1, 1, 2> : tensor<8x64xf32> -> tensor<8x32xf32>
+// CHECK-NEXT:    %10 = graph.concat %9, %2 dim 1 : (tensor<8x32xf32>, tensor<8x64xf32>) -> tensor<8x96xf32>
 // CHECK-NEXT:    func.return %3 : tensor<64xf32>

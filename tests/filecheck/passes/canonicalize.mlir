@@ -88,3 +88,32 @@ func.func @not_a_mean(%x: tensor<3x6xf32>) -> (tensor<3xf32>, tensor<3xf32>, ten
 // CHECK:         %1 = graph.pointwise "mul"(%s, %sixth)
 // CHECK:         %2 = graph.view "reshape" %s : tensor<3xf32> -> tensor<1x3xf32>
 // CHECK-NOT:     "mean"
+
+// CHECK-LABEL: func.func @rotate_half
+// cat(-x2, x1): the negation moves out of the concat as a sign concat, so the pieces
+// are plain slices of %x.
+func.func @rotate_half(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
+  %x1 = graph.view "slice" %x slice array<i64: 1, 0, 1> : tensor<2x8xf32> -> tensor<2x4xf32>
+  %x2 = graph.view "slice" %x slice array<i64: 1, 4, 1> : tensor<2x8xf32> -> tensor<2x4xf32>
+  %n = graph.pointwise "neg"(%x2) : (tensor<2x4xf32>) -> tensor<2x4xf32>
+  %r = graph.concat %n, %x1 dim 1 : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x8xf32>
+  func.return %r : tensor<2x8xf32>
+}
+// CHECK-NEXT:    %x1 = graph.view "slice" %x slice array<i64: 1, 0, 1>
+// CHECK-NEXT:    %x2 = graph.view "slice" %x slice array<i64: 1, 4, 1>
+// CHECK-NEXT:    %[[M:.*]] = graph.constant -1.000000e+00 : f32 -> tensor<2x4xf32>
+// CHECK-NEXT:    %[[P:.*]] = graph.constant 1.000000e+00 : f32 -> tensor<2x4xf32>
+// CHECK-NEXT:    %[[V:.*]] = graph.concat %x2, %x1 dim 1 : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x8xf32>
+// CHECK-NEXT:    %[[S:.*]] = graph.concat %[[M]], %[[P]] dim 1
+// CHECK-NEXT:    %[[R:.*]] = graph.pointwise "mul"(%[[V]], %[[S]])
+// CHECK-NEXT:    func.return %[[R]]
+
+// CHECK-LABEL: func.func @neg_used_twice
+// A negation something else also reads stays.
+func.func @neg_used_twice(%a: tensor<4xf32>, %b: tensor<4xf32>) -> (tensor<8xf32>, tensor<4xf32>) {
+  %n = graph.pointwise "neg"(%a) : (tensor<4xf32>) -> tensor<4xf32>
+  %r = graph.concat %n, %b dim 0 : (tensor<4xf32>, tensor<4xf32>) -> tensor<8xf32>
+  func.return %r, %n : tensor<8xf32>, tensor<4xf32>
+}
+// CHECK-NEXT:    %n = graph.pointwise "neg"(%a)
+// CHECK-NEXT:    %r = graph.concat %n, %b dim 0

@@ -117,3 +117,45 @@ func.func @rms_statistics(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
 // CHECK-NEXT:      %[[S:.*]] = graph.pointwise "rsqrt"(%[[A]])
 // CHECK-NEXT:      kernel.yield %[[S]] : tensor<4x1xf32>
 // CHECK:         kernel.loop "loop1_mul" (%x, %[[R]])
+
+// CHECK-LABEL: func.func @rope
+// x * cos + concat(x2, x1) * sign * sin: the concat starts a loop group (it reads its
+// pieces at shifted indices), the `add` reading both groups merges them, the sign
+// concat of constants joins: one kernel, reading %x through two slices in place.
+func.func @rope(%x: tensor<2x8xf32>, %cos: tensor<8xf32>, %sin: tensor<8xf32>) -> tensor<2x8xf32> {
+  %x1 = graph.view "slice" %x slice array<i64: 1, 0, 1> : tensor<2x8xf32> -> tensor<2x4xf32>
+  %x2 = graph.view "slice" %x slice array<i64: 1, 4, 1> : tensor<2x8xf32> -> tensor<2x4xf32>
+  %m = graph.constant -1.000000e+00 : f32 -> tensor<2x4xf32>
+  %p = graph.constant 1.000000e+00 : f32 -> tensor<2x4xf32>
+  %0 = graph.pointwise "mul"(%x, %cos) : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
+  %1 = graph.concat %x2, %x1 dim 1 : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x8xf32>
+  %2 = graph.concat %m, %p dim 1 : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x8xf32>
+  %3 = graph.pointwise "mul"(%1, %2) : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  %4 = graph.pointwise "mul"(%3, %sin) : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
+  %5 = graph.pointwise "add"(%0, %4) : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  func.return %5 : tensor<2x8xf32>
+}
+// CHECK-NEXT:    %[[K:.*]] = kernel.loop "loop0_mul_concat_add" (%x, %cos, %sin)
+// CHECK:           graph.view "slice"
+// CHECK:           graph.view "slice"
+// CHECK:           graph.pointwise "mul"
+// CHECK-NEXT:      graph.concat
+// CHECK-NEXT:      graph.concat
+// CHECK-NEXT:      graph.pointwise "mul"
+// CHECK-NEXT:      graph.pointwise "mul"
+// CHECK-NEXT:      graph.pointwise "add"
+// CHECK-NEXT:      kernel.yield
+// CHECK-NEXT:    }
+// CHECK-NEXT:    func.return %[[K]]
+
+// CHECK-LABEL: func.func @concat_of_computed
+// A concat of values computed in loops reads them from memory: a group of its own.
+func.func @concat_of_computed(%a: tensor<4xf32>, %b: tensor<4xf32>) -> tensor<8xf32> {
+  %0 = graph.pointwise "exp"(%a) : (tensor<4xf32>) -> tensor<4xf32>
+  %1 = graph.pointwise "exp"(%b) : (tensor<4xf32>) -> tensor<4xf32>
+  %2 = graph.concat %0, %1 dim 0 : (tensor<4xf32>, tensor<4xf32>) -> tensor<8xf32>
+  func.return %2 : tensor<8xf32>
+}
+// CHECK-NEXT:    %[[E0:.*]] = kernel.loop "loop0_exp" (%a)
+// CHECK:         %[[E1:.*]] = kernel.loop "loop1_exp" (%b)
+// CHECK:         kernel.loop "loop2_concat" (%[[E0]], %[[E1]])
