@@ -48,7 +48,7 @@ def tile_offsets(name: str, extent: int, block: int, pid: str, block_name: str) 
     lane, tile, size = _symbol("lane"), _symbol("tile"), _symbol(block_name)
     expr = sympy.sympify(layout(lane, tile))
     for t in range(layout.shape[1]):  # tiles are contiguous runs: what the masks assume
-        if sympy.expand(expr.subs(tile, t) - (lane + block * t)) != 0:
+        if sympy.expand(expr.xreplace({tile: sympy.Integer(t)}) - (lane + block * t)) != 0:
             raise AssertionError(f"tile {t} of {layout} is not rows {t} * {block} + lane")
     # the stride of the tile mode is the block size: print it as the constexpr
     expr = expr.xreplace({tile: tile * size / block}).expand()

@@ -99,7 +99,10 @@ def compile_graph(
     start = time.perf_counter()
     device = _device_of(example_inputs)
     try:
-        folded = fold_constants(copy.deepcopy(gm), device)
+        # a copy of the graph, not of the module: its tensor attributes (constants)
+        # are shared, and deep-copying them under the fake mode AOTAutograd has
+        # active fails
+        folded = fold_constants(fx.GraphModule(gm, copy.deepcopy(gm.graph)), device)
         imported = import_graph(folded.gm, graph_kind)
         lower(imported.module, "kernel")
         program = build_program(imported.func, imported.output_slots, graph_kind, device)

@@ -36,7 +36,9 @@ class CapturedGraphs:
         funcs = []
         for kind, gm in self.graphs:
             # as the backend compiles it: input-independent tensors folded to inputs
-            folded = fold_constants(copy.deepcopy(gm), torch.device("cpu"))
+            folded = fold_constants(
+                fx.GraphModule(gm, copy.deepcopy(gm.graph)), torch.device("cpu")
+            )
             imported = import_graph(folded.gm, kind)
             self.output_slots[kind] = imported.output_slots
             imported.func.detach()

@@ -6,6 +6,9 @@ tensor on every call. They are evaluated once, at compile time, and each folded
 tensor becomes an extra graph input that the compiled callable passes along. The ops
 that built it (often ops coda would run through torch) disappear from the graph.
 
+Tensors the graph module holds (`get_attr` nodes: constants Dynamo lifted, such as a
+buffer created in `forward`) become extra inputs the same way.
+
 Splat constants (`full`, `zeros`, ...) are not folded: the importer turns them into
 `graph.constant`, which costs no memory traffic at all. Random ops are never folded.
 """
@@ -35,7 +38,16 @@ class FoldedGraph:
     constants: list[torch.Tensor]
 
 
+def _attribute(gm: fx.GraphModule, target: str) -> Any:
+    value: Any = gm
+    for name in target.split("."):
+        value = getattr(value, name)
+    return value
+
+
 def _foldable(node: fx.Node, constant: set[fx.Node]) -> bool:
+    if node.op == "get_attr":  # a tensor the graph module holds (a lifted constant)
+        return True
     if node.op != "call_function" or not all(n in constant for n in node.all_input_nodes):
         return False
     tags = getattr(node.target, "tags", ())
@@ -61,7 +73,7 @@ def fold_constants(gm: fx.GraphModule, device: torch.device) -> FoldedGraph:
         if node in constant
         and any(user not in constant for user in node.users)
         and not (_packet(node) in _SPLATS and not node.all_input_nodes)
-        and node.meta["val"].numel() <= MAX_FOLDED_ELEMENTS
+        and (node.op == "get_attr" or node.meta["val"].numel() <= MAX_FOLDED_ELEMENTS)
     ]
     if not boundary:
         return FoldedGraph(gm, [])
@@ -69,7 +81,9 @@ def fold_constants(gm: fx.GraphModule, device: torch.device) -> FoldedGraph:
     # AOTAutograd compiles under a fake-tensor mode: the folded values must be real
     with unset_fake_temporarily():
         for node in graph.nodes:
-            if node in constant:
+            if node in constant and node.op == "get_attr":
+                values[node] = _attribute(gm, str(node.target))
+            elif node in constant:
                 args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: values[n])
                 if "device" in kwargs:
                     kwargs = {**kwargs, "device": device}
@@ -81,7 +95,7 @@ def fold_constants(gm: fx.GraphModule, device: torch.device) -> FoldedGraph:
         anchor = last.next if last is not None else next(iter(graph.nodes))
         with graph.inserting_before(anchor):
             new = graph.placeholder(f"folded_{index}_{node.name}")
-        new.meta["val"] = values[node]
+        new.meta["val"] = node.meta.get("val", values[node])
         last = new
         node.replace_all_uses_with(new)
     graph.eliminate_dead_code()

@@ -51,3 +51,22 @@ def test_folding_keeps_splats_and_random_ops() -> None:
     placeholders = [n.name for n in folded.gm.graph.nodes if n.op == "placeholder"]
     assert placeholders[1:] == ["folded_0_exp"]
     torch.testing.assert_close(folded.constants[0], torch.arange(4.0).exp())
+
+
+class LiftedConstant(nn.Module):
+    """`torch.tensor(...)` in forward: Dynamo lifts it into a `get_attr` constant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x) * torch.tensor([1.0, -2.0, 0.5, 3.0])
+
+
+def test_lifted_tensor_constants_become_inputs() -> None:
+    from training_check import check_training_step
+
+    torch.manual_seed(0)
+    run = check_training_step(LiftedConstant(), torch.randn(3, 4))  # strict: must compile
+    assert [r.kind for r in run.launches if r.graph == "forward"] == ["gemm"]
