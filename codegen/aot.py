@@ -33,7 +33,7 @@ from xdsl.ir import Operation
 from coda.codegen import generate_kernel_source
 from coda.codegen.resources import KernelResources, Measured, diagnostics, measure
 from coda.codegen.targets import Target, parse_target
-from coda.codegen.tile_config import GemmTile, gemm_tile, loop_tile
+from coda.codegen.tile_config import GemmTile, gemm_tiles, loop_tile
 from coda.dialects import kernel
 from coda.dialects.dtypes import torch_dtype_of
 from coda.dialects.epilogue import GemmOp
@@ -52,6 +52,7 @@ class AotError(ValueError):
 class AotKernel:
     resources: KernelResources
     assembly: str  # PTX or amdgcn
+    source: str  # the Triton module compiled: what a GPU of the target should run
 
 
 KernelOps = kernel.GemmKernelOp | kernel.LoopKernelOp
@@ -104,18 +105,34 @@ def raise_on_diagnostics(resources: Iterable[KernelResources]) -> None:
 # -- one kernel ----------------------------------------------------------------------------
 
 
-def _config(op: KernelOps, target: Target, forced: GemmTile | None) -> str:
-    if isinstance(op, kernel.GemmKernelOp):
-        gemm = next(o for o in op.body.block.ops if isinstance(o, GemmOp))
-        return (forced or gemm_tile(target, gemm)).describe()
-    tile = loop_tile(target)
-    return f"BLOCK {tile.block} elements, {tile.num_warps} warps"
+def _tiles(op: KernelOps, target: Target, forced: GemmTile | None) -> list[GemmTile | None]:
+    """GEMM tiles to try, best first (None: a loop kernel, tiled by `loop_tile`)."""
+    if not isinstance(op, kernel.GemmKernelOp):
+        return [None]
+    if forced is not None:
+        return [forced]
+    gemm = next(o for o in op.body.block.ops if isinstance(o, GemmOp))
+    return gemm_tiles(target, gemm)
 
 
 def _compile(graph: str, op: KernelOps, target: Target, forced: GemmTile | None) -> AotKernel:
-    source = generate_kernel_source(op, target, forced)
-    config = _config(op, target, forced if isinstance(op, kernel.GemmKernelOp) else None)
-    is_gemm = isinstance(op, kernel.GemmKernelOp)
+    """The first tile that compiles clean; if none does, the best tile's report."""
+    results = []
+    for tile in _tiles(op, target, forced):
+        result = _compile_tile(graph, op, target, tile)
+        if result.resources.clean:
+            return result
+        results.append(result)
+    return results[0]
+
+
+def _compile_tile(graph: str, op: KernelOps, target: Target, tile: GemmTile | None) -> AotKernel:
+    source = generate_kernel_source(op, target, tile)
+    if tile is None:
+        loop = loop_tile(target)
+        config = f"BLOCK {loop.block} elements, {loop.num_warps} warps"
+    else:
+        config = tile.describe()
     cached = _Cache().get(source, target)
     if cached is None:
         try:
@@ -127,9 +144,9 @@ def _compile(graph: str, op: KernelOps, target: Target, forced: GemmTile | None)
                 graph, op.kernel_name, op.KIND, target.name, config,
                 0, 0, 0, 0, None, 0, 0, (message,),
             )  # fmt: skip
-            return AotKernel(empty, "")
+            return AotKernel(empty, "", source)
         asm = compiled.asm[target.assembly]
-        arch_name = getattr(compiled.metadata, "arch", "") or ""
+        arch_name = ""
         if target.backend == "cuda":
             from triton.backends.nvidia.compiler import sm_arch_from_capability
 
@@ -137,7 +154,7 @@ def _compile(graph: str, op: KernelOps, target: Target, forced: GemmTile | None)
         measured = measure(target, asm, arch_name)
         cached = _Entry(measured, compiled.metadata.shared, asm)
         _Cache().put(source, target, cached)
-    mma = (target.tensor_core_pattern in cached.assembly) if is_gemm else None
+    mma = (target.tensor_core_pattern in cached.assembly) if tile is not None else None
     found = diagnostics(target, op.kernel_name, config, cached.measured, cached.shared, mma)
     m = cached.measured
     resources = KernelResources(
@@ -155,7 +172,7 @@ def _compile(graph: str, op: KernelOps, target: Target, forced: GemmTile | None)
         global_stores=m.global_stores,
         diagnostics=found,
     )
-    return AotKernel(resources, cached.assembly)
+    return AotKernel(resources, cached.assembly, source)
 
 
 class _Pointer:

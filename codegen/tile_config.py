@@ -98,5 +98,21 @@ def gemm_tile(target: Target | None, gemm: GemmOp) -> GemmTile:
     return tile
 
 
+def gemm_tiles(target: Target, gemm: GemmOp) -> list[GemmTile]:
+    """Tiles to try for `gemm` on `target`, best first. Register allocation is not
+    monotone in the tile (ptxas may spill a 128x64 tile where 128x128 fits), so the
+    ahead-of-time compile takes the first that compiles clean: `gemm_tile`'s choice,
+    then the full and narrowed table tiles, then fewer warps and a 64x64 tile."""
+    first = gemm_tile(target, gemm)
+    full = replace(first, block_n=max(first.block_n, 128))
+    narrow = replace(full, block_n=full.block_n // 2)
+    small = replace(full, block_m=64, block_n=64, num_warps=4)
+    tiles: list[GemmTile] = []
+    for tile in (first, full, narrow, replace(narrow, num_warps=4), small):
+        if tile not in tiles:
+            tiles.append(tile)
+    return tiles
+
+
 def loop_tile(target: Target | None) -> LoopTile:
     return INTERPRETER_LOOP if target is None else _LOOPS[target.name]
