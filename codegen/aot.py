@@ -9,7 +9,9 @@ checked against the target's budgets: a spill or shared memory over budget becom
 diagnostic naming the kernel, the target and the figure.
 
 Results are cached on disk by kernel source + target + Triton version (content-addressed,
-atomic writes, like `coda.runtime.kernel_cache`), so repeated checks cost nothing.
+atomic writes, like `coda.runtime.kernel_cache`), so repeated checks cost nothing. The
+generated modules themselves are imported through the runtime's kernel cache (Triton
+needs a real file to read a kernel's source from): the one place codegen uses runtime.
 """
 
 from __future__ import annotations

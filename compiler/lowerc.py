@@ -22,7 +22,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation
@@ -33,6 +33,9 @@ from xdsl.xdsl_opt_main import xDSLOptMain
 
 from coda.dialects import CODA_DIALECTS
 from coda.passes import PASSES
+
+if TYPE_CHECKING:
+    from coda.codegen.targets import Target
 
 EMIT_STAGES = ("fx", "graph", "epilogue", "kernel", "triton", "summary")
 #: stages compiled ahead of time for --target
@@ -204,7 +207,8 @@ class Lowerc(xDSLOptMain):
             return resources_table(resources, target)
         return assembly_listing(kernels, target)
 
-    def _target(self):  # -> coda.codegen.targets.Target
+    def _target(self) -> Target | None:
+        """The --target GPU; checks that it and --emit go together."""
         from coda.codegen.targets import parse_target
 
         if self.args.gpu_target is None:
@@ -212,6 +216,8 @@ class Lowerc(xDSLOptMain):
                 raise ValueError(f"--emit {self.args.emit} needs --target")
             return None
         target = parse_target(self.args.gpu_target)
+        if self.args.emit not in TARGET_STAGES:
+            raise ValueError(f"--target needs --emit {'|'.join(TARGET_STAGES)}")
         if self.args.emit in ("ptx", "amdgcn") and self.args.emit != target.assembly:
             raise ValueError(f"{target.name} compiles to {target.assembly}, not {self.args.emit}")
         return target
