@@ -35,7 +35,7 @@ from xdsl.ir import Operation
 from coda.codegen import generate_kernel_source
 from coda.codegen.resources import KernelResources, Measured, diagnostics, measure
 from coda.codegen.targets import Target, parse_target
-from coda.codegen.tile_config import GemmTile, gemm_tiles, loop_tile
+from coda.codegen.tile_config import GemmTile, gemm_tiles, loop_tile, sixteen_bit_operands
 from coda.dialects import kernel
 from coda.dialects.dtypes import torch_dtype_of
 from coda.dialects.epilogue import GemmOp
@@ -157,7 +157,15 @@ def _compile_tile(graph: str, op: KernelOps, target: Target, tile: GemmTile | No
         cached = _Entry(measured, compiled.metadata.shared, asm)
         _Cache().put(source, target, cached)
     mma = (target.tensor_core_pattern in cached.assembly) if tile is not None else None
-    found = diagnostics(target, op.kernel_name, config, cached.measured, cached.shared, mma)
+    found = diagnostics(
+        target,
+        op.kernel_name,
+        config,
+        cached.measured,
+        cached.shared,
+        mma,
+        _mma_expected(op, target),
+    )
     m = cached.measured
     resources = KernelResources(
         graph=graph,
@@ -175,6 +183,18 @@ def _compile_tile(graph: str, op: KernelOps, target: Target, tile: GemmTile | No
         diagnostics=found,
     )
     return AotKernel(resources, cached.assembly, source)
+
+
+def _mma_expected(op: KernelOps, target: Target) -> bool:
+    """Whether the GEMM mainloop should run on tensor cores: bf16/f16 operands always;
+    float32 ones on AMD (float32 MFMAs) and on NVIDIA only when TF32 is allowed (the
+    template's INPUT_PRECISION), since IEEE float32 dots are FMAs there."""
+    if not isinstance(op, kernel.GemmKernelOp):
+        return False
+    gemm = next(o for o in op.body.block.ops if isinstance(o, GemmOp))
+    if sixteen_bit_operands(gemm) or target.backend == "hip":
+        return True
+    return bool(torch.backends.cuda.matmul.allow_tf32)
 
 
 class _Pointer:

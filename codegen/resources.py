@@ -114,9 +114,17 @@ def _measure_amdgcn(asm: str) -> Measured:
 
 
 def diagnostics(
-    target: Target, kernel: str, config: str, measured: Measured, shared: int, mma: bool | None
+    target: Target,
+    kernel: str,
+    config: str,
+    measured: Measured,
+    shared: int,
+    mma: bool | None,
+    mma_expected: bool,
 ) -> tuple[str, ...]:
-    """What makes a kernel unfit for `target`, one line each, naming the figure."""
+    """What makes a kernel unfit for `target`, one line each, naming the figure.
+    `mma`: whether the mainloop uses tensor cores (None: no GEMM); `mma_expected`:
+    whether its operand types allow them."""
     where = f"coda: kernel {kernel} on {target.name}"
     found = []
     if measured.spill_bytes:
@@ -131,7 +139,7 @@ def diagnostics(
             f"{where} uses {shared} bytes of shared memory, over the {target.shared_memory} "
             f"budget ({config})"
         )
-    if mma is False:
+    if mma is False and mma_expected:
         found.append(
             f"{where}: the GEMM mainloop does not use tensor cores "
             f"({target.tensor_core_pattern}) ({config})"

@@ -84,13 +84,17 @@ def live_tiles(gemm: GemmOp) -> int:
     return 1 + inputs + len(stored)
 
 
+def sixteen_bit_operands(gemm: GemmOp) -> bool:
+    """Both mainloop operands bf16 or both f16: tl.dot takes them as they are."""
+    lhs, rhs = gemm.lhs.type.element_type, gemm.rhs.type.element_type
+    return type(lhs) is type(rhs) and isinstance(lhs, BFloat16Type | Float16Type)
+
+
 def gemm_tile(target: Target | None, gemm: GemmOp) -> GemmTile:
     """The tile for `gemm` on `target` (None: the interpreter)."""
     if target is None:
         return INTERPRETER_GEMM
-    lhs, rhs = gemm.lhs.type.element_type, gemm.rhs.type.element_type
-    sixteen_bit = type(lhs) is type(rhs) and isinstance(lhs, BFloat16Type | Float16Type)
-    tile = (_GEMM_16BIT if sixteen_bit else _GEMM_32BIT)[target.name]
+    tile = (_GEMM_16BIT if sixteen_bit_operands(gemm) else _GEMM_32BIT)[target.name]
     if live_tiles(gemm) > _MAX_LIVE_TILES:
         # many live tiles (several aux outputs, residuals): halve the columns so each
         # costs half the registers

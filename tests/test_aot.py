@@ -171,3 +171,12 @@ def test_epilogue_with_many_live_tiles_still_fits(target: str) -> None:
     # on Hopper and Blackwell the full 128x128 tile spills with this epilogue
     gemm = next(op for op in kernels[0].body.block.ops if isinstance(op, GemmOp))
     assert r.config == gemm_tile(parse_target(target), gemm).describe()
+
+
+def test_float32_plan_fits_and_ieee_dots_need_no_tensor_cores() -> None:
+    # IEEE float32 dots are FMAs on NVIDIA (no diagnostic); AMD has float32 MFMAs
+    nvidia = model_resources("mlp", "cuda:sm_90a", torch.float32)
+    assert all(r.clean for r in nvidia)
+    amd = model_resources("mlp", "hip:gfx942", torch.float32)
+    assert all(r.clean for r in amd)
+    assert all(r.tensor_cores for r in amd if r.kind == "gemm")
