@@ -80,3 +80,16 @@ def clean_kernel_count(
     per-target column of the benchmark table."""
     resources = model_resources(model, target, dtype, training=training)
     return sum(r.clean for r in resources), len(resources)
+
+
+def clean_kernel_columns(
+    model: str, dtype: torch.dtype = torch.bfloat16, *, training: bool = True
+) -> dict[str, str]:
+    """Target -> "clean/total" for every target: one benchmark-table cell per target."""
+    from coda.codegen.targets import TARGETS
+
+    cells = {}
+    for target in TARGETS:
+        clean, total = clean_kernel_count(model, target, dtype, training=training)
+        cells[target] = f"{clean}/{total}"
+    return cells

@@ -17,7 +17,12 @@ import torch
 from coda.codegen.aot import AotError, compile_plan, plan_kernels, raise_on_diagnostics
 from coda.codegen.targets import TARGETS, parse_target
 from coda.codegen.tile_config import GemmTile, gemm_tile
-from coda.compiler.aot_report import _plan, clean_kernel_count, model_resources
+from coda.compiler.aot_report import (
+    _plan,
+    clean_kernel_columns,
+    clean_kernel_count,
+    model_resources,
+)
 from coda.compiler.backend import CodaOptions
 from coda.dialects.epilogue import GemmOp
 
@@ -42,6 +47,7 @@ def test_every_bf16_kernel_fits_the_target(model: str, target: str) -> None:
 def test_clean_kernel_count_for_the_benchmark_table() -> None:
     clean, total = clean_kernel_count("mlp", "cuda:sm_90a")
     assert clean == total == len(plan_kernels(_plan("mlp", torch.bfloat16, True)))
+    assert clean_kernel_columns("mlp") == dict.fromkeys(TARGETS, f"{total}/{total}")
 
 
 def _one_gemm() -> list:
