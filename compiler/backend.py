@@ -147,13 +147,12 @@ def _ahead_of_time(module: Any, graph_kind: str, options: CodaOptions) -> dict[s
     Diagnostics are logged, or raised (AotError) when strict."""
     if options.target is None:
         return None
-    from coda.codegen.aot import AotError, check, compile_kernels
+    from coda.codegen.aot import check, compile_kernels, raise_on_diagnostics
 
     kernels = compile_kernels(module, options.target)
-    found = check(k.resources for k in kernels)
-    if found and options.strict:
-        raise AotError("\n".join(found))
-    for line in found:
+    if options.strict:
+        raise_on_diagnostics(k.resources for k in kernels)
+    for line in check(k.resources for k in kernels):
         log.warning("%s", line)
     clean = sum(k.resources.clean for k in kernels)
     log.info(
