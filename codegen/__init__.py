@@ -5,20 +5,27 @@ from __future__ import annotations
 from coda.codegen.common import CodegenError
 from coda.codegen.gemm import generate_gemm
 from coda.codegen.loop import generate_loop
+from coda.codegen.targets import Target
+from coda.codegen.tile_config import GemmTile
 from coda.dialects.kernel import GemmKernelOp, LoopKernelOp
 
 
-def generate_kernel_source(kernel: GemmKernelOp | LoopKernelOp) -> str:
-    """Triton source for one kernel op.
+def generate_kernel_source(
+    kernel: GemmKernelOp | LoopKernelOp,
+    target: Target | None = None,
+    gemm_tile: GemmTile | None = None,
+) -> str:
+    """Triton source for one kernel op, tiled for `target` (None: Triton's interpreter);
+    `gemm_tile` forces the tile of a GEMM kernel (tests of the budget diagnostics).
 
     The module defines a `@triton.jit` kernel named after `kernel.kernel_name` and
     `launch(*inputs, *outputs) -> grid`: inputs are torch tensors in the op's operand order
     (any strides), outputs preallocated tensors in its result order.
     """
     if isinstance(kernel, GemmKernelOp):
-        return generate_gemm(kernel)
+        return generate_gemm(kernel, target, gemm_tile)
     if isinstance(kernel, LoopKernelOp):
-        return generate_loop(kernel)
+        return generate_loop(kernel, target)
     raise CodegenError(f"no Triton generator for '{kernel.name}'")
 
 

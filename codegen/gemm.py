@@ -35,6 +35,8 @@ from coda.codegen.common import (
     pointwise_expr,
     render,
 )
+from coda.codegen.targets import Target
+from coda.codegen.tile_config import GemmTile, gemm_tile
 from coda.codegen.tiling import batch_indices, tile_offsets
 from coda.dialects.epilogue import (
     AccumulateOp,
@@ -54,15 +56,12 @@ from coda.dialects.view_layout import (
     view_access,
 )
 
-# BLOCK_M, BLOCK_N, BLOCK_K: small enough for Triton's interpreter, valid tl.dot tiles on GPUs.
-TILE = (32, 32, 16)
-
 # Locals of the template; SSA-derived names must not shadow them. Per batch dim d the
 # template also uses b{d}, B{d}, stride_ab{d} and stride_bb{d} (see _batch_locals).
 _TEMPLATE_LOCALS = frozenset(
     {
         "M", "N", "K", "B", "shapes", "tensor", "shape", "BLOCK_M", "BLOCK_N", "BLOCK_K",
-        "UPCAST_OPERANDS",
+        "UPCAST_OPERANDS", "NUM_WARPS", "NUM_STAGES",
         "INPUT_PRECISION", "pid_m", "pid_n", "pid_b", "offs_m", "offs_n", "offs_k",
         "mask_m", "mask_n", "mask_k", "mask", "acc", "k", "a_tile", "b_tile", "a_ptrs",
         "b_ptrs", "kk", "batch",
@@ -168,15 +167,23 @@ class _Output:
     address: _Address | None = None
 
 
-def generate_gemm(kernel: GemmKernelOp) -> str:
-    return _GemmGenerator(kernel).source()
+def generate_gemm(
+    kernel: GemmKernelOp, target: Target | None = None, tile: GemmTile | None = None
+) -> str:
+    """Triton source for `kernel`, tiled for `target` (None: the interpreter) unless an
+    explicit `tile` overrides the choice."""
+    return _GemmGenerator(kernel, target, tile).source()
 
 
 class _GemmGenerator:
-    def __init__(self, kernel: GemmKernelOp) -> None:
+    def __init__(
+        self, kernel: GemmKernelOp, target: Target | None = None, tile: GemmTile | None = None
+    ) -> None:
         self.kernel = kernel
         self.ir = IrText(kernel)
         self.gemm = _the_gemm(kernel)
+        self.tile = tile or gemm_tile(target, self.gemm)
+        self.tile_for = target.name if target else "Triton's interpreter"
         rank = len(self.gemm.out_shape)
         self.namer = Namer(_TEMPLATE_LOCALS | _batch_locals(rank))
         self.batch_dims = [f"b{d}" for d in range(rank - 2)]  # indices into the batch dims
@@ -323,6 +330,8 @@ class _GemmGenerator:
         return render(
             "gemm.py.j2",
             kernel_name=self.kernel.kernel_name,
+            tile=self.tile,
+            tile_for=self.tile_for,
             gemm_text=self._gemm_text(),
             fn=self.fn,
             pointers=[self.ptr_of[a] for a in operands] + [o.ptr for o in self.outputs],
@@ -334,10 +343,10 @@ class _GemmGenerator:
             batch_index=batch_indices(
                 self.batch_dims, [f"B{d}" for d in range(len(self.batch_dims))], "pid_b"
             ),
-            block=TILE,
+            # offsets of this program's tile, for the tile the source is generated with
             tile_offsets=[
-                tile_offsets("offs_m", out_shape[-2], TILE[0], "pid_m", "BLOCK_M"),
-                tile_offsets("offs_n", out_shape[-1], TILE[1], "pid_n", "BLOCK_N"),
+                tile_offsets("offs_m", out_shape[-2], self.tile.block_m, "pid_m", "BLOCK_M"),
+                tile_offsets("offs_n", out_shape[-1], self.tile.block_n, "pid_n", "BLOCK_N"),
             ],
             # sizes of batch dims 1, 2, ... (kernel parameters); dim 0's is never needed
             batch_sizes=[f"B{d}" for d in range(1, len(self.batch_dims))],

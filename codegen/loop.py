@@ -38,6 +38,8 @@ from coda.codegen.common import (
     pointwise_expr,
     render,
 )
+from coda.codegen.targets import Target
+from coda.codegen.tile_config import loop_tile
 from coda.dialects.graph import (
     ConcatOp,
     ConstantOp,
@@ -52,7 +54,8 @@ from coda.dialects.view_layout import ViewLayoutError, view_access
 
 _TEMPLATE_LOCALS = frozenset(
     {
-        "BLOCK", "BLOCK_X", "BLOCK_R", "MAX_BLOCK_LEN", "BLOCK_ELEMENTS", "numel", "offs",
+        "BLOCK", "BLOCK_X", "BLOCK_R", "MAX_BLOCK_LEN", "BLOCK_ELEMENTS", "NUM_WARPS", "numel",
+        "offs",
         "mask", "rest", "pid", "x_idx", "x_mask", "x_rest", "r_start", "r_idx", "r_mask",
         "r_rest",
     }
@@ -107,12 +110,14 @@ class _Tensor:
         return list(self.strides.values())
 
 
-def generate_loop(kernel: LoopKernelOp) -> str:
-    return _LoopGenerator(kernel).source()
+def generate_loop(kernel: LoopKernelOp, target: Target | None = None) -> str:
+    """Triton source for `kernel`, blocked for `target` (None: the interpreter)."""
+    return _LoopGenerator(kernel, target).source()
 
 
 class _LoopGenerator:
-    def __init__(self, kernel: LoopKernelOp) -> None:
+    def __init__(self, kernel: LoopKernelOp, target: Target | None = None) -> None:
+        self.tile = loop_tile(target)
         self.kernel = kernel
         self.ir = IrText(kernel)
         block = kernel.body.block
@@ -388,6 +393,7 @@ class _LoopGenerator:
             finals=finals,
             s_stores=s_stores,
             x_stores=x_stores,
+            tile=self.tile,
         )
         return render("reduction.py.j2" if self.reduces else "pointwise.py.j2", **slots)
 

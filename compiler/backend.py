@@ -8,6 +8,11 @@ runtime `Program`.
 A graph coda cannot compile never breaks the user's training: it runs eagerly and
 the reason is logged. `options={"strict": True}` (or `CODA_STRICT=1`) raises instead,
 which is what tests use to prove a graph really was compiled.
+
+`options={"target": "cuda:sm_90a"}` also compiles every kernel ahead of time for that
+GPU (`coda.codegen.aot`) and logs each kernel that would spill, overflow shared memory
+or miss tensor cores (strict: raises). On a CPU the graph still runs through Triton's
+interpreter; on a GPU it runs the kernels tiled for the target.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.fx as fx
@@ -31,6 +36,9 @@ from torch._functorch.partitioners import min_cut_rematerialization_partition
 from coda.compiler.fold_constants import fold_constants
 from coda.compiler.fx_import import UnsupportedGraph, import_graph
 from coda.compiler.pipeline import lower
+
+if TYPE_CHECKING:
+    from coda.codegen.targets import Target
 
 log = logging.getLogger("coda.compiler")
 aten = torch.ops.aten
@@ -69,14 +77,21 @@ DECOMPOSITIONS = get_decompositions(
 class CodaOptions:
     #: raise on a graph coda cannot compile instead of running it eagerly
     strict: bool = False
+    #: GPU to compile every kernel for ahead of time (None: no ahead-of-time check)
+    target: Target | None = None
 
     @classmethod
     def from_user(cls, options: dict[str, Any] | None) -> CodaOptions:
         options = dict(options or {})
         strict = bool(options.pop("strict", os.environ.get("CODA_STRICT", "") == "1"))
+        target = options.pop("target", None)
+        if target is not None:
+            from coda.codegen.targets import parse_target  # codegen loads only when used
+
+            target = parse_target(target)
         if options:
             raise ValueError(f"unknown coda options: {', '.join(sorted(options))}")
-        return cls(strict=strict)
+        return cls(strict=strict, target=target)
 
 
 def _device_of(example_inputs: Sequence[Any]) -> torch.device:
@@ -105,7 +120,12 @@ def compile_graph(
         folded = fold_constants(fx.GraphModule(gm, copy.deepcopy(gm.graph)), device)
         imported = import_graph(folded.gm, graph_kind)
         lower(imported.module, "kernel")
-        program = build_program(imported.func, imported.output_slots, graph_kind, device)
+        sources = _ahead_of_time(imported.module, graph_kind, options)
+        # a GPU runs what was checked for it; the interpreter keeps its small tiles
+        sources = sources if device.type != "cpu" else None
+        program = build_program(
+            imported.func, imported.output_slots, graph_kind, device, sources=sources
+        )
     except Exception as err:  # a graph coda cannot compile must not break training
         if options.strict:
             raise
@@ -123,6 +143,26 @@ def compile_graph(
         time.perf_counter() - start,
     )
     return _boxed(program, folded.constants)
+
+
+def _ahead_of_time(module: Any, graph_kind: str, options: CodaOptions) -> dict[str, str] | None:
+    """Compile the plan's kernels for `options.target`; kernel name -> the source compiled.
+    Diagnostics are logged, or raised (AotError) when strict."""
+    if options.target is None:
+        return None
+    from coda.codegen.aot import check, compile_kernels, raise_on_diagnostics
+
+    kernels = compile_kernels(module, options.target)
+    if options.strict:
+        raise_on_diagnostics(k.resources for k in kernels)
+    for line in check(k.resources for k in kernels):
+        log.warning("%s", line)
+    clean = sum(k.resources.clean for k in kernels)
+    log.info(
+        "coda: %s graph: %d of %d kernels compile cleanly for %s",
+        graph_kind, clean, len(kernels), options.target.name,
+    )  # fmt: skip
+    return {k.resources.kernel: k.source for k in kernels}
 
 
 def _boxed(

@@ -48,8 +48,10 @@ class CapturedGraphs:
 
 def capture(spec: ModelSpec, *, training: bool = True, seed: int = 0) -> CapturedGraphs:
     torch.manual_seed(seed)
-    model = spec.factory()
-    inputs = [torch.randn(shape, requires_grad=training) for shape in spec.input_shapes]
+    model = spec.factory().to(spec.dtype)
+    inputs = [
+        torch.randn(shape, dtype=spec.dtype, requires_grad=training) for shape in spec.input_shapes
+    ]
     graphs: list[tuple[str, fx.GraphModule]] = []
 
     def recorder(kind: str) -> Any:

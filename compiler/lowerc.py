@@ -5,9 +5,13 @@
     lowerc --model mlp --emit kernel            capture a model and print a stage
     lowerc --model my.py:Net --input-shape 4x16 --emit summary
 
+    lowerc --model llama-block --dtype bf16 --target cuda:sm_90a --emit resources
+
 Stages: fx (the aten graphs), graph, epilogue, kernel (IR), triton (generated
-source), summary (the kernel table) and dot (the kernel plan as a Graphviz graph).
-Everything `xdsl-opt` offers (`-p`, `--print-between-passes`, `--print-op-generic`,
+source), summary (the kernel table) and dot (the kernel plan as a Graphviz graph);
+with --target, resources (registers, spills, shared memory, tensor cores per kernel;
+exit code 1 if a kernel does not fit) and ptx/amdgcn (the assembly). Everything
+`xdsl-opt` offers (`-p`, `--print-between-passes`, `--print-op-generic`,
 `--split-input-file`, `--verify-diagnostics`, ...) works as usual. Errors in the input
 are reported as `file:line:col: error: message` with exit code 1, never as a traceback.
 """
@@ -18,7 +22,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation
@@ -30,7 +34,12 @@ from xdsl.xdsl_opt_main import xDSLOptMain
 from coda.dialects import CODA_DIALECTS
 from coda.passes import PASSES
 
+if TYPE_CHECKING:
+    from coda.codegen.targets import Target
+
 EMIT_STAGES = ("fx", "graph", "epilogue", "kernel", "triton", "summary", "dot")
+#: stages compiled ahead of time for --target
+TARGET_STAGES = ("resources", "ptx", "amdgcn")
 
 
 class LocatedVerifyError(VerifyException):
@@ -144,19 +153,44 @@ class Lowerc(xDSLOptMain):
         )
         arg_parser.add_argument(
             "--emit",
-            choices=EMIT_STAGES,
+            choices=EMIT_STAGES + TARGET_STAGES,
             help="lower to this stage and print it",
+        )
+        # xdsl-opt's output format keeps `-t`; `--target` names the GPU (dest gpu_target).
+        # argparse has no public way to drop an option string, hence its private tables.
+        xdsl_target = arg_parser._option_string_actions.pop("--target")
+        xdsl_target.option_strings.remove("--target")
+        arg_parser.add_argument(
+            "--target",
+            dest="gpu_target",
+            help="GPU to compile for ahead of time: cuda:sm_90a, cuda:sm_100a, hip:gfx942, "
+            "hip:gfx950 (with --emit resources|ptx|amdgcn)",
+        )
+        arg_parser.add_argument(
+            "--dtype",
+            default="fp32",
+            help="dtype of a --model's parameters and inputs: fp32 (default), bf16, fp16",
         )
 
     def apply_passes(self, prog: ModuleOp) -> None:
         super().apply_passes(prog)
-        if self.args.emit in ("graph", "epilogue", "kernel", "triton", "summary", "dot"):
+        if self.args.emit in (
+            "graph",
+            "epilogue",
+            "kernel",
+            "triton",
+            "summary",
+            "dot",
+            *TARGET_STAGES,
+        ):
             from coda.compiler.pipeline import lower
 
-            after_kernel = self.args.emit in ("triton", "summary", "dot")
-            lower(prog, "kernel" if after_kernel else self.args.emit)
+            stage = self.args.emit
+            lower(prog, stage if stage in ("graph", "epilogue", "kernel") else "kernel")
 
     def output_resulting_program(self, prog: ModuleOp) -> str:
+        if self.args.emit in TARGET_STAGES:
+            return self._ahead_of_time(prog)
         if self.args.emit == "triton":
             from coda.compiler.report import triton_listing
 
@@ -173,11 +207,41 @@ class Lowerc(xDSLOptMain):
             raise ValueError("--emit fx needs --model (textual IR has no FX graph)")
         return super().output_resulting_program(prog)
 
+    def _ahead_of_time(self, prog: ModuleOp) -> str:
+        from coda.codegen.aot import check, compile_kernels
+        from coda.compiler.aot_report import assembly_listing, resources_table
+
+        target = self._target()
+        kernels = compile_kernels(prog, target)
+        resources = [k.resources for k in kernels]
+        self.aot_diagnostics = check(resources)
+        if self.args.emit == "resources":
+            return resources_table(resources, target)
+        return assembly_listing(kernels, target)
+
+    def _target(self) -> Target | None:
+        """The --target GPU; checks that it and --emit go together."""
+        from coda.codegen.targets import parse_target
+
+        if self.args.gpu_target is None:
+            if self.args.emit in TARGET_STAGES:
+                raise ValueError(f"--emit {self.args.emit} needs --target")
+            return None
+        target = parse_target(self.args.gpu_target)
+        if self.args.emit not in TARGET_STAGES:
+            raise ValueError(f"--target needs --emit {'|'.join(TARGET_STAGES)}")
+        if self.args.emit in ("ptx", "amdgcn") and self.args.emit != target.assembly:
+            raise ValueError(f"{target.name} compiles to {target.assembly}, not {self.args.emit}")
+        return target
+
     def run_model(self) -> None:
         from coda.compiler.capture import capture
-        from coda.compiler.models import load_model
+        from coda.compiler.models import DTYPES, load_model
 
-        spec = load_model(self.args.model, tuple(self.args.input_shape or ()) or None)
+        dtype = DTYPES.get(self.args.dtype)
+        if dtype is None:
+            raise ValueError(f"unknown dtype '{self.args.dtype}' (use one of {', '.join(DTYPES)})")
+        spec = load_model(self.args.model, tuple(self.args.input_shape or ()) or None, dtype)
         captured = capture(spec, training=not self.args.inference)
         out = self.prepare_output()
         try:
@@ -193,10 +257,17 @@ class Lowerc(xDSLOptMain):
                 out.close()
 
     def run(self) -> None:
+        self._target()  # a bad --target fails before a model is captured
+        self.aot_diagnostics: list[str] = []
         if self.args.model:
             self.run_model()
         else:
             super().run()
+        if self.aot_diagnostics:
+            from coda.codegen.aot import AotError
+
+            count = len(self.aot_diagnostics)
+            raise AotError(f"{count} kernel diagnostic(s) for {self.args.gpu_target}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

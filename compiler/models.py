@@ -83,7 +83,9 @@ class LlamaBlock(nn.Module):
         inv_freq = 1.0 / (10000 ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
         angles = torch.outer(torch.arange(s, dtype=torch.float32), inv_freq)
         emb = torch.cat((angles, angles), dim=-1)
-        return x * emb.cos() + _rotate_half(x) * emb.sin()
+        # the tables in x's dtype: float32 tables would promote a bf16 block to float32
+        cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+        return x * cos + _rotate_half(x) * sin
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, s, d = x.shape
@@ -94,7 +96,7 @@ class LlamaBlock(nn.Module):
         rep = self.heads // self.kv_heads
         k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
-        mask = torch.full((s, s), float("-inf")).triu(1)
+        mask = torch.full((s, s), float("-inf"), dtype=scores.dtype).triu(1)
         a = torch.softmax(scores + mask, dim=-1) @ v
         x = x + self.o(a.transpose(1, 2).reshape(b, s, d))
         h = self.norm2(x)
@@ -105,6 +107,16 @@ class LlamaBlock(nn.Module):
 class ModelSpec:
     factory: Callable[[], nn.Module]
     input_shapes: tuple[tuple[int, ...], ...]
+    #: parameters and inputs are created in this dtype (bf16: what GPUs will run)
+    dtype: torch.dtype = torch.float32
+
+
+#: `lowerc --dtype` spellings
+DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
 
 
 BUILTIN_MODELS: dict[str, ModelSpec] = {
@@ -114,11 +126,15 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
 }
 
 
-def load_model(name: str, input_shapes: tuple[tuple[int, ...], ...] | None) -> ModelSpec:
+def load_model(
+    name: str,
+    input_shapes: tuple[tuple[int, ...], ...] | None,
+    dtype: torch.dtype = torch.float32,
+) -> ModelSpec:
     """A built-in model by name, or `path.py:attr` (a module instance or a factory)."""
     if name in BUILTIN_MODELS:
         spec = BUILTIN_MODELS[name]
-        return ModelSpec(spec.factory, input_shapes or spec.input_shapes)
+        return ModelSpec(spec.factory, input_shapes or spec.input_shapes, dtype)
     path, sep, attr = name.rpartition(":")
     if not sep or not path.endswith(".py"):
         known = ", ".join(BUILTIN_MODELS)
@@ -135,4 +151,4 @@ def load_model(name: str, input_shapes: tuple[tuple[int, ...], ...] | None) -> M
         raise ValueError(f"'{path}' has no attribute '{attr}'")
     target = getattr(module, attr)
     factory = (lambda: target) if isinstance(target, nn.Module) else target
-    return ModelSpec(factory, input_shapes)
+    return ModelSpec(factory, input_shapes, dtype)

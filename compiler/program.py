@@ -7,7 +7,7 @@ Triton modules (`KernelStep`), fallbacks, views and constants become torch calls
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -68,8 +68,11 @@ def build_program(
     output_slots: Sequence[int | None],
     graph_kind: str,
     device: torch.device,
+    sources: Mapping[str, str] | None = None,
 ) -> Program:
-    """A runnable program for `func`, which must be in the kernel dialect."""
+    """A runnable program for `func`, which must be in the kernel dialect. `sources`
+    (kernel name -> Triton module) replaces the default interpreter-tiled sources, e.g.
+    with the ones compiled ahead of time for a GPU target."""
     names = _Names()
     block = func.body.block
     steps: list[KernelStep | TorchStep] = []
@@ -80,7 +83,7 @@ def build_program(
                 KernelStep(
                     name=op.kernel_name,
                     kind=op.KIND,
-                    source=generate_kernel_source(op),
+                    source=(sources or {}).get(op.kernel_name) or generate_kernel_source(op),
                     inputs=names.all(op.inputs),
                     outputs=_output_specs(op.outputs, names),
                     read_elements=read_elements(op),

@@ -1,0 +1,122 @@
+"""Block sizes, warps and pipeline stages of generated kernels, per target and dtype.
+
+The interpreter gets small tiles (it is slow and correctness does not depend on them).
+A GPU target gets the tile its tensor cores want: 128 rows for Hopper's warpgroup MMA
+(wgmma) and Blackwell's tcgen05, MFMA-friendly tiles on AMD. The numbers are chosen so
+that every kernel fits the target's budgets (`coda.codegen.targets`); the ahead-of-time
+compile (`coda.codegen.aot`) checks that they do, kernel by kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from xdsl.dialects.builtin import BFloat16Type, Float16Type
+
+from coda.codegen.targets import Target
+from coda.dialects.epilogue import GemmOp, StoreOp, TileType
+
+
+@dataclass(frozen=True)
+class GemmTile:
+    block_m: int
+    block_n: int
+    block_k: int
+    num_warps: int
+    num_stages: int
+
+    def describe(self) -> str:
+        return (
+            f"BLOCK {self.block_m}x{self.block_n}x{self.block_k}, {self.num_warps} warps, "
+            f"{self.num_stages} stages"
+        )
+
+
+@dataclass(frozen=True)
+class LoopTile:
+    """Loop kernels: elements per program (pointwise) or per [BLOCK_X, BLOCK_R] block."""
+
+    block: int
+    num_warps: int
+
+
+# Small enough for Triton's interpreter, and still valid tl.dot tiles on GPUs.
+INTERPRETER_GEMM = GemmTile(32, 32, 16, num_warps=4, num_stages=3)
+INTERPRETER_LOOP = LoopTile(1024, num_warps=4)
+
+# 16-bit operands (bf16/f16). Hopper: two warpgroups share the 128x128 accumulator, so a
+# thread holds 64 of its floats and the epilogue keeps room for its own live tiles (4
+# warps would hold 128 and spill with a bias+SiLU epilogue already). Blackwell keeps the
+# accumulator in tensor memory; 8 warps halve what the epilogue loads into registers.
+# AMD: 2 stages of 128x64 + 64x128 bf16 fill MI300X's 64 KiB LDS exactly, so its tile is
+# 128x128x32; MI350's 160 KiB LDS takes K=64.
+_GEMM_16BIT: dict[str, GemmTile] = {
+    "cuda:sm_90a": GemmTile(128, 128, 64, num_warps=8, num_stages=3),
+    "cuda:sm_100a": GemmTile(128, 128, 64, num_warps=8, num_stages=3),
+    "hip:gfx942": GemmTile(128, 128, 32, num_warps=8, num_stages=2),
+    "hip:gfx950": GemmTile(128, 128, 64, num_warps=8, num_stages=2),
+}
+
+# float32 operands (TF32 or IEEE dots): twice the bytes per element, so half the K.
+_GEMM_32BIT: dict[str, GemmTile] = {
+    name: replace(tile, block_k=tile.block_k // 2) for name, tile in _GEMM_16BIT.items()
+}
+
+# Tile-shaped values an epilogue may keep live at once before the tile is narrowed:
+# each one costs BLOCK_M*BLOCK_N/threads registers per thread (32 at 128x128, 8 warps).
+_MAX_LIVE_TILES = 4
+
+_LOOPS: dict[str, LoopTile] = {
+    "cuda:sm_90a": LoopTile(1024, num_warps=4),
+    "cuda:sm_100a": LoopTile(1024, num_warps=4),
+    # wave64: 4 waves are 256 lanes, 4 elements each
+    "hip:gfx942": LoopTile(1024, num_warps=4),
+    "hip:gfx950": LoopTile(1024, num_warps=4),
+}
+
+
+def live_tiles(gemm: GemmOp) -> int:
+    """Tile-shaped values the epilogue holds: the accumulator, full-tile inputs and the
+    values it stores (aux outputs stay live until their store)."""
+    args = gemm.body.block.args[1:]
+    inputs = sum(isinstance(a.type, TileType) for a in args)
+    stored = {op.value for op in gemm.body.block.ops if isinstance(op, StoreOp)}
+    return 1 + inputs + len(stored)
+
+
+def sixteen_bit_operands(gemm: GemmOp) -> bool:
+    """Both mainloop operands bf16 or both f16: tl.dot takes them as they are."""
+    lhs, rhs = gemm.lhs.type.element_type, gemm.rhs.type.element_type
+    return type(lhs) is type(rhs) and isinstance(lhs, BFloat16Type | Float16Type)
+
+
+def gemm_tile(target: Target | None, gemm: GemmOp) -> GemmTile:
+    """The tile for `gemm` on `target` (None: the interpreter)."""
+    if target is None:
+        return INTERPRETER_GEMM
+    tile = (_GEMM_16BIT if sixteen_bit_operands(gemm) else _GEMM_32BIT)[target.name]
+    if live_tiles(gemm) > _MAX_LIVE_TILES:
+        # many live tiles (several aux outputs, residuals): halve the columns so each
+        # costs half the registers
+        tile = replace(tile, block_n=tile.block_n // 2)
+    return tile
+
+
+def gemm_tiles(target: Target, gemm: GemmOp) -> list[GemmTile]:
+    """Tiles to try for `gemm` on `target`, best first. Register allocation is not
+    monotone in the tile (ptxas may spill a 128x64 tile where 128x128 fits), so the
+    ahead-of-time compile takes the first that compiles clean: `gemm_tile`'s choice,
+    then the full and narrowed table tiles, then fewer warps and a 64x64 tile."""
+    first = gemm_tile(target, gemm)
+    full = replace(first, block_n=max(first.block_n, 128))
+    narrow = replace(full, block_n=full.block_n // 2)
+    small = replace(full, block_m=64, block_n=64, num_warps=4)
+    tiles: list[GemmTile] = []
+    for tile in (first, full, narrow, replace(narrow, num_warps=4), small):
+        if tile not in tiles:
+            tiles.append(tile)
+    return tiles
+
+
+def loop_tile(target: Target | None) -> LoopTile:
+    return INTERPRETER_LOOP if target is None else _LOOPS[target.name]
