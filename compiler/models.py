@@ -84,7 +84,9 @@ class LlamaBlock(nn.Module):
         inv_freq = 1.0 / (10000 ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
         angles = torch.outer(torch.arange(s, dtype=torch.float32), inv_freq)
         emb = torch.cat((angles, angles), dim=-1)
-        return x * emb.cos() + _rotate_half(x) * emb.sin()
+        # tables in fp32 for accuracy, applied in x's dtype (bf16 models stay bf16)
+        cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+        return x * cos + _rotate_half(x) * sin
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, s, d = x.shape
