@@ -33,7 +33,8 @@ def _outputs(gm: fx.GraphModule) -> list[fx.Node]:
 
 def compulsory_bytes(captured: CapturedGraphs) -> int:
     """Placeholders of the first graph, every tensor a graph returns that it did not
-    receive, and the placeholders of later graphs that no earlier graph produced."""
+    receive, and the placeholders of later graphs that no earlier graph had or produced
+    (AOTAutograd names a saved value the same in both graphs)."""
     total = 0
     produced: set[str] = set()
     for index, (_, gm) in enumerate(captured.graphs):
@@ -42,6 +43,8 @@ def compulsory_bytes(captured: CapturedGraphs) -> int:
             if index == 0 or node.name not in produced:
                 total += _val_bytes(node)
         names = {n.name for n in placeholders}
+        # a parameter or input the backward reads again was counted with the forward's
+        produced |= names
         for node in dict.fromkeys(_outputs(gm)):
             if node.name not in names:
                 total += _val_bytes(node)

@@ -25,6 +25,7 @@ TITLES = {
     "gpt2-block": "GPT-2 block",
     "llama-block": "Llama block",
     "llama-lm": "Llama LM (2 layers)",
+    "llama-1b-block": "Llama-3-1B-like block",
 }
 
 
