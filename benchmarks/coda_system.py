@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from benchmarks.measure import Measurement
@@ -25,13 +27,31 @@ def launch_records(workload: Workload, repeats: int) -> tuple[list[LaunchRecord]
     return records, compiled.compile_s
 
 
+class _EagerGraphs(logging.Handler):
+    """Collects the backend's "graph runs eagerly" warnings: such a graph launches
+    nothing of coda's, and the figures must say so rather than look good."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "runs eagerly" in message:
+            self.messages.append(message)
+
+
 def measure_coda(workload: Workload, repeats: int) -> Measurement:
-    records, compile_s = launch_records(workload, repeats)
+    handler = _EagerGraphs()
+    logger = logging.getLogger("coda.compiler")
+    logger.addHandler(handler)
+    try:
+        records, compile_s = launch_records(workload, repeats)
+    finally:
+        logger.removeHandler(handler)
     # The plan gives each kernel's FLOPs by name (the launch log has none).
     kernels = plan(
-        capture_graphs(
-            MODELS[workload.model], workload.input_shape, training=workload.training, device="meta"
-        )
+        capture_graphs(MODELS[workload.model], workload.input_shape, training=workload.training)
     )
     flops = {(k.graph, k.name): k.flops for k in kernels}
     per_launch = [
@@ -48,5 +68,5 @@ def measure_coda(workload: Workload, repeats: int) -> Measurement:
         flops=sum(f for f, _ in per_launch),
         modeled_s=sum(kernel_time(f, b) for f, b in per_launch),
         compile_s=compile_s,
-        extra={"launch_kinds": kinds},
+        extra={"launch_kinds": kinds, "eager_graphs": sorted(set(handler.messages))},
     )

@@ -38,7 +38,10 @@ def run_workload(key: str, repeats: int) -> list[dict[str, Any]]:
     with skip_kernel_bodies():
         results.append(measure_coda(workload, repeats))
         for system in MODES:
-            results.append(measure_inductor(workload, system, repeats))
+            # max-autotune's compile is dominated by autotuning, whose timings mean nothing
+            # under the interpreter: one (cold) compile keeps the run inside its budget
+            times = repeats if system == "inductor" else 1
+            results.append(measure_inductor(workload, system, times))
     return [m.to_json() for m in results]
 
 

@@ -37,11 +37,13 @@ def compulsory_bytes(captured: CapturedGraphs) -> int:
     (AOTAutograd names a saved value the same in both graphs)."""
     total = 0
     produced: set[str] = set()
-    for index, (_, gm) in enumerate(captured.graphs):
+    for index, (kind, gm) in enumerate(captured.graphs):
         placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
         for node in placeholders:
             if index == 0 or node.name not in produced:
                 total += _val_bytes(node)
+        if kind == "backward" and not any(_val_bytes(n) for n in _outputs(gm)):
+            raise ValueError("the backward graph returns no gradients (captured on meta?)")
         names = {n.name for n in placeholders}
         # a parameter or input the backward reads again was counted with the forward's
         produced |= names
@@ -56,7 +58,7 @@ def measure_minimum(workload: Workload) -> Measurement:
     from benchmarks.inductor_system import workload_flops
 
     captured = capture_graphs(
-        MODELS[workload.model], workload.input_shape, training=workload.training, device="meta"
+        MODELS[workload.model], workload.input_shape, training=workload.training
     )
     nbytes = compulsory_bytes(captured)
     flops = workload_flops(workload)

@@ -119,7 +119,8 @@ def capture_graphs(
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> CapturedGraphs:
-    """The aten graphs coda would compile (on `device`: "meta" runs no arithmetic)."""
+    """The aten graphs coda would compile (on `device`: "meta" runs no arithmetic, but an
+    op without a meta autograd kernel, such as nll_loss, loses its backward there)."""
     with default_device_and_dtype(device, dtype):
         return capture(ModelSpec(factory, (input_shape,)), training=training)
 

@@ -5,7 +5,8 @@ one sequence of 8192 tokens, bf16) is captured on the meta device: shapes and dt
 propagate, no memory is allocated and no arithmetic runs. coda's figures are its kernel
 plan's (the bytes rule of the launch log), eager's a dispatch-mode count on meta tensors,
 the minimum from the captured graphs. Inductor needs a real device to generate code for,
-so it has no column here.
+so it has no column here. Only the block: on meta tensors the LM's nll_loss has no
+autograd kernel, so its backward could not be captured there.
 """
 
 from __future__ import annotations

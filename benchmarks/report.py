@@ -81,9 +81,12 @@ def main_table(results: list[Measurement]) -> str:
             m = systems.get(name)
             if m is None:
                 continue
+            system_title = SYSTEM_TITLES[name]
+            if m.extra.get("eager_graphs"):
+                system_title += " (a graph ran eagerly!)"
             cells = [
                 title(key),
-                SYSTEM_TITLES[name],
+                system_title,
                 "" if m.launches is None else str(m.launches),
                 _mb(m.bytes),
                 _ratio(m.bytes, eager.bytes if eager else None),
@@ -194,7 +197,9 @@ NOTES = (
     "At the reference shapes the kernels' bodies are skipped (bytes and launches do not depend "
     "on values; interpreting them would take minutes per block). The cross-check runs them.",
     "Compile time: first step minus a steady-state step, from a fresh Dynamo state and empty "
-    "caches, repeated in the same process; the cold figure is the first compile.",
+    "caches, repeated in the same process (coda and Inductor default; max-autotune compiles "
+    "once, its autotuning being meaningless under the interpreter); the cold figure is the "
+    "first compile of the process.",
     "compulsory minimum: parameters, inputs, outputs, output gradient, parameter/input "
     "gradients and the saved activations (min-cut partition) once each.",
 )

@@ -3,6 +3,8 @@ calculation, eager's recorder, the compulsory minimum and the report's hook."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -12,6 +14,7 @@ from benchmarks.interp import count_interpreted_bytes
 from benchmarks.measure import Measurement
 from benchmarks.minimum import compulsory_bytes
 from benchmarks.plan import capture_graphs, plan
+from benchmarks.readme import END, START, update_readme
 from benchmarks.report import EXTRA_COLUMNS, headline_table, main_table
 from coda.runtime import record_launches
 
@@ -108,3 +111,16 @@ def test_report_ratios_and_extra_column_hook() -> None:
     (coda_row,) = [line for line in table.splitlines() if "| coda |" in line]
     assert coda_row.endswith("| 7/7 |")
     assert "| 1.25x |" in coda_row  # x minimum
+
+
+def test_readme_tables_are_replaced_between_the_markers(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Benchmarks\n{START}\nold table\n{END}\n\n## Next\n")
+    assert update_readme(readme, "| new | table |\n")
+    assert (
+        readme.read_text() == f"# x\n\n## Benchmarks\n{START}\n| new | table |\n{END}\n\n## Next\n"
+    )
+    unmarked = tmp_path / "OTHER.md"
+    unmarked.write_text("no markers\n")
+    assert not update_readme(unmarked, "| t |")
+    assert unmarked.read_text() == "no markers\n"
