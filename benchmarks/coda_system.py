@@ -9,12 +9,12 @@ import torch
 from benchmarks.measure import Measurement
 from benchmarks.plan import capture_graphs, plan
 from benchmarks.roofline import kernel_time
-from benchmarks.timing import compile_repeatedly
+from benchmarks.timing import CompiledFn, compile_repeatedly
 from benchmarks.workloads import MODELS, Workload, run_step
 from coda.runtime import LaunchRecord, record_launches
 
 
-def _compile(model: torch.nn.Module):  # type: ignore[no-untyped-def]
+def _compile(model: torch.nn.Module) -> CompiledFn:
     # not strict: a graph coda cannot compile runs eagerly, as a user would see it
     return torch.compile(model, backend="coda", options={"strict": False})
 

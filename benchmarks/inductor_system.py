@@ -22,7 +22,7 @@ from benchmarks.eager import EagerRecorder
 from benchmarks.interp import fast_cpu_benchmarker
 from benchmarks.measure import Measurement
 from benchmarks.roofline import kernel_time
-from benchmarks.timing import compile_repeatedly
+from benchmarks.timing import CompiledFn, compile_repeatedly
 from benchmarks.workloads import Workload, run_step
 
 MODES: dict[str, dict[str, Any]] = {
@@ -93,7 +93,7 @@ def measure_inductor(workload: Workload, system: str, repeats: int) -> Measureme
     undo = fast_cpu_benchmarker()
     nbytes: list[int] = []
 
-    def compile_model(model: torch.nn.Module):  # type: ignore[no-untyped-def]
+    def compile_model(model: torch.nn.Module) -> CompiledFn:
         return torch.compile(model, backend="inductor")
 
     try:

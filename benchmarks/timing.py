@@ -23,7 +23,9 @@ class Compiled:
     compile_s: list[float]
 
 
-def _step_seconds(fn: CompiledFn, model: nn.Module, x: torch.Tensor, grad: torch.Tensor | None):
+def _step_seconds(
+    fn: CompiledFn, model: nn.Module, x: torch.Tensor, grad: torch.Tensor | None
+) -> float:
     start = time.perf_counter()
     run_step(fn, model, x, grad)
     return time.perf_counter() - start
