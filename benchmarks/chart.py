@@ -10,11 +10,11 @@ matplotlib.use("Agg")  # no display here; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 
 from benchmarks.measure import Measurement  # noqa: E402
-from benchmarks.report import SYSTEM_TITLES, SYSTEMS, title  # noqa: E402
+from benchmarks.report import SYSTEM_TITLES, SYSTEMS, title, workload_order  # noqa: E402
 
 
 def write_chart(results: list[Measurement], path: Path) -> None:
-    workloads = list(dict.fromkeys(m.workload for m in results))
+    workloads = workload_order(results)
     by_key = {(m.workload, m.system): m for m in results}
     fig, (ax_bytes, ax_launches) = plt.subplots(2, 1, figsize=(12, 8), sharex=True)
     width = 0.8 / len(SYSTEMS)

@@ -48,10 +48,23 @@ def _seconds(m: Measurement) -> str:
     return f"{m.compile_median_s:.2f} ({m.compile_cold_s:.2f})"
 
 
+def workload_order(results: list[Measurement]) -> list[str]:
+    """Workload keys smallest model first, forward before forward+backward."""
+    keys = list(dict.fromkeys(m.workload for m in results))
+    models = list(TITLES)
+    return sorted(
+        keys,
+        key=lambda k: (
+            models.index(k.split("/")[0]) if k.split("/")[0] in models else len(models),
+            k.endswith("/train"),
+        ),
+    )
+
+
 def _by_workload(results: list[Measurement]) -> dict[str, dict[str, Measurement]]:
-    grouped: dict[str, dict[str, Measurement]] = {}
+    grouped: dict[str, dict[str, Measurement]] = {k: {} for k in workload_order(results)}
     for m in results:
-        grouped.setdefault(m.workload, {})[m.system] = m
+        grouped[m.workload][m.system] = m
     return grouped
 
 
