@@ -212,7 +212,8 @@ NOTES = (
     "Compile time: first step minus a steady-state step, from a fresh Dynamo state and empty "
     "caches, repeated in the same process (coda and Inductor default; max-autotune compiles "
     "once, its autotuning being meaningless under the interpreter); the cold figure is the "
-    "first compile of the process.",
+    "first compile of the process. Wall-clock seconds with two jobs sharing two cores: on a "
+    "busy machine they vary between runs, the bytes and launches do not.",
     "compulsory minimum: parameters, inputs, outputs, output gradient, parameter/input "
     "gradients and the saved activations (min-cut partition) once each.",
 )
