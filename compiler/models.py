@@ -1,7 +1,8 @@
 """Built-in example models for `lowerc --model NAME` and the tests.
 
-Small, self-contained PyTorch modules (no downloads): an MLP, a GPT-2-style block
-and a Llama-style block. Each entry gives the module factory and example input shapes.
+Small, self-contained PyTorch modules (no downloads): an MLP, a GPT-2-style block,
+a Llama-style block and a small Llama LM (blocks, LM head and cross-entropy).
+Each entry gives the module factory and example input shapes.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class LlamaBlock(nn.Module):
         inv_freq = 1.0 / (10000 ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
         angles = torch.outer(torch.arange(s, dtype=torch.float32), inv_freq)
         emb = torch.cat((angles, angles), dim=-1)
-        # the tables in x's dtype: float32 tables would promote a bf16 block to float32
+        # tables in fp32 for accuracy, applied in x's dtype (bf16 models stay bf16)
         cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
         return x * cos + _rotate_half(x) * sin
 
@@ -101,6 +102,39 @@ class LlamaBlock(nn.Module):
         x = x + self.o(a.transpose(1, 2).reshape(b, s, d))
         h = self.norm2(x)
         return x + self.down(F.silu(self.gate(h)) * self.up(h))
+
+
+class LlamaLM(nn.Module):
+    """Llama blocks, a final RMSNorm, an LM head and the mean cross-entropy loss.
+
+    The input is the token embeddings ([B, S, d] floats), not token ids: the embedding
+    lookup is a gather outside the GEMM-epilogue story, and float inputs keep the model
+    usable wherever a ModelSpec's input shapes are (random floats). The targets are a
+    fixed function of the position, so the graph has no integer input either.
+    """
+
+    def __init__(
+        self,
+        d: int = 64,
+        heads: int = 4,
+        kv_heads: int = 2,
+        ffn: int = 192,
+        layers: int = 2,
+        vocab: int = 256,
+    ):
+        super().__init__()
+        self.vocab = vocab
+        self.blocks = nn.ModuleList(LlamaBlock(d, heads, kv_heads, ffn) for _ in range(layers))
+        self.norm = RMSNorm(d)
+        self.head = nn.Linear(d, vocab, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.norm(x)).flatten(0, 1)
+        # 7919 is prime: targets spread over the vocabulary without any randomness
+        targets = (torch.arange(logits.shape[0]) * 7919) % self.vocab
+        return F.cross_entropy(logits, targets)
 
 
 @dataclass(frozen=True)
@@ -123,6 +157,7 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
     "mlp": ModelSpec(MLP, ((8, 32),)),
     "gpt2-block": ModelSpec(GPT2Block, ((2, 16, 64),)),
     "llama-block": ModelSpec(LlamaBlock, ((2, 16, 64),)),
+    "llama-lm": ModelSpec(LlamaLM, ((2, 16, 64),)),
 }
 
 

@@ -236,7 +236,8 @@ def _from_modes(modes: Sequence[tuple[object, object]]) -> Layout:
 
 def read_elements(op: KernelOp) -> tuple[int | None, ...]:
     """Per kernel operand: the distinct elements its views read, when the kernel reads
-    it only through views (a slice reads part of it); None: the kernel reads it all."""
+    it only through views (a slice reads part of it); None: the kernel reads it all
+    directly."""
     block = op.body.block
     counts: list[int | None] = []
     for arg in block.args:
@@ -246,17 +247,22 @@ def read_elements(op: KernelOp) -> tuple[int | None, ...]:
             continue
         stride_names = [f"s{d}" for d in range(len(tensor_shape(arg)))]
         total = sum(view_access(v, block, stride_names).distinct_elements for v in ends)
-        counts.append(total)
+        # views of one operand may overlap (RoPE reads x whole and as two halves): each
+        # element is read once, so no more than the operand holds. Exact when the views
+        # are disjoint (split pieces) or one covers the operand; an upper bound otherwise.
+        counts.append(min(total, prod(tensor_shape(arg))))
     return tuple(counts)
 
 
 def _view_chain_ends(arg: SSAValue) -> list[SSAValue] | None:
-    """The views over `arg` that something other than a view reads, or None if
-    something reads `arg` itself."""
+    """The outermost views over `arg` that something other than a view reads (views of
+    such a view read a subset of it), or None if something reads `arg` itself."""
 
     def ends(value: SSAValue) -> list[SSAValue]:
         users = [use.operation for use in value.uses]
-        found = [value] if any(not isinstance(u, ViewOp) for u in users) else []
+        if any(not isinstance(u, ViewOp) for u in users):
+            return [value]  # views of it read a subset of what it reads
+        found = []
         for user in users:
             if isinstance(user, ViewOp):
                 found += ends(user.result)

@@ -115,6 +115,6 @@ def test_unknown_model_is_a_clean_error() -> None:
     result = lowerc("--model", "nope", "--emit", "graph")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "lowerc: error: unknown model 'nope': use one of mlp, gpt2-block, llama-block "
+        "lowerc: error: unknown model 'nope': use one of mlp, gpt2-block, llama-block, llama-lm "
         "or path.py:attr"
     )

@@ -123,3 +123,32 @@ def _strict_view(t: torch.Tensor, chain: list[tuple]) -> torch.Tensor:
     for kind, params, shape in chain:
         t = t.view(shape) if kind == "reshape" else _torch_view(t, [(kind, params, shape)])
     return t
+
+
+def test_read_elements_counts_overlapping_views_once() -> None:
+    """RoPE reads the k half of a [B, 4, S, D] projection whole and as two halves: the
+    kernel reads the half's elements once, not twice; disjoint pieces add up."""
+    from codegen_support import parse_kernel
+
+    from coda.dialects.view_layout import read_elements
+
+    x, k, h = "tensor<2x4x3x8xf32>", "tensor<2x2x3x8xf32>", "tensor<2x2x3x4xf32>"
+    kernel = parse_kernel(
+        {"x": x, "y": x},
+        f"""
+%r = kernel.loop "rope" (%x, %y) : ({x}, {x}) -> ({k}) {{
+^bb0(%a: {x}, %b: {x}):
+  %kk = graph.view "slice" %a slice array<i64: 1, 0, 1> : {x} -> {k}
+  %lo = graph.view "slice" %kk slice array<i64: 3, 0, 1> : {k} -> {h}
+  %hi = graph.view "slice" %kk slice array<i64: 3, 4, 1> : {k} -> {h}
+  %bl = graph.view "slice" %b slice array<i64: 3, 0, 1> : {x} -> tensor<2x4x3x4xf32>
+  %0 = graph.concat %hi, %lo dim 3 : ({h}, {h}) -> {k}
+  %1 = graph.pointwise "mul"(%kk, %0) : ({k}, {k}) -> {k}
+  %2 = graph.view "slice" %bl slice array<i64: 1, 0, 1> : tensor<2x4x3x4xf32> -> {h}
+  %3 = graph.view "slice" %bl slice array<i64: 1, 2, 1> : tensor<2x4x3x4xf32> -> {h}
+  %4 = graph.concat %2, %3 dim 3 : ({h}, {h}) -> {k}
+  %5 = graph.pointwise "add"(%1, %4) : ({k}, {k}) -> {k}
+  kernel.yield %5 : {k}
+}}""",
+    )
+    assert read_elements(kernel) == (2 * 2 * 3 * 8, 2 * 2 * 3 * 4 * 2)
