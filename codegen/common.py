@@ -12,6 +12,7 @@ from pathlib import Path
 import jinja2
 from xdsl.dialects.builtin import (
     AnyFloat,
+    BFloat16Type,
     Float32Type,
     Float64Type,
     FloatAttr,
@@ -136,7 +137,26 @@ _TL_CALL = re.compile(r"\btl\.(\w+)\(")
 # helpers (see pointwise_expr): parameter, body (as in triton/language/standard.py).
 JIT_HELPERS: dict[str, tuple[str, str]] = {
     "sigmoid": ("x", "1 / (1 + tl.exp(-x))"),
+    # float32 -> the nearest bfloat16 (ties to even), built from the bits: Triton's
+    # interpreter truncates float32 -> bfloat16 and mangles subnormals (a bias GPUs do
+    # not have). NaN stays NaN (quiet bit set: the carry would reach the sign).
+    "round_bf16": (
+        "x",
+        "tl.where(x != x, (x.to(tl.uint32, bitcast=True) >> 16) | 0x40,"
+        " (x.to(tl.uint32, bitcast=True) + 0x7FFF"
+        " + ((x.to(tl.uint32, bitcast=True) >> 16) & 1)) >> 16)"
+        ".to(tl.uint16).to(tl.bfloat16, bitcast=True)",
+    ),
 }
+
+
+def store_expr(var: str, ptr: str, target: Attribute, helpers: set[str]) -> str:
+    """`var` (compute type) converted for a store into `ptr`, of element type `target`:
+    narrowing to bfloat16 rounds to nearest even on every backend."""
+    if isinstance(target, BFloat16Type):
+        helpers.add("round_bf16")
+        var = f"_round_bf16({var})"
+    return f"{var}.to({ptr}.dtype.element_ty)"
 
 
 def _is_jit_helper(name: str) -> bool:

@@ -34,6 +34,7 @@ from coda.codegen.common import (
     load_conversion,
     pointwise_expr,
     render,
+    store_expr,
 )
 from coda.codegen.targets import Target
 from coda.codegen.tile_config import GemmTile, gemm_tile
@@ -439,7 +440,9 @@ class _GemmGenerator:
                     f"{out.ptrs} = {out.ptr}{batch} + offs_m[:, None] * {out.strides['m']}"
                     f" + offs_n[None, :] * {out.strides['n']}"
                 )
-            lines.append(f"tl.store({out.ptrs}, {value}.to({out.ptr}.dtype.element_ty), mask=mask)")
+            out_type = element_type(self.gemm.results[index])
+            stored = store_expr(value, out.ptr, out_type, self.helpers)
+            lines.append(f"tl.store({out.ptrs}, {stored}, mask=mask)")
         return lines or [f"pass  # result {index} is not a result of the kernel"]
 
     def _map_expr(self, op: MapOp) -> str:

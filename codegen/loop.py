@@ -37,6 +37,7 @@ from coda.codegen.common import (
     load_conversion,
     pointwise_expr,
     render,
+    store_expr,
 )
 from coda.codegen.targets import Target
 from coda.codegen.tile_config import loop_tile
@@ -547,7 +548,8 @@ class _LoopGenerator:
                 out = self._tensor(name, name, self.dims, positions, len(self.shape))
                 access, mask = self._access(out)
                 ptr, stores = access, s_stores
-            store = f"tl.store({ptr}, {var}.to({out.ptr}.dtype.element_ty), mask={mask})"
+            stored = store_expr(var, out.ptr, element_type(value), self.helpers)
+            store = f"tl.store({ptr}, {stored}, mask={mask})"
             stores.append(Stmt(f"kernel.yield {self.ir.name(value)} -> result {k}", [store]))
             outputs.append(out)
         return outputs, s_stores, x_stores

@@ -393,3 +393,32 @@ def test_rejects_concat_in_a_reduction(tmp_path: Path) -> None:
     )
     with pytest.raises(CodegenError, match="concatenates and reduces"):
         generate_kernel_source(kernel)
+
+
+def test_bf16_stores_round_to_nearest_even(tmp_path: Path) -> None:
+    """Narrowing float32 -> bfloat16 at a store matches torch bit for bit (ties to even,
+    overflow to inf, NaN and signed zeros kept), also under the interpreter, whose own
+    cast truncates."""
+    t, b = "tensor<4096xf32>", "tensor<4096xbf16>"
+    _, mod = build(
+        {"a": t},
+        f"""
+%r = kernel.loop "to_bf16" (%a) : ({t}) -> ({b}) {{
+^bb0(%x: {t}):
+  %0 = graph.pointwise "cast"(%x) : ({t}) -> {b}
+  kernel.yield %0 : {b}
+}}""",
+        tmp_path,
+    )
+    gen = torch.Generator().manual_seed(0)
+    bits = torch.randint(0, 2**32, (4000,), generator=gen, dtype=torch.int64)
+    x = bits.to(torch.int32).view(torch.float32)  # every exponent, signs, NaNs, subnormals
+    ties = torch.tensor([1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8)])  # exactly halfway
+    edges = torch.tensor([0.0, -0.0, float("inf"), -float("inf"), 3.3895e38, 1e-40])
+    x = torch.cat([x, ties, edges, torch.randn(4096 - 4000 - 9, generator=gen)])
+    out = torch.empty(4096, dtype=torch.bfloat16)
+    mod.launch(x, out)
+    expected = x.to(torch.bfloat16)
+    nan = expected.isnan()
+    assert torch.equal(out.isnan(), nan)
+    assert torch.equal(out[~nan].view(torch.int16), expected[~nan].view(torch.int16))
