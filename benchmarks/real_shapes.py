@@ -39,14 +39,20 @@ def _eager(training: bool, key: str) -> Measurement:
             y = model(x)
             if grad is not None:
                 y.backward(grad)
-    records = recorder.records
+    return _from_kernels("eager", key, recorder.records)
+
+
+def _from_kernels(system: str, key: str, kernels: list, **extra: str) -> Measurement:
+    """Launches, bytes, FLOPs and modeled time of kernels (anything with `nbytes` and
+    `flops`: eager's op records, coda's planned kernels)."""
     return Measurement(
-        system="eager",
+        system=system,
         workload=key,
-        launches=len(records),
-        bytes=sum(r.nbytes for r in records),
-        flops=sum(r.flops for r in records),
-        modeled_s=sum(kernel_time(r.flops, r.nbytes, DTYPE) for r in records),
+        launches=len(kernels),
+        bytes=sum(k.nbytes for k in kernels),
+        flops=sum(k.flops for k in kernels),
+        modeled_s=sum(kernel_time(k.flops, k.nbytes, DTYPE) for k in kernels),
+        extra=dict(extra),
     )
 
 
@@ -60,15 +66,7 @@ def measure_real_shapes() -> list[Measurement]:
         kernels = plan(captured)
         results += [
             eager,
-            Measurement(
-                system="coda",
-                workload=key,
-                launches=len(kernels),
-                bytes=sum(k.nbytes for k in kernels),
-                flops=sum(k.flops for k in kernels),
-                modeled_s=sum(kernel_time(k.flops, k.nbytes, DTYPE) for k in kernels),
-                extra={"source": "kernel plan (not run)"},
-            ),
+            _from_kernels("coda", key, kernels, source="kernel plan (not run)"),
             Measurement(
                 system="minimum",
                 workload=key,

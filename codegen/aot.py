@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from coda.codegen.tile_config import GemmTile, gemm_tiles, loop_tile, sixteen_bi
 from coda.dialects import kernel
 from coda.dialects.dtypes import torch_dtype_of
 from coda.dialects.epilogue import GemmOp
-from coda.runtime.kernel_cache import default_cache
+from coda.runtime.kernel_cache import atomic_write, default_cache
 
 AOT_CACHE_ENV = "CODA_AOT_CACHE_DIR"
 # bump when what a cache entry records (resources.Measured) changes
@@ -299,17 +298,5 @@ class _Cache:
         key = self.key(source, target)
         meta = {"measured": dataclasses.asdict(entry.measured), "shared": entry.shared}
         # the assembly first: a .json is only ever visible next to a complete .asm
-        _atomic_write(self.root / f"{key}.asm", entry.assembly)
-        _atomic_write(self.root / f"{key}.json", json.dumps(meta))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(self.root / f"{key}.asm", entry.assembly)
+        atomic_write(self.root / f"{key}.json", json.dumps(meta))
