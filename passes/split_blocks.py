@@ -9,8 +9,9 @@
     over the same shape S, does not read a reduction of that group (pointwise ops on
     the reduction's result itself run after the loop), every reduction of the group
     reduces S over the same dims, and the merged group keeps the graph acyclic; an op
-    reading two reduction-free groups of one shape merges them; a concat reads its
-    inputs at shifted indices, so never from its own group;
+    reading two reduction-free groups of one shape merges them; independent groups
+    over one shape and reduced dims that read the same producer run as one kernel;
+    a concat reads its inputs at shifted indices, so never from its own group;
   - a reshape that no strides can express, read outside kernels (returned, or by a
     fallback), gets a `copy` loop kernel before it;
   - `graph.view` and `graph.constant` stay outside kernels: they move no data. The
@@ -26,6 +27,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import networkx as nx
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.dialects.func import FuncOp
@@ -137,7 +139,52 @@ def plan_loop_groups(block: Block) -> list[LoopGroup]:
             for member in other.members:
                 group_of[member] = chosen
             groups.remove(other)
-    return groups
+    return _merge_siblings(groups, dataflow, position)
+
+
+def _sources(group: LoopGroup) -> set[object]:
+    """What a group reads from outside: producing ops (seen through views) and block
+    arguments; constants are free and do not count."""
+    members = set(group.members)
+    found: set[object] = set()
+    for op in group.members:
+        for value in op.operands:
+            while isinstance(value.owner, graph.ViewOp):
+                value = value.owner.input
+            owner = value.owner
+            if owner in members or isinstance(owner, graph.ConstantOp):
+                continue
+            found.add(owner if isinstance(owner, Operation) else value)
+    return found
+
+
+def _merge_siblings(
+    groups: list[LoopGroup], dataflow: nx.DiGraph, position: dict[Operation, int]
+) -> list[LoopGroup]:
+    """Independent loop groups over one iteration shape (and the same reduced dims)
+    that read the same producer run as one kernel: the four row and column sums of a
+    LayerNorm backward read the outputs of one GEMM, so they are one launch, not four."""
+    merged: list[LoopGroup] = []
+    for group in groups:
+        for other in merged:
+            if (other.shape, other.reduce_dims) != (group.shape, group.reduce_dims):
+                continue
+            if not _sources(other) & _sources(group):
+                continue
+            members = [*other.members, *group.members]
+            if any(
+                dataflow.has_edge(a, b) or dataflow.has_edge(b, a)
+                for a in other.members
+                for b in group.members
+            ):
+                continue  # a consumer, not a sibling: the grouping rules decide those
+            if not can_contract(dataflow, members):
+                continue
+            other.members = sorted(members, key=position.__getitem__)
+            break
+        else:
+            merged.append(group)
+    return merged
 
 
 def _view_chains(op: Operation) -> list[graph.ViewOp]:

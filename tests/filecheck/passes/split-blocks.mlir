@@ -159,3 +159,22 @@ func.func @concat_of_computed(%a: tensor<4xf32>, %b: tensor<4xf32>) -> tensor<8x
 // CHECK-NEXT:    %[[E0:.*]] = kernel.loop "loop0_exp" (%a)
 // CHECK:         %[[E1:.*]] = kernel.loop "loop1_exp" (%b)
 // CHECK:         kernel.loop "loop2_concat" (%[[E0]], %[[E1]])
+
+// CHECK-LABEL: func.func @sibling_sums
+// Independent reductions over one shape and dims that read outputs of one GEMM (a
+// LayerNorm backward's row sums) run as one loop kernel; the column sum has other
+// reduced dims and stays apart; an unrelated row sum of a graph input stays apart too.
+func.func @sibling_sums(%a: tensor<4x8xf32>, %b: tensor<8x8xf32>, %c: tensor<4x8xf32>) -> (tensor<4xf32>, tensor<4xf32>, tensor<8xf32>, tensor<4xf32>) {
+  %y = graph.matmul %a, %b : (tensor<4x8xf32>, tensor<8x8xf32>) -> tensor<4x8xf32>
+  %z = graph.pointwise "exp"(%y) : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  %0 = graph.reduce "sum" %y dims array<i64: 1> : tensor<4x8xf32> -> tensor<4xf32>
+  %1 = graph.reduce "sum" %z dims array<i64: 1> : tensor<4x8xf32> -> tensor<4xf32>
+  %2 = graph.reduce "sum" %y dims array<i64: 0> : tensor<4x8xf32> -> tensor<8xf32>
+  %3 = graph.reduce "sum" %c dims array<i64: 1> : tensor<4x8xf32> -> tensor<4xf32>
+  func.return %0, %1, %2, %3 : tensor<4xf32>, tensor<4xf32>, tensor<8xf32>, tensor<4xf32>
+}
+// CHECK:         %y, %z = kernel.gemm "gemm0_exp" (%a, %b)
+// CHECK:         %[[S0:.*]], %[[S1:.*]] = kernel.loop "loop1_sum" (%y, %z) : (tensor<4x8xf32>, tensor<4x8xf32>) -> (tensor<4xf32>, tensor<4xf32>)
+// CHECK:         %[[C:.*]] = kernel.loop "loop2_sum" (%y) : (tensor<4x8xf32>) -> (tensor<8xf32>)
+// CHECK:         %[[R:.*]] = kernel.loop "loop3_sum" (%c)
+// CHECK:         func.return %[[S0]], %[[S1]], %[[C]], %[[R]]
