@@ -92,9 +92,7 @@ def _fits(group: LoopGroup, op: Operation) -> bool:
 def _mergeable(a: LoopGroup, b: LoopGroup) -> bool:
     """Two reduction-free groups over one shape can run as one loop, unless a concat
     of one reads what the other computes."""
-    if a.shape != b.shape or a.reductions() or b.reductions():
-        return False
-    if a.after_reduction() or b.after_reduction():
+    if a.shape != b.shape or a.after_reduction() or b.after_reduction():
         return False
     members = set(a.members) | set(b.members)
     return not any(
