@@ -135,6 +135,7 @@ class _LoopGenerator:
                 "computed in pointwise loops only"
             )
         self.shape, reduced = self._iteration_shape()
+        self.post_reduce = self._post_reduce_ops()
         # A virtual leading dim keeps the index math uniform for rank-0 S (no reduce) and
         # for full reductions (no kept dim): it has size 1 and stride 0 everywhere.
         virtual = not self.shape or (self.reduces and len(reduced) == len(self.shape))
@@ -176,6 +177,18 @@ class _LoopGenerator:
                     "shapes or dims; one loop kernel runs one reduction pass"
                 )
         return shape, dims
+
+    def _post_reduce_ops(self) -> set[Operation]:
+        """Pointwise ops on reduction results that keep their shape (one value per kept
+        coordinate): they run once after a pass, not in the loop over R."""
+        reduced: set[SSAValue] = {op.result for op in self.reduces}
+        found: set[Operation] = set()
+        for op in self.ops:
+            if isinstance(op, PointwiseOp) and any(v in reduced for v in op.inputs):
+                if tensor_shape(op.result) != self.shape:
+                    found.add(op)
+                    reduced.add(op.result)
+        return found
 
     def _check_s_shape(self, value: SSAValue, what: str) -> None:
         shape = tensor_shape(value)
@@ -347,6 +360,7 @@ class _LoopGenerator:
         loads: list[Stmt] = []
         # launch parameter per kernel operand (a direct use loads it under that name)
         names = self.names = {a: self.namer.fresh(self.ir.name(a)[1:]) for a in block.args}
+        load_of: dict[SSAValue, Stmt] = {}
         for value in _loaded_values(block):
             if isinstance(value, BlockArgument):
                 inp = self._input(value, names[value])
@@ -361,13 +375,21 @@ class _LoopGenerator:
             ptr, mask = self._access(inp)
             load = f"tl.load({ptr}, mask={mask})" if mask else f"tl.load({ptr})"
             line = f"{var} = {load}{load_conversion(element_type(value))}"
-            loads.append(Stmt(comment, [line]))
+            load_of[value] = Stmt(comment, [line])
+            loads.append(load_of[value])
         body: list[Stmt] = []
         inits: list[Stmt] = []
         finals: list[Stmt] = []
-        for op in self.ops:
-            self._emit(op, body, inits, finals)
+        phases: list[dict[str, list[Stmt]]] = []
+        if self.reduces:
+            phases = self._emit_phases(load_of)
+        else:
+            for op in self.ops:
+                self._emit(op, body, inits, finals)
         outputs, s_stores, x_stores = self._stores()
+        for stmt, phase in zip(s_stores, self.s_store_phase, strict=True):
+            if phases:
+                phases[phase]["body"].append(stmt)
         operands = list(inputs.values()) + self.pieces + outputs
         slots = dict(
             kernel_name=self.kernel.kernel_name,
@@ -393,6 +415,7 @@ class _LoopGenerator:
             inits=inits,
             finals=finals,
             s_stores=s_stores,
+            phases=phases,
             x_stores=x_stores,
             tile=self.tile,
         )
@@ -412,6 +435,58 @@ class _LoopGenerator:
             # concat pieces are smaller than S along the axis: S is the static shape
             shapes.append(repr(tuple(self.shape)))
         return shapes
+
+    # -- passes of a reduction kernel -------------------------------------------------------
+
+    def _plan_phases(self) -> dict[Operation, int]:
+        """The pass over R each op runs in. A reduction's result is known after its
+        pass: ops on it alone (rsqrt(mean + eps)) run right after that pass; an op of the
+        iteration shape that reads it (x - amax of a softmax) runs in the next pass,
+        which reads the inputs again. Ops of passes before are recomputed, not stored."""
+        ready: dict[SSAValue, int] = {}  # first pass whose loop body may read the value
+        phase: dict[Operation, int] = {}
+        for op in self.ops:
+            first = max((ready.get(v, 0) for v in op.operands), default=0)
+            if isinstance(op, ReduceOp):
+                phase[op] = first
+                ready[op.result] = first + 1
+            elif op in self.post_reduce:
+                phase[op] = first - 1  # in the epilogue of the pass that made its inputs
+                ready[op.result] = first
+            else:
+                phase[op] = first
+                ready[op.result] = first
+        return phase
+
+    def _emit_phases(self, load_of: dict[SSAValue, Stmt]) -> list[dict[str, list[Stmt]]]:
+        phase = self._plan_phases()
+        in_loop = [op for op in self.ops if op not in self.post_reduce]
+        count = 1 + max(phase[op] for op in in_loop)
+        producers = {r: op for op in in_loop for r in op.results}
+        phases = []
+        self.emitted_in: dict[SSAValue, int] = {}
+        for p in range(count):
+            body: list[Stmt] = []
+            inits: list[Stmt] = []
+            finals: list[Stmt] = []
+            # this pass's ops and the earlier in-loop values they read, recomputed
+            needed: set[Operation] = set()
+            stack = [op for op in in_loop if phase[op] == p]
+            while stack:
+                op = stack.pop()
+                if op in needed or isinstance(op, ReduceOp) and phase[op] != p:
+                    continue
+                needed.add(op)
+                stack += [producers[v] for v in op.operands if v in producers]
+            used = {v for op in needed for v in op.operands}
+            loads = [stmt for value, stmt in load_of.items() if value in used]
+            for op in self.ops:
+                if op in needed or (op in self.post_reduce and phase[op] == p):
+                    self._emit(op, body, inits, finals)
+                    for result in op.results:
+                        self.emitted_in[result] = p
+            phases.append({"inits": inits, "body": loads + body, "finals": finals})
+        return phases
 
     # -- ops -------------------------------------------------------------------------------
 
@@ -435,7 +510,7 @@ class _LoopGenerator:
         stmt.lines.append(f"{var} = {self._pointwise_expr(op)}")
         if all(v in self.uniform for v in op.inputs):
             self.uniform.add(op.result)
-        if any(v in self.reduced_space for v in op.inputs):
+        if op in self.post_reduce:
             self._check_post_reduce(op)
             self.reduced_space.add(op.result)
             finals.append(stmt)
@@ -514,7 +589,12 @@ class _LoopGenerator:
         finals.append(Stmt(text, [final + (" / R" if kind == "mean" else "")]))
 
     def _pointwise_expr(self, op: PointwiseOp) -> str:
-        operands = [self.var[v] for v in op.inputs]
+        # in a later pass, a reduction's result is one value per row of the block
+        in_loop = op not in self.post_reduce
+        operands = [
+            f"{self.var[v]}[:, None]" if in_loop and v in self.reduced_space else self.var[v]
+            for v in op.inputs
+        ]
         if op.fn.data == "cast":
             return cast_expr(operands[0], element_type(op.inputs[0]), element_type(op.result))
         return pointwise_expr(op.fn.data, operands, self.helpers)
@@ -526,6 +606,7 @@ class _LoopGenerator:
         outputs: list[_Tensor] = []
         s_stores: list[Stmt] = []
         x_stores: list[Stmt] = []
+        self.s_store_phase: list[int] = []  # the pass each S-shaped store runs in
         for k, value in enumerate(self.kernel.terminator.values):
             name = self.namer.fresh(f"out{k}")
             var = self.var.get(value)
@@ -548,6 +629,8 @@ class _LoopGenerator:
                 out = self._tensor(name, name, self.dims, positions, len(self.shape))
                 access, mask = self._access(out)
                 ptr, stores = access, s_stores
+                # the last pass that computed it (an earlier one may have been recomputed)
+                self.s_store_phase.append(getattr(self, "emitted_in", {}).get(value, 0))
             stored = store_expr(var, out.ptr, element_type(value), self.helpers)
             store = f"tl.store({ptr}, {stored}, mask={mask})"
             stores.append(Stmt(f"kernel.yield {self.ir.name(value)} -> result {k}", [store]))

@@ -67,8 +67,10 @@ _GEMM_32BIT: dict[str, GemmTile] = {
 _MAX_LIVE_TILES = 4
 
 _LOOPS: dict[str, LoopTile] = {
-    "cuda:sm_90a": LoopTile(1024, num_warps=4),
-    "cuda:sm_100a": LoopTile(1024, num_warps=4),
+    # 8 warps are 256 threads, 4 elements each per live block: a multi-pass reduction
+    # (LayerNorm backward, softmax) keeps several blocks live without spilling
+    "cuda:sm_90a": LoopTile(1024, num_warps=8),
+    "cuda:sm_100a": LoopTile(1024, num_warps=8),
     # wave64: 4 waves are 256 lanes, 4 elements each
     "hip:gfx942": LoopTile(1024, num_warps=4),
     "hip:gfx950": LoopTile(1024, num_warps=4),

@@ -6,9 +6,10 @@
   - each `graph.opaque` becomes a `kernel.fallback`;
   - `graph.pointwise`, `graph.reduce` and `graph.concat` ops are loop-fused into
     `kernel.loop`s: an op joins the group of one of its producers when it iterates
-    over the same shape S, does not read a reduction of that group (pointwise ops on
-    the reduction's result itself run after the loop), every reduction of the group
-    reduces S over the same dims, and the merged group keeps the graph acyclic; an op
+    over the same shape S, every reduction of the group reduces S over the same dims,
+    and the merged group keeps the graph acyclic. Ops on a reduction's result run after
+    its loop; ops of shape S that read it (x - amax(x)) run in another pass over the
+    rows in the same kernel (a softmax or a LayerNorm is one kernel); an op
     reading two reduction-free groups of one shape merges them; independent groups
     over one shape and reduced dims that read the same producer run as one kernel;
     a concat reads its inputs at shifted indices, so never from its own group;
@@ -82,7 +83,11 @@ def _fits(group: LoopGroup, op: Operation) -> bool:
             )
         )
     if isinstance(op, graph.PointwiseOp):
-        return not any(v.owner in after for v in op.inputs)
+        # x - amax(x) of a softmax: a later pass over the same rows reads the reduction
+        # (broadcast back over the reduced dims, so kept as size-1 dims)
+        reduced = group.reduce_dims or ()
+        kept = tuple(1 if d in reduced else n for d, n in enumerate(group.shape))
+        return all(graph.tensor_shape(v) == kept for v in op.inputs if v.owner in after)
     assert isinstance(op, graph.ReduceOp)
     if any(isinstance(m, graph.ConcatOp) for m in group.members):
         return False  # a concatenation is computed in pointwise loops only

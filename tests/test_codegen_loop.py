@@ -206,20 +206,58 @@ def test_rank4_reduce_middle_dims_and_full_reduction(tmp_path: Path) -> None:
     close(total, x.sum())
 
 
-def test_rejects_second_pass_over_reduce_result(tmp_path: Path) -> None:
-    t, k = "tensor<4x8xf32>", "tensor<4x1xf32>"
-    kernel = parse_kernel(
+def test_softmax_runs_in_passes_of_one_kernel(tmp_path: Path) -> None:
+    """amax, then exp(x - amax) summed, then the division: three passes over each row
+    in one kernel, x re-read and exp recomputed instead of stored."""
+    t, k = "tensor<6x40xf32>", "tensor<6x1xf32>"
+    source, mod = build(
         {"x": t},
         f"""
-%r = kernel.loop "softmax_like" (%x) : ({t}) -> ({t}) {{
+%r, %m = kernel.loop "softmax" (%x) : ({t}) -> ({t}, {k}) {{
 ^bb0(%xa: {t}):
   %0 = graph.reduce "amax" %xa dims array<i64: 1> keepdim : {t} -> {k}
   %1 = graph.pointwise "sub"(%xa, %0) : ({t}, {k}) -> {t}
-  kernel.yield %1 : {t}
+  %2 = graph.pointwise "exp"(%1) : ({t}) -> {t}
+  %3 = graph.reduce "sum" %2 dims array<i64: 1> keepdim : {t} -> {k}
+  %4 = graph.pointwise "div"(%2, %3) : ({t}, {k}) -> {t}
+  kernel.yield %4, %0 : {t}, {k}
 }}""",
+        tmp_path,
     )
-    with pytest.raises(CodegenError, match="one reduction pass"):
-        generate_kernel_source(kernel)
+    assert "# pass 3 of 3 over the reduced coordinates" in source
+    x = torch.randn(6, 40) * 4
+    out, amax = torch.empty(6, 40), torch.empty(6, 1)
+    mod.launch(x, out, amax)
+    close(out, torch.softmax(x, dim=1))
+    assert torch.equal(amax, x.amax(1, keepdim=True))
+
+
+def test_layer_norm_statistics_and_normalization_in_one_kernel(tmp_path: Path) -> None:
+    """mean; then the centered squares' mean, eps and rsqrt after that pass; then the
+    normalized output: a reduction of values that depend on an earlier reduction."""
+    t, k, w = "tensor<5x3x24xf32>", "tensor<5x3x1xf32>", "tensor<24xf32>"
+    _, mod = build(
+        {"x": t, "w": w},
+        f"""
+%r = kernel.loop "layer_norm" (%x, %w) : ({t}, {w}) -> ({t}) {{
+^bb0(%xa: {t}, %wa: {w}):
+  %eps = graph.constant 1.0e-05 : f32 -> tensor<f32>
+  %0 = graph.reduce "mean" %xa dims array<i64: 2> keepdim : {t} -> {k}
+  %1 = graph.pointwise "sub"(%xa, %0) : ({t}, {k}) -> {t}
+  %2 = graph.pointwise "square"(%1) : ({t}) -> {t}
+  %3 = graph.reduce "mean" %2 dims array<i64: 2> keepdim : {t} -> {k}
+  %4 = graph.pointwise "add"(%3, %eps) : ({k}, tensor<f32>) -> {k}
+  %5 = graph.pointwise "rsqrt"(%4) : ({k}) -> {k}
+  %6 = graph.pointwise "mul"(%1, %5) : ({t}, {k}) -> {t}
+  %7 = graph.pointwise "mul"(%6, %wa) : ({t}, {w}) -> {t}
+  kernel.yield %7 : {t}
+}}""",
+        tmp_path,
+    )
+    x, wt = torch.randn(5, 3, 24) * 3 + 1, torch.randn(24)
+    out = torch.empty(5, 3, 24)
+    mod.launch(x, wt, out)
+    close(out, torch.nn.functional.layer_norm(x, (24,), eps=1e-5) * wt)
 
 
 def test_loop_kernels_compile_for_gpu(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ func.func @linear(%x: tensor<64x32xbf16>, %w: tensor<64x32xbf16>, %b: tensor<64x
 // CHECK-NEXT:   kernel {{ +}}kind {{ +}}regs {{ +}}spill B {{ +}}shared B {{ +}}stack B  tensor cores {{ +}}loads stores  config
 // CHECK-NEXT:   ---
 // CHECK-DAG:    gemm{{[0-9]+}}_bias_gelu {{ +}}gemm {{ +}}{{[0-9]+}} {{ +}}0 {{ +}}{{[0-9]+}} {{ +}}0  wgmma.mma_async {{ +}}{{[0-9]+ +[0-9]+}}  BLOCK 128x128x64, 8 warps, 3 stages
-// CHECK-DAG:    loop{{[0-9]+}}_sum {{ +}}loop {{ +}}{{[0-9]+}} {{ +}}0 {{ +}}{{[0-9]+}} {{ +}}0  - {{ +}}{{[0-9]+ +[0-9]+}}  BLOCK 1024 elements, 4 warps
+// CHECK-DAG:    loop{{[0-9]+}}_sum {{ +}}loop {{ +}}{{[0-9]+}} {{ +}}0 {{ +}}{{[0-9]+}} {{ +}}0  - {{ +}}{{[0-9]+ +[0-9]+}}  BLOCK 1024 elements, 8 warps
 // CHECK:        2 kernels, 2 clean
 // CHECK-NOT:  coda: kernel
 

@@ -97,9 +97,9 @@ func.func @store_head_major(%x: tensor<16x32xf32>, %w: tensor<32x32xf32>) -> ten
 // CHECK-NEXT:    func.return %[[Q]]
 
 // CHECK-LABEL: func.func @rms_statistics
-// rsqrt(mean(x^2) + eps) is one loop kernel: the pointwise ops on the reduction run
-// after its loop. The normalization reads the reduction inside the loop, so it needs
-// a second pass: another kernel.
+// RMSNorm is one loop kernel: rsqrt(mean(x^2) + eps) runs after the reduction's loop,
+// and the normalization, which reads the reduction at every element, in a second pass
+// over the rows (codegen) of the same kernel.
 func.func @rms_statistics(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
   %0 = graph.pointwise "square"(%x) : (tensor<4x8xf32>) -> tensor<4x8xf32>
   %1 = graph.reduce "mean" %0 dims array<i64: 1> keepdim : tensor<4x8xf32> -> tensor<4x1xf32>
@@ -109,14 +109,16 @@ func.func @rms_statistics(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
   %4 = graph.pointwise "mul"(%x, %3) : (tensor<4x8xf32>, tensor<4x1xf32>) -> tensor<4x8xf32>
   func.return %4 : tensor<4x8xf32>
 }
-// CHECK:         %[[R:.*]] = kernel.loop "loop0_square_mean_add_rsqrt" (%x) : (tensor<4x8xf32>) -> (tensor<4x1xf32>) {
-// CHECK:           %[[E:.*]] = graph.constant 1.000000e-06
-// CHECK-NEXT:      %[[Q:.*]] = graph.pointwise "square"
+// CHECK:         %[[R:.*]] = kernel.loop "loop0_square_mean_add_rsqrt" (%x) : (tensor<4x8xf32>) -> (tensor<4x8xf32>) {
+// CHECK-NEXT:    ^bb0(%[[X:.*]]: tensor<4x8xf32>):
+// CHECK-NEXT:      %[[E:.*]] = graph.constant 1.000000e-06
+// CHECK-NEXT:      %[[Q:.*]] = graph.pointwise "square"(%[[X]])
 // CHECK-NEXT:      %[[M:.*]] = graph.reduce "mean" %[[Q]]
 // CHECK-NEXT:      %[[A:.*]] = graph.pointwise "add"(%[[M]], %[[E]])
 // CHECK-NEXT:      %[[S:.*]] = graph.pointwise "rsqrt"(%[[A]])
-// CHECK-NEXT:      kernel.yield %[[S]] : tensor<4x1xf32>
-// CHECK:         kernel.loop "loop1_mul" (%x, %[[R]])
+// CHECK-NEXT:      %[[N:.*]] = graph.pointwise "mul"(%[[X]], %[[S]])
+// CHECK-NEXT:      kernel.yield %[[N]] : tensor<4x8xf32>
+// CHECK:         func.return %[[R]]
 
 // CHECK-LABEL: func.func @rope
 // x * cos + concat(x2, x1) * sign * sin: the concat starts a loop group (it reads its
