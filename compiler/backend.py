@@ -17,7 +17,6 @@ interpreter; on a GPU it runs the kernels tiled for the target.
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import os
@@ -114,10 +113,7 @@ def compile_graph(
     start = time.perf_counter()
     device = _device_of(example_inputs)
     try:
-        # a copy of the graph, not of the module: its tensor attributes (constants)
-        # are shared, and deep-copying them under the fake mode AOTAutograd has
-        # active fails
-        folded = fold_constants(fx.GraphModule(gm, copy.deepcopy(gm.graph)), device)
+        folded = fold_constants(gm, device)
         imported = import_graph(folded.gm, graph_kind)
         lower(imported.module, "kernel")
         sources = _ahead_of_time(imported.module, graph_kind, options)

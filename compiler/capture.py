@@ -7,7 +7,6 @@ the forward and backward (or inference) FX graphs.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,9 +35,7 @@ class CapturedGraphs:
         funcs = []
         for kind, gm in self.graphs:
             # as the backend compiles it: input-independent tensors folded to inputs
-            folded = fold_constants(
-                fx.GraphModule(gm, copy.deepcopy(gm.graph)), torch.device("cpu")
-            )
+            folded = fold_constants(gm, torch.device("cpu"))
             imported = import_graph(folded.gm, kind)
             self.output_slots[kind] = imported.output_slots
             imported.func.detach()

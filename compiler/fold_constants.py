@@ -15,6 +15,7 @@ Splat constants (`full`, `zeros`, ...) are not folded: the importer turns them i
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,10 @@ def _packet(node: fx.Node) -> Any:
 
 
 def fold_constants(gm: fx.GraphModule, device: torch.device) -> FoldedGraph:
+    """Fold a copy of `gm`'s graph; `gm` itself is left as it is. The copy shares the
+    module's tensor attributes: deep-copying them under the fake mode AOTAutograd has
+    active fails."""
+    gm = fx.GraphModule(gm, copy.deepcopy(gm.graph))
     graph = gm.graph
     constant: set[fx.Node] = set()
     for node in graph.nodes:
