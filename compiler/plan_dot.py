@@ -11,26 +11,16 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.dialects.func import FuncOp
 from xdsl.ir import BlockArgument, SSAValue
 
-from coda.compiler.report import describe_op, fused_ops, kernels_of
-from coda.dialects import graph, kernel
+from coda.compiler.report import describe_op, fused_ops, kernel_kind, kernels_of
+from coda.dialects import graph
 
-# fill colors by kernel kind; attention is a fallback (or later a kernel) worth its own
+# fill colors by kernel kind (`report.kernel_kind`)
 _COLORS = {
     "gemm": "#cfe2f3",
     "loop": "#fff2cc",
     "attention": "#d9d2e9",
     "fallback": "#f4cccc",
 }
-_ATTENTION_TARGETS = ("scaled_dot_product", "flash_attention", "efficient_attention")
-
-
-def kernel_kind(op: kernel.KernelOp) -> str:
-    """gemm / loop / attention / fallback: how the picture colors a kernel."""
-    if isinstance(op, kernel.FallbackKernelOp):
-        targets = [o.target.data for o in op.body.block.ops if isinstance(o, graph.OpaqueOp)]
-        if any(a in t for t in targets for a in _ATTENTION_TARGETS):
-            return "attention"
-    return op.KIND
 
 
 def _quote(text: str) -> str:

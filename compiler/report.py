@@ -87,11 +87,22 @@ def _describe(ops: list[Operation]) -> str:
     return " ".join(describe_op(op) for op in ops)
 
 
+_ATTENTION_TARGETS = ("scaled_dot_product", "flash_attention", "efficient_attention")
+
+
+def kernel_kind(op: kernel.KernelOp) -> str:
+    """gemm / loop / attention / fallback: attention (compute-bound) apart from other
+    torch fallbacks, for the summary and the plan picture."""
+    if isinstance(op, kernel.FallbackKernelOp):
+        targets = [o.target.data for o in op.body.block.ops if isinstance(o, graph.OpaqueOp)]
+        if any(a in t for t in targets for a in _ATTENTION_TARGETS):
+            return "attention"
+    return op.KIND
+
+
 def _memory_bound(op: kernel.KernelOp) -> tuple[int, int]:
     """(memory-bound source ops in GEMM epilogues, memory-bound ops elsewhere) of a
     kernel. GEMMs themselves and attention are compute-bound; views are free."""
-    from coda.compiler.plan_dot import kernel_kind
-
     ops = [o for o in fused_ops(op) if not isinstance(o, epilogue.GemmOp)]
     if isinstance(op, kernel.GemmKernelOp):
         return len(ops), 0
