@@ -150,6 +150,7 @@ class _LoopGenerator:
         self.reduced_space: set[SSAValue] = set()  # reduce results and ops on them
         self.names: dict[SSAValue, str] = {}  # launch parameter per kernel operand
         self.pieces: list[_Tensor] = []  # concat inputs, each read at shifted indices
+        self.emitted_in: dict[SSAValue, int] = {}  # value -> last pass over R computing it
 
     # -- shape analysis ------------------------------------------------------------------
 
@@ -387,8 +388,8 @@ class _LoopGenerator:
             for op in self.ops:
                 self._emit(op, body, inits, finals)
         outputs, s_stores, x_stores = self._stores()
-        for stmt, phase in zip(s_stores, self.s_store_phase, strict=True):
-            if phases:
+        if phases:  # each S-shaped store runs in the last pass that computed its value
+            for stmt, phase in zip(s_stores, self.s_store_phase, strict=True):
                 phases[phase]["body"].append(stmt)
         operands = list(inputs.values()) + self.pieces + outputs
         slots = dict(
@@ -464,7 +465,6 @@ class _LoopGenerator:
         count = 1 + max(phase[op] for op in in_loop)
         producers = {r: op for op in in_loop for r in op.results}
         phases = []
-        self.emitted_in: dict[SSAValue, int] = {}
         for p in range(count):
             body: list[Stmt] = []
             inits: list[Stmt] = []
@@ -629,8 +629,7 @@ class _LoopGenerator:
                 out = self._tensor(name, name, self.dims, positions, len(self.shape))
                 access, mask = self._access(out)
                 ptr, stores = access, s_stores
-                # the last pass that computed it (an earlier one may have been recomputed)
-                self.s_store_phase.append(getattr(self, "emitted_in", {}).get(value, 0))
+                self.s_store_phase.append(self.emitted_in.get(value, 0))
             stored = store_expr(var, out.ptr, element_type(value), self.helpers)
             store = f"tl.store({ptr}, {stored}, mask={mask})"
             stores.append(Stmt(f"kernel.yield {self.ir.name(value)} -> result {k}", [store]))
