@@ -8,6 +8,15 @@ rejected when joining would create a cycle (one of its operands depends on the g
 through ops outside it; checked with networkx). The group becomes one
 `epilogue.gemm`; every group value used outside it is stored as a result.
 
+Matmuls join a group too, as further accumulators of one kernel (horizontal merging):
+a matmul with the same output shape that shares an operand in the same role and the
+contraction size with a member (q/k/v or gate/up projections of the same rows), or
+whose result an elementwise op combines with a group value (SwiGLU's silu(gate) * up,
+the sum of input gradients). The user's weights stay where they are: the kernel reads
+each through its own pointer, so nothing is concatenated and gradients need no mapping
+back. A tree of `add`s over matmuls whose values have no other use becomes a single
+accumulator summing their products, i.e. a GEMM over the concatenated K.
+
 Elementwise ops are chosen by primitive: `add` of two tiles is `accumulate`, `mul` of
 a tile by a row, column or scalar is `scale`, everything else is `map`.
 
@@ -24,8 +33,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
+import networkx as nx
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, TensorType, f32
+from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.dialects.func import FuncOp
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
@@ -69,7 +79,13 @@ def _regrouped_input(
 
 @dataclass
 class EpilogueGroup:
-    """A matmul and the elementwise ops absorbed into its epilogue, in program order."""
+    """Matmuls and the elementwise ops absorbed into their epilogue, in program order.
+
+    Several matmuls share one kernel when they share its output tile and either an
+    operand in the same role (q/k/v of the same rows, gate and up) or a consumer that
+    joins the group (the sum of input gradients of projections that share an input):
+    they are merged horizontally instead of reading the shared operand once per GEMM
+    and writing what the epilogue of the other reads back."""
 
     matmul: graph.MatmulOp
     members: list[Operation]
@@ -78,9 +94,15 @@ class EpilogueGroup:
     def out_shape(self) -> tuple[int, ...]:
         return graph.tensor_shape(self.matmul.result)
 
+    @property
+    def matmuls(self) -> list[graph.MatmulOp]:
+        return [op for op in self.members if isinstance(op, graph.MatmulOp)]
+
     def accepts(self, op: Operation, dataflow) -> bool:
         if op in self.members:
             return False
+        if isinstance(op, graph.MatmulOp):
+            return self._merges(op, dataflow)
         member_set = set(self.members)
         if isinstance(op, graph.ViewOp):
             return (
@@ -103,6 +125,83 @@ class EpilogueGroup:
                 return False
         return uses_group and can_contract(dataflow, [*self.members, op])
 
+    def _merges(self, matmul: graph.MatmulOp, dataflow) -> bool:
+        """Whether `matmul` joins as another accumulator (see the class docstring)."""
+        if graph.tensor_shape(matmul.result) != self.out_shape:
+            return False
+        contraction = graph.tensor_shape(matmul.lhs)[-1]
+        shares = any(
+            (mine.lhs == matmul.lhs or mine.rhs == matmul.rhs)
+            and graph.tensor_shape(mine.lhs)[-1] == contraction
+            for mine in self.matmuls
+        )
+        consumed_with_group = self._consumed_with_group(matmul, dataflow)
+        if not (shares or consumed_with_group):
+            return False
+        # its operands are read by the mainloop: nothing of the group may feed them
+        if any(nx.has_path(dataflow, member, matmul) for member in self.members):
+            return False
+        return can_contract(dataflow, [*self.members, matmul])
+
+    def _consumed_with_group(self, matmul: graph.MatmulOp, dataflow) -> bool:
+        """Whether an elementwise op combines `matmul`'s result (or a regrouping of its
+        rows) with a value of the group, and would join the group with it."""
+        views: list[Operation] = []
+        values = [matmul.result]
+        for value in values:
+            for use in value.uses:
+                op = use.operation
+                if isinstance(op, graph.ViewOp) and op.kind.data == "reshape":
+                    if _regroups_rows(graph.tensor_shape(op.result), self.out_shape):
+                        views.append(op)
+                        values.append(op.result)
+        trial = EpilogueGroup(self.matmul, [*self.members, matmul, *views])
+        member_set = set(self.members)
+        return any(
+            isinstance(use.operation, graph.PointwiseOp)
+            and any(v.owner in member_set for v in use.operation.operands)
+            and trial.accepts(use.operation, dataflow)
+            for value in values
+            for use in value.uses
+        )
+
+    def absorbs(self, op: Operation, dataflow) -> list[Operation]:
+        """`op` and the reshapes regrouping its rows, if the group can compute `op` on
+        chip from its operands: an elementwise op every use of which (directly or
+        through those reshapes) is in the group, whose operands the epilogue can read
+        (silu(gate) recomputed from the gate the epilogue reads anyway, instead of a
+        kernel that writes it for the GEMM to read back). [] when it cannot."""
+        if op in self.members or not isinstance(op, graph.PointwiseOp):
+            return []
+        shape = graph.tensor_shape(op.result)
+        if not _regroups_rows(shape, self.out_shape):
+            return []
+        views: list[Operation] = []
+        values = [op.result]
+        member_set = set(self.members)
+        for value in values:
+            for use in value.uses:
+                user = use.operation
+                if isinstance(user, graph.MatmulOp):
+                    return []  # a mainloop operand is read from memory, not the epilogue
+                if user in member_set:
+                    continue
+                if not (isinstance(user, graph.ViewOp) and user.kind.data == "reshape"):
+                    return []
+                if not _regroups_rows(graph.tensor_shape(user.result), self.out_shape):
+                    return []
+                views.append(user)
+                values.append(user.result)
+        if not any(use.operation in member_set for value in values for use in value.uses):
+            return []
+        for operand in op.inputs:
+            if operand.owner in member_set:
+                return []  # a consumer, not a producer: `accepts` decides
+            if not _is_splat_constant(operand) and not self._takes_input(operand, shape):
+                return []
+        joining = [op, *views]
+        return joining if can_contract(dataflow, [*self.members, *joining]) else []
+
     def _takes_input(self, operand: SSAValue, shape: tuple[int, ...]) -> bool:
         """Whether `operand`, broadcast over a value of `shape`, can be an epilogue input."""
         operand_shape = graph.tensor_shape(operand)
@@ -116,16 +215,82 @@ class EpilogueGroup:
 
 
 def grow_group(matmul: graph.MatmulOp, block: Block) -> EpilogueGroup:
+    """The group of `matmul`, grown one op at a time. Matmuls are offered first after
+    every step: a sum of two GEMMs must adopt the second GEMM before the sum could take
+    its result as an input tile."""
     group = EpilogueGroup(matmul, [matmul])
     dataflow = dataflow_graph(block)
-    grown = True
-    while grown:
-        grown = False
-        for op in block.ops:
-            if group.accepts(op, dataflow):
-                group.members.append(op)
-                grown = True
+    ops = list(block.ops)
+    matmuls = [op for op in ops if isinstance(op, graph.MatmulOp)]
+    others = [op for op in ops if not isinstance(op, graph.MatmulOp)]
+    while True:
+        joining = next((op for op in matmuls if group.accepts(op, dataflow)), None)
+        joining = joining or next((op for op in others if group.accepts(op, dataflow)), None)
+        if joining is not None:
+            group.members.append(joining)
+            continue
+        producer = next((j for op in others if (j := group.absorbs(op, dataflow))), None)
+        if producer is None:
+            break
+        group.members += producer
+    # program order: a producer absorbed late is still computed before its users
+    position = {op: index for index, op in enumerate(ops)}
+    group.members.sort(key=position.__getitem__)
     return group
+
+
+def _single_use(value: SSAValue) -> bool:
+    return value.uses.get_length() == 1
+
+
+@dataclass
+class SumTree:
+    """`root` = a tree of `add`s over matmuls (seen through reshapes that regroup rows)
+    whose inner values have no other use."""
+
+    root: graph.PointwiseOp
+    leaves: list[graph.MatmulOp]
+    inner: list[Operation]  # the adds and views below the root
+
+
+def summed_matmuls(group: EpilogueGroup) -> list[SumTree]:
+    """The group's sums of matmuls. Each becomes one accumulator summing their products
+    (a GEMM over concatenated K), instead of one accumulator per matmul."""
+    member_set = set(group.members)
+    elem = group.matmul.result.type.element_type
+    trees: dict[Operation, SumTree] = {}
+
+    def summand(value: SSAValue) -> tuple[list[graph.MatmulOp], list[Operation]] | None:
+        """(matmuls, ops between them and `value`) if `value` is a single-use sum."""
+        owner = value.owner
+        if not (_single_use(value) and owner in member_set):
+            return None
+        if isinstance(owner, graph.MatmulOp):
+            return [owner], []
+        if owner in trees:
+            tree = trees[owner]
+            return tree.leaves, [*tree.inner, tree.root]
+        if isinstance(owner, graph.ViewOp):  # a regrouping of the rows: the same tile
+            below = summand(owner.input)
+            return None if below is None else (below[0], [*below[1], owner])
+        return None
+
+    for op in group.members:
+        if not (isinstance(op, graph.PointwiseOp) and op.fn.data == "add"):
+            continue
+        if op.result.type.element_type != elem or len(op.inputs) != 2:
+            continue
+        sides = [summand(v) for v in op.inputs]
+        if None in sides or op.inputs[0].type != op.inputs[1].type:
+            continue
+        tree = SumTree(op, [], [])
+        for leaves, inner in sides:  # type: ignore[misc]
+            tree.leaves += leaves
+            tree.inner += inner
+        for sub in [o for o in tree.inner if o in trees]:
+            del trees[sub]
+        trees[op] = tree
+    return list(trees.values())
 
 
 class _EpilogueBuilder:
@@ -135,10 +300,22 @@ class _EpilogueBuilder:
         self.group = group
         members = set(group.members)
         out_shape = group.out_shape
+        # accumulators: a tree of adds of matmuls sums into one, other matmuls have one each
+        trees = summed_matmuls(group)
+        summed = {leaf for tree in trees for leaf in tree.leaves}
+        self.accumulators: list[tuple[SSAValue, list[graph.MatmulOp]]] = [
+            (tree.root.result, tree.leaves) for tree in trees
+        ] + [(m.result, [m]) for m in group.matmuls if m not in summed]
+        self.accumulators.sort(key=lambda acc: group.members.index(acc[1][0]))
+        # the adds of a sum are the accumulator itself, not epilogue ops
+        adds = {add for tree in trees for add in (tree.root, *tree.inner)}
+        self.elementwise = [
+            op for op in group.members if not isinstance(op, graph.MatmulOp) and op not in adds
+        ]
         self.inputs: list[SSAValue] = []
         # operand of a member -> the value the epilogue reads (a view of it, if regrouped)
         self.viewed: dict[tuple[Operation, SSAValue], SSAValue] = {}
-        for op in group.members[1:]:
+        for op in self.elementwise:
             for operand in op.operands:
                 if operand.owner in members or _is_splat_constant(operand):
                     continue
@@ -149,14 +326,15 @@ class _EpilogueBuilder:
         arg_types = [
             epilogue.TILE_KINDS[_input_kind(v, out_shape)](v.type.element_type) for v in self.inputs
         ]
-        self.block = epilogue.new_epilogue_block(epilogue.TileType(f32), arg_types)
-        self.block.args[0].name_hint = "acc"
+        count = len(self.accumulators)
+        self.block = epilogue.new_epilogue_block(arg_types, count)
+        for j in range(count):
+            self.block.args[j].name_hint = "acc"
         self.mapped: dict[SSAValue, SSAValue] = dict(
-            zip(self.inputs, self.block.args[1:], strict=True)
+            zip(self.inputs, self.block.args[count:], strict=True)
         )
-        self.mapped[group.matmul.result] = self._cast_to(
-            self.block.args[0], group.matmul.result.type.element_type
-        )
+        for arg, (value, _) in zip(self.block.args, self.accumulators, strict=False):
+            self.mapped[value] = self._cast_to(arg, value.type.element_type)
 
     def _view_input(self, op: Operation, operand: SSAValue, block: Block) -> SSAValue:
         """`operand` as an input over the output tile: viewed into the output's shape
@@ -168,15 +346,29 @@ class _EpilogueBuilder:
         if view is None:
             return operand
         expand_to, reshape_to = view
-        elem = operand.type.element_type
         value = operand
         if graph.tensor_shape(value) != expand_to:
-            expand = graph.ViewOp("expand", value, TensorType(elem, expand_to))
-            block.insert_op_before(expand, op)
-            value = expand.result
-        reshape = graph.ViewOp("reshape", value, TensorType(elem, reshape_to))
-        block.insert_op_before(reshape, op)
-        return reshape.result
+            value = self._view(value, "expand", expand_to, op, block)
+        return self._view(value, "reshape", reshape_to, op, block)
+
+    def _view(
+        self, value: SSAValue, kind: str, shape: tuple[int, ...], op: Operation, block: Block
+    ) -> SSAValue:
+        """The `kind` view of `value` in `shape`, placed before `op`: an existing one if
+        there is one (so that a tensor read twice is one epilogue input; it depends on
+        `value` alone, which `op` already uses, so it may move up), else a new one."""
+        ty = TensorType(value.type.element_type, shape)
+        ops = list(block.ops)
+        for use in value.uses:
+            view = use.operation
+            if isinstance(view, graph.ViewOp) and view.kind.data == kind and view.result.type == ty:
+                if ops.index(view) > ops.index(op):
+                    view.detach()
+                    block.insert_op_before(view, op)
+                return view.result
+        new = graph.ViewOp(kind, value, ty)
+        block.insert_op_before(new, op)
+        return new.result
 
     def _emit(self, op: Operation) -> SSAValue:
         self.block.add_op(op)
@@ -217,7 +409,7 @@ class _EpilogueBuilder:
 
     def build(self) -> tuple[epilogue.GemmOp, list[list[SSAValue]]]:
         """The epilogue.gemm, and per result the group values it stands for."""
-        for op in self.group.members[1:]:
+        for op in self.elementwise:
             if isinstance(op, graph.ViewOp):  # a regrouping of rows: the same tile
                 self.mapped[op.result] = self.mapped[op.input]
             else:
@@ -234,10 +426,8 @@ class _EpilogueBuilder:
             self.block.add_op(epilogue.StoreOp(tile, index))
             elem = values[0].type.element_type
             result_types.append(TensorType(elem, out_shape))
-        matmul = self.group.matmul
-        gemm = epilogue.GemmOp(
-            matmul.lhs, matmul.rhs, self.inputs, result_types, Region(self.block)
-        )
+        accumulators = [[(m.lhs, m.rhs) for m in leaves] for _, leaves in self.accumulators]
+        gemm = epilogue.GemmOp(accumulators, self.inputs, result_types, Region(self.block))
         return gemm, list(stored.values())
 
 
@@ -263,7 +453,8 @@ def fuse_group(group: EpilogueGroup, block: Block) -> epilogue.GemmOp:
 
 def fuse_epilogues_in(block: Block) -> None:
     for matmul in [op for op in block.ops if isinstance(op, graph.MatmulOp)]:
-        fuse_group(grow_group(matmul, block), block)
+        if matmul.parent_block() is block:  # not merged into an earlier group
+            fuse_group(grow_group(matmul, block), block)
 
 
 @dataclass(frozen=True)

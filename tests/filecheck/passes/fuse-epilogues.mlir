@@ -106,3 +106,36 @@ func.func @residual_through_reshape(%x: tensor<6x16xf32>, %w: tensor<16x8xf32>, 
 // CHECK-NEXT:    }
 // CHECK-NEXT:    %[[V:.*]] = graph.view "reshape" %[[G]] : tensor<6x8xf32> -> tensor<2x3x8xf32>
 // CHECK-NEXT:    func.return %[[V]], %[[G]] : tensor<2x3x8xf32>, tensor<6x8xf32>
+
+// An elementwise producer whose only user is the epilogue runs in it, from its own
+// operands: SwiGLU's backward reads silu(gate) -- recomputed from the gate it reads
+// anyway -- instead of a kernel writing silu(gate) for the GEMM to read back.
+// CHECK-LABEL: func.func @producer_runs_in_the_epilogue
+func.func @producer_runs_in_the_epilogue(%dy: tensor<8x16xf32>, %w: tensor<16x32xf32>, %g: tensor<2x4x32xf32>, %u: tensor<8x32xf32>) -> (tensor<8x32xf32>, tensor<8x32xf32>) {
+  %0 = graph.pointwise "silu"(%g) : (tensor<2x4x32xf32>) -> tensor<2x4x32xf32>
+  %1 = graph.view "reshape" %0 : tensor<2x4x32xf32> -> tensor<8x32xf32>
+  %2 = graph.view "reshape" %g : tensor<2x4x32xf32> -> tensor<8x32xf32>
+  %dh = graph.matmul %dy, %w : (tensor<8x16xf32>, tensor<16x32xf32>) -> tensor<8x32xf32>
+  %du = graph.pointwise "mul"(%dh, %1) : (tensor<8x32xf32>, tensor<8x32xf32>) -> tensor<8x32xf32>
+  %3 = graph.pointwise "mul"(%dh, %u) : (tensor<8x32xf32>, tensor<8x32xf32>) -> tensor<8x32xf32>
+  %dg = graph.pointwise "silu_backward"(%3, %2) : (tensor<8x32xf32>, tensor<8x32xf32>) -> tensor<8x32xf32>
+  func.return %du, %dg : tensor<8x32xf32>, tensor<8x32xf32>
+}
+// CHECK-NOT:     graph.pointwise
+// CHECK:         %[[G:.*]] = graph.view "reshape" %g
+// CHECK-NEXT:    epilogue.gemm %dy, %w inputs(%[[G]], %u)
+// CHECK-NEXT:    ^bb0(%acc: !epilogue.tile<f32>, %[[GT:.*]]: !epilogue.tile<f32>, %[[U:.*]]: !epilogue.tile<f32>):
+// CHECK-NEXT:      %[[S:.*]] = epilogue.map "silu"(%[[GT]])
+// CHECK-NEXT:      %{{.*}} = epilogue.map "mul"(%acc, %[[S]])
+// CHECK-NEXT:      %[[P:.*]] = epilogue.map "mul"(%acc, %[[U]])
+// CHECK-NEXT:      %{{.*}} = epilogue.map "silu_backward"(%[[P]], %[[GT]])
+
+// A producer that feeds a mainloop operand stays outside: the mainloop reads memory.
+// CHECK-LABEL: func.func @producer_of_an_operand_stays
+func.func @producer_of_an_operand_stays(%p: tensor<8x8xf32>, %x: tensor<8x16xf32>, %c: tensor<8x16xf32>) -> tensor<8x16xf32> {
+  %0 = graph.pointwise "mul"(%x, %c) : (tensor<8x16xf32>, tensor<8x16xf32>) -> tensor<8x16xf32>
+  %1 = graph.matmul %p, %0 : (tensor<8x8xf32>, tensor<8x16xf32>) -> tensor<8x16xf32>
+  func.return %1 : tensor<8x16xf32>
+}
+// CHECK-NEXT:    %[[M:.*]] = graph.pointwise "mul"(%x, %c)
+// CHECK-NEXT:    %{{.*}} = epilogue.gemm %p, %[[M]] :
