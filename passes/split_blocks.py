@@ -106,6 +106,27 @@ def _mergeable(a: LoopGroup, b: LoopGroup) -> bool:
     )
 
 
+def _kept_shape(group: LoopGroup) -> tuple[int, ...] | None:
+    """The shape of one value per kept coordinate of a reducing group (keepdim)."""
+    if group.reduce_dims is None:
+        return None
+    return tuple(1 if d in group.reduce_dims else n for d, n in enumerate(group.shape))
+
+
+def _row_work_of(a: LoopGroup, b: LoopGroup) -> tuple[LoopGroup, LoopGroup] | None:
+    """(reducing group, row group) when one of `a`, `b` reduces and the other is
+    reduction-free pointwise work with one value per kept coordinate of it (rstd^3 of a
+    norm's backward): that work runs after the reduction's loop, in its kernel."""
+    for red, row in ((a, b), (b, a)):
+        if (
+            _kept_shape(red) == row.shape
+            and row.reduce_dims is None
+            and all(isinstance(op, graph.PointwiseOp) for op in row.members)
+        ):
+            return red, row
+    return None
+
+
 def plan_loop_groups(block: Block) -> list[LoopGroup]:
     dataflow = dataflow_graph(block)
     position = {op: i for i, op in enumerate(block.ops)}
@@ -131,17 +152,23 @@ def plan_loop_groups(block: Block) -> list[LoopGroup]:
         if isinstance(op, graph.ReduceOp):
             chosen.reduce_dims = op.reduced_dims
         group_of[op] = chosen
-        # an op reading two groups (x * cos + rotate_half(x) * sin) joins them into one
+        # an op reading two groups (x * cos + rotate_half(x) * sin) joins them into one;
+        # so does per-row work with the reduction it combines with
         for operand in op.operands:
             other = group_of.get(operand.owner)  # type: ignore[arg-type]
-            if other is None or other is chosen or not _mergeable(chosen, other):
+            if other is None or other is chosen:
+                continue
+            row_work = _row_work_of(chosen, other)
+            if not (_mergeable(chosen, other) or row_work):
                 continue
             if not can_contract(dataflow, [*chosen.members, *other.members]):
                 continue
-            chosen.members = sorted([*chosen.members, *other.members], key=position.__getitem__)
-            for member in other.members:
-                group_of[member] = chosen
-            groups.remove(other)
+            keep, gone = row_work or (chosen, other)
+            keep.members = sorted([*keep.members, *gone.members], key=position.__getitem__)
+            for member in gone.members:
+                group_of[member] = keep
+            groups.remove(gone)
+            chosen = keep
     return _merge_siblings(groups, dataflow, position)
 
 
