@@ -38,7 +38,8 @@ from xdsl.passes import ModulePass
 from coda.dialects import epilogue, graph, kernel
 from coda.dialects.view_layout import is_strided_view
 from coda.passes.dataflow import can_contract, dataflow_graph, topological_reorder, users_outside
-from coda.passes.fuse_epilogues import EpilogueGroup, fuse_group
+from coda.passes.epilogue_groups import EpilogueGroup
+from coda.passes.fuse_epilogues import fuse_group
 
 
 @dataclass
