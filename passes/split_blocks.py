@@ -12,7 +12,10 @@
     rows in the same kernel (a softmax or a LayerNorm is one kernel); an op
     reading two reduction-free groups of one shape merges them; independent groups
     over one shape and reduced dims that read the same producer run as one kernel;
-    a concat reads its inputs at shifted indices, so never from its own group;
+    a concat reads its inputs at shifted indices, so never from its own group; per-row
+    work (one value per kept coordinate) that a reduction's ops combine with runs after
+    that reduction's loop; a pointwise op used only by another loop kernel that can read
+    its operands is recomputed there instead of stored;
   - a reshape that no strides can express, read outside kernels (returned, or by a
     fallback), gets a `copy` loop kernel before it;
   - `graph.view` and `graph.constant` stay outside kernels: they move no data. The
@@ -170,7 +173,54 @@ def plan_loop_groups(block: Block) -> list[LoopGroup]:
                 group_of[member] = keep
             groups.remove(gone)
             chosen = keep
-    return _merge_siblings(groups, dataflow, position)
+    return _recompute_in_consumers(_merge_siblings(groups, dataflow, position), position)
+
+
+def _recompute_in_consumers(
+    groups: list[LoopGroup], position: dict[Operation, int]
+) -> list[LoopGroup]:
+    """A pointwise op whose every user is in one other loop kernel, and whose operands
+    that kernel can read (values its own kernel stores anyway, or values from outside),
+    moves to that kernel: recomputing 2 * h where it is used costs no memory traffic,
+    storing it costs a write and a read (a norm backward's 2x of the mean of squares)."""
+    group_of = {op: g for g in groups for op in g.members}
+    moved = True
+    while moved:
+        moved = False
+        for group in groups:
+            for op in list(group.members):
+                target = _recompute_target(op, group, group_of)
+                if target is None:
+                    continue
+                group.members.remove(op)
+                target.members = sorted([*target.members, op], key=position.__getitem__)
+                group_of[op] = target
+                moved = True
+    return [g for g in groups if g.members]
+
+
+def _recompute_target(
+    op: Operation, group: LoopGroup, group_of: dict[Operation, LoopGroup]
+) -> LoopGroup | None:
+    if not isinstance(op, graph.PointwiseOp) or _iteration_shape(op) != group.shape:
+        return None
+    targets = {
+        id(group_of.get(use.operation)): group_of.get(use.operation) for use in op.result.uses
+    }
+    if len(targets) != 1:
+        return None
+    (target,) = targets.values()
+    if target is None or target is group or target.shape != group.shape:
+        return None
+    if any(isinstance(m, graph.ConcatOp) for m in target.members):
+        return None  # a concat reads its pieces from memory
+    for operand in op.inputs:
+        owner = operand.owner
+        if group_of.get(owner) is group and all(  # type: ignore[arg-type]
+            group_of.get(use.operation) is group for use in operand.uses
+        ):
+            return None  # the operand is not stored: moving the op would store it
+    return target
 
 
 def _sources(group: LoopGroup) -> set[object]:

@@ -201,3 +201,18 @@ func.func @rms_norm_backward(%g: tensor<4x8xf32>, %x: tensor<4x8xf32>, %rstd: te
 // CHECK:         %[[R:.*]] = kernel.loop "loop0_mul_sum_cube_div" (%g, %x, %rstd, %gx) : (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x1xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>) {
 // CHECK-NOT:     kernel.loop
 // CHECK:         func.return %[[R]]
+
+// CHECK-LABEL: func.func @recompute_in_consumer
+// 2 * h is used only by the other kernel, which can read h (stored anyway, it is
+// returned): it is recomputed there instead of stored and read back.
+func.func @recompute_in_consumer(%x: tensor<4x8xf32>, %m: tensor<4x8xf32>, %g: tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<4x8xf32>) {
+  %h = graph.pointwise "add"(%x, %m) : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  %two = graph.constant 2.000000e+00 : f32 -> tensor<f32>
+  %h2 = graph.pointwise "mul"(%h, %two) : (tensor<4x8xf32>, tensor<f32>) -> tensor<4x8xf32>
+  %s = graph.reduce "sum" %g dims array<i64: 1> keepdim : tensor<4x8xf32> -> tensor<4x1xf32>
+  %o = graph.pointwise "mul"(%s, %h2) : (tensor<4x1xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  func.return %h, %o : tensor<4x8xf32>, tensor<4x8xf32>
+}
+// CHECK:         %[[H:.*]] = kernel.loop "loop0_add" (%x, %m) : (tensor<4x8xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>) {
+// CHECK:         %[[O:.*]] = kernel.loop "loop1_mul_sum" (%[[H]], %g) : (tensor<4x8xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>) {
+// CHECK:         func.return %[[H]], %[[O]]
