@@ -99,10 +99,17 @@ def _fits(group: LoopGroup, op: Operation) -> bool:
 
 
 def _mergeable(a: LoopGroup, b: LoopGroup) -> bool:
-    """Two reduction-free groups over one shape can run as one loop, unless a concat
-    of one reads what the other computes."""
-    if a.shape != b.shape or a.after_reduction() or b.after_reduction():
+    """Two groups over one shape that reduce the same dims (or nothing) can run as one
+    kernel, in passes over the rows (the two row sums of a LayerNorm backward), unless
+    a concat of one reads what the other computes."""
+    if a.shape != b.shape:
         return False
+    if None not in (a.reduce_dims, b.reduce_dims) and a.reduce_dims != b.reduce_dims:
+        return False
+    if any(isinstance(m, graph.ConcatOp) for m in (*a.members, *b.members)) and (
+        a.reduce_dims is not None or b.reduce_dims is not None
+    ):
+        return False  # a concatenation is computed in pointwise loops only
     members = set(a.members) | set(b.members)
     return not any(
         isinstance(op, graph.ConcatOp) and any(v.owner in members for v in op.inputs)
@@ -169,6 +176,7 @@ def plan_loop_groups(block: Block) -> list[LoopGroup]:
                 continue
             keep, gone = row_work or (chosen, other)
             keep.members = sorted([*keep.members, *gone.members], key=position.__getitem__)
+            keep.reduce_dims = keep.reduce_dims or gone.reduce_dims
             for member in gone.members:
                 group_of[member] = keep
             groups.remove(gone)

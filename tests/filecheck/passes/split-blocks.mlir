@@ -203,16 +203,34 @@ func.func @rms_norm_backward(%g: tensor<4x8xf32>, %x: tensor<4x8xf32>, %rstd: te
 // CHECK:         func.return %[[R]]
 
 // CHECK-LABEL: func.func @recompute_in_consumer
-// 2 * h is used only by the other kernel, which can read h (stored anyway, it is
-// returned): it is recomputed there instead of stored and read back.
-func.func @recompute_in_consumer(%x: tensor<4x8xf32>, %m: tensor<4x8xf32>, %g: tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<4x8xf32>) {
+// 2 * h is used only by the other kernel (it reduces other dims, so the two stay
+// apart), which can read h (stored anyway, it is returned): it is recomputed there
+// instead of stored and read back.
+func.func @recompute_in_consumer(%x: tensor<4x8xf32>, %m: tensor<4x8xf32>, %g: tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<4x1xf32>, tensor<4x8xf32>) {
   %h = graph.pointwise "add"(%x, %m) : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  %r = graph.reduce "sum" %h dims array<i64: 1> keepdim : tensor<4x8xf32> -> tensor<4x1xf32>
   %two = graph.constant 2.000000e+00 : f32 -> tensor<f32>
   %h2 = graph.pointwise "mul"(%h, %two) : (tensor<4x8xf32>, tensor<f32>) -> tensor<4x8xf32>
-  %s = graph.reduce "sum" %g dims array<i64: 1> keepdim : tensor<4x8xf32> -> tensor<4x1xf32>
-  %o = graph.pointwise "mul"(%s, %h2) : (tensor<4x1xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
-  func.return %h, %o : tensor<4x8xf32>, tensor<4x8xf32>
+  %s = graph.reduce "sum" %g dims array<i64: 0> keepdim : tensor<4x8xf32> -> tensor<1x8xf32>
+  %o = graph.pointwise "mul"(%s, %h2) : (tensor<1x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  func.return %h, %r, %o : tensor<4x8xf32>, tensor<4x1xf32>, tensor<4x8xf32>
 }
-// CHECK:         %[[H:.*]] = kernel.loop "loop0_add" (%x, %m) : (tensor<4x8xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>) {
-// CHECK:         %[[O:.*]] = kernel.loop "loop1_mul_sum" (%[[H]], %g) : (tensor<4x8xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>) {
-// CHECK:         func.return %[[H]], %[[O]]
+// CHECK:         %h, %r = kernel.loop "loop0_add_sum" (%x, %m) : (tensor<4x8xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<4x1xf32>) {
+// CHECK:         %o = kernel.loop "loop1_mul_sum" (%h, %g) : (tensor<4x8xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>) {
+// CHECK:         func.return %h, %r, %o
+
+// CHECK-LABEL: func.func @layer_norm_backward_sums
+// An op reading two kernels that reduce the same dims merges them: the two row sums of
+// a LayerNorm backward run in passes of one kernel.
+func.func @layer_norm_backward_sums(%g: tensor<4x8xf32>, %xh: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  %0 = graph.reduce "sum" %g dims array<i64: 1> keepdim : tensor<4x8xf32> -> tensor<4x1xf32>
+  %1 = graph.pointwise "mul"(%g, %xh) : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  %2 = graph.reduce "sum" %1 dims array<i64: 1> keepdim : tensor<4x8xf32> -> tensor<4x1xf32>
+  %3 = graph.pointwise "mul"(%xh, %2) : (tensor<4x8xf32>, tensor<4x1xf32>) -> tensor<4x8xf32>
+  %4 = graph.pointwise "sub"(%g, %0) : (tensor<4x8xf32>, tensor<4x1xf32>) -> tensor<4x8xf32>
+  %5 = graph.pointwise "sub"(%4, %3) : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  func.return %5 : tensor<4x8xf32>
+}
+// CHECK:         %[[R:.*]] = kernel.loop "loop0_sum_mul_sub" (%g, %xh)
+// CHECK-NOT:     kernel.loop
+// CHECK:         func.return %[[R]]
