@@ -74,6 +74,11 @@ class _EpilogueBuilder:
         self.block = epilogue.new_epilogue_block(arg_types, count)
         for j in range(count):
             self.block.args[j].name_hint = "acc"
+        for value, arg in zip(self.inputs, self.block.args[count:], strict=True):
+            # an input is named after the tensor it reads (seen through its views)
+            while isinstance(value.owner, graph.ViewOp) and not value.name_hint:
+                value = value.owner.input
+            arg.name_hint = value.name_hint
         self.mapped: dict[SSAValue, SSAValue] = dict(
             zip(self.inputs, self.block.args[count:], strict=True)
         )

@@ -1,6 +1,7 @@
 // RUN: lowerc %s -p fuse-epilogues | filecheck %s
 
-// Bias (row), GELU and a residual (tile) fuse; the pre-activation is also used
+// Bias (row), GELU and a residual (tile) fuse (the inputs are named after the tensors
+// they read); the pre-activation is also used
 // outside (saved for backward) so it is stored as a second result.
 // CHECK-LABEL: func.func @bias_gelu_residual
 func.func @bias_gelu_residual(%x: tensor<8x32xf32>, %w: tensor<64x32xf32>, %b: tensor<64xf32>, %r: tensor<8x64xf32>) -> (tensor<8x64xf32>, tensor<8x64xf32>) {
@@ -13,12 +14,12 @@ func.func @bias_gelu_residual(%x: tensor<8x32xf32>, %w: tensor<64x32xf32>, %b: t
 }
 // CHECK-NEXT:    %wt = graph.view "permute" %w
 // CHECK-NEXT:    %0, %1 = epilogue.gemm %x, %wt inputs(%b, %r) : (tensor<8x32xf32>, tensor<32x64xf32>, tensor<64xf32>, tensor<8x64xf32>) -> (tensor<8x64xf32>, tensor<8x64xf32>) {
-// CHECK-NEXT:    ^bb0(%acc: !epilogue.tile<f32>, %2: !epilogue.row<f32>, %3: !epilogue.tile<f32>):
-// CHECK-NEXT:      %4 = epilogue.map "add"(%acc, %2) : (!epilogue.tile<f32>, !epilogue.row<f32>) -> !epilogue.tile<f32>
-// CHECK-NEXT:      %5 = epilogue.map "gelu"(%4) : (!epilogue.tile<f32>) -> !epilogue.tile<f32>
-// CHECK-NEXT:      %6 = epilogue.accumulate %3, %5 : (!epilogue.tile<f32>, !epilogue.tile<f32>) -> !epilogue.tile<f32>
-// CHECK-NEXT:      epilogue.store %4 : !epilogue.tile<f32> -> result 0
-// CHECK-NEXT:      epilogue.store %6 : !epilogue.tile<f32> -> result 1
+// CHECK-NEXT:    ^bb0(%acc: !epilogue.tile<f32>, %b_1: !epilogue.row<f32>, %r_1: !epilogue.tile<f32>):
+// CHECK-NEXT:      %2 = epilogue.map "add"(%acc, %b_1) : (!epilogue.tile<f32>, !epilogue.row<f32>) -> !epilogue.tile<f32>
+// CHECK-NEXT:      %3 = epilogue.map "gelu"(%2) : (!epilogue.tile<f32>) -> !epilogue.tile<f32>
+// CHECK-NEXT:      %4 = epilogue.accumulate %r_1, %3 : (!epilogue.tile<f32>, !epilogue.tile<f32>) -> !epilogue.tile<f32>
+// CHECK-NEXT:      epilogue.store %2 : !epilogue.tile<f32> -> result 0
+// CHECK-NEXT:      epilogue.store %4 : !epilogue.tile<f32> -> result 1
 // CHECK-NEXT:    }
 // CHECK-NEXT:    func.return %1, %0
 
@@ -34,7 +35,7 @@ func.func @scales_and_cast(%x: tensor<8x16xf32>, %w: tensor<16x32xf32>, %s: tens
   func.return %3 : tensor<8x32xbf16>
 }
 // CHECK:         %{{.*}} = epilogue.gemm %x, %w inputs(%s)
-// CHECK-NEXT:    ^bb0(%acc: !epilogue.tile<f32>, %[[S:[0-9]+]]: !epilogue.col<f32>):
+// CHECK-NEXT:    ^bb0(%acc: !epilogue.tile<f32>, %[[S:[a-z0-9_]+]]: !epilogue.col<f32>):
 // CHECK-NEXT:      %[[A:.*]] = epilogue.scale %acc, %[[S]] : (!epilogue.tile<f32>, !epilogue.col<f32>) -> !epilogue.tile<f32>
 // CHECK-NEXT:      %[[C:.*]] = epilogue.constant 2.000000e+00 : f32 -> !epilogue.scalar<f32>
 // CHECK-NEXT:      %[[B:.*]] = epilogue.scale %[[A]], %[[C]]
