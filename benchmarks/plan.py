@@ -24,7 +24,7 @@ from coda.compiler.capture import CapturedGraphs, capture
 from coda.compiler.models import ModelSpec
 from coda.compiler.pipeline import lower
 from coda.compiler.reference import run_block
-from coda.dialects import epilogue, kernel
+from coda.dialects import epilogue, graph, kernel
 from coda.dialects.dtypes import torch_dtype_of
 from coda.dialects.view_layout import read_elements
 
@@ -33,7 +33,7 @@ from coda.dialects.view_layout import read_elements
 class PlannedKernel:
     graph: str  # "forward" | "backward" | "inference"
     name: str
-    kind: str  # "gemm" | "loop" | "fallback"
+    kind: str  # "gemm" | "loop" | "attention" | "fallback"
     bytes_read: int
     bytes_written: int
     flops: int
@@ -66,6 +66,21 @@ def _gemm_flops(op: kernel.KernelOp) -> int:
     return flops
 
 
+def _attention_flops(op: kernel.AttentionKernelOp) -> int:
+    """torch's FLOP-counter convention for attention (its own counter does not know the
+    CPU flash ops): forward q @ k^T and p @ v, 4 * B * Hq * S * Skv * D; backward the
+    four products dO @ v^T, p^T @ dO, dS @ k and dS^T @ q, twice that (the scores the
+    kernel recomputes are not counted, as torch does not count them)."""
+    flops = 0
+    for inner in op.body.block.ops:
+        if isinstance(inner, graph.AttentionOp | graph.AttentionBackwardOp):
+            b, hq, s, d = _shape(inner.query.type)
+            skv = _shape(inner.key.type)[2]
+            products = 4 if isinstance(inner, graph.AttentionBackwardOp) else 2
+            flops += products * 2 * b * hq * s * skv * d
+    return flops
+
+
 def _fallback_flops(op: kernel.FallbackKernelOp) -> int:
     """Run the torch ops of the fallback on meta tensors under torch's FLOP counter."""
     args = []
@@ -90,6 +105,8 @@ def planned_kernels(func: FuncOp) -> list[PlannedKernel]:
         written = sum(_bytes(t) for t in op.result_types)
         if isinstance(op, kernel.GemmKernelOp):
             flops = _gemm_flops(op)
+        elif isinstance(op, kernel.AttentionKernelOp):
+            flops = _attention_flops(op)
         elif isinstance(op, kernel.FallbackKernelOp):
             flops = _fallback_flops(op)
         else:
