@@ -48,18 +48,18 @@ class Operand:
     comment: str
 
     def ptrs(self, rows: str, cols: str, transposed: bool = False) -> str:
-        r = self.rows.format(rows=rows)
-        c = self.cols.format(cols=cols)
+        # a size-1 dim is addressed at index 0: `0 * offs` keeps the pointers a block
+        r = self.rows.format(rows=rows) if self.rows != "0" else f"0 * {rows}"
+        c = self.cols.format(cols=cols) if self.cols != "0" else f"0 * {cols}"
         r_axis, c_axis = ("[None, :]", "[:, None]") if transposed else ("[:, None]", "[None, :]")
-        parts = [f"{self.ptr} + {self.base}" if self.base != "0" else self.ptr]
-        parts += [f"({r}){r_axis}" if r != "0" else "", f"({c}){c_axis}" if c != "0" else ""]
-        return " + ".join(p for p in parts if p)
+        base = f"{self.ptr} + {self.base}" if self.base != "0" else self.ptr
+        return f"{base} + ({r}){r_axis} + ({c}){c_axis}"
 
     def vector(self, rows: str) -> str:
         """A vector of pointers along the rows (lse, delta: one value per query row)."""
-        r = self.rows.format(rows=rows)
+        r = self.rows.format(rows=rows) if self.rows != "0" else f"0 * {rows}"
         base = f"{self.ptr} + {self.base}" if self.base != "0" else self.ptr
-        return f"{base} + ({r})" if r != "0" else base
+        return f"{base} + ({r})"
 
 
 def _split(expr: sympy.Expr, head: str) -> tuple[str, str, str]:

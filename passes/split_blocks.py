@@ -232,6 +232,9 @@ def _outline(
             else:
                 inputs.append(operand)
     results = users_outside([r for op in members for r in op.results], member_set)
+    if kind is kernel.AttentionKernelOp:
+        # the templates write every result (an unused lse costs S floats per head)
+        results = [r for op in members for r in op.results]
     body = Block(arg_types=[v.type for v in inputs])
     mapping: dict[SSAValue, SSAValue] = {}
     for outer, arg in zip(inputs, body.args, strict=True):
