@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from xdsl.dialects.builtin import TensorType
@@ -128,6 +129,31 @@ def default_device_and_dtype(device: str, dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(old_dtype)
 
 
+@contextmanager
+def cpu_attention_dispatch() -> Iterator[None]:
+    """On meta tensors `scaled_dot_product_attention` takes its math path (S x S scores,
+    softmax); on CPU tensors it takes flash attention, which coda compiles to its own
+    kernels. Meta captures stand for CPU runs, so here they call the CPU flash op as a
+    CPU run does (no dropout, no boolean mask: the cases the CPU flash path takes)."""
+    original = F.scaled_dot_product_attention
+
+    def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+             enable_gqa=False):  # type: ignore[no-untyped-def]  # fmt: skip
+        if dropout_p or (attn_mask is not None and attn_mask.dtype == torch.bool):
+            return original(q, k, v, attn_mask, dropout_p, is_causal, scale=scale,
+                            enable_gqa=enable_gqa)  # fmt: skip
+        out, _ = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q, k, v, 0.0, is_causal, attn_mask=attn_mask, scale=scale
+        )
+        return out
+
+    F.scaled_dot_product_attention = sdpa
+    try:
+        yield
+    finally:
+        F.scaled_dot_product_attention = original
+
+
 def capture_graphs(
     factory: Callable[[], nn.Module],
     input_shape: tuple[int, ...],
@@ -139,7 +165,10 @@ def capture_graphs(
     """The aten graphs coda would compile (on `device`: "meta" runs no arithmetic, but an
     op without a meta autograd kernel, such as nll_loss, loses its backward there)."""
     with default_device_and_dtype(device, dtype):
-        return capture(ModelSpec(factory, (input_shape,)), training=training)
+        if device != "meta":
+            return capture(ModelSpec(factory, (input_shape,)), training=training)
+        with cpu_attention_dispatch():
+            return capture(ModelSpec(factory, (input_shape,)), training=training)
 
 
 def plan(captured: CapturedGraphs) -> list[PlannedKernel]:

@@ -90,14 +90,33 @@ class _Generator:
         self.namer = Namer(set())
         self.tensor_of: dict[SSAValue, str] = {}
         self.strides_of: dict[SSAValue, list[str]] = {}
+        roles = self._roles()
         for arg in block.args:
-            name = self.namer.fresh(arg.name_hint or "arg")
+            name = self.namer.fresh("".join(roles.get(arg, [])) or arg.name_hint or "arg")
             self.tensor_of[arg] = name
             self.strides_of[arg] = [
                 self.namer.fresh(f"stride_{name}_{d}") for d in range(len(tensor_shape(arg)))
             ]
         self.outputs = [self.namer.fresh(n) for n in self._output_names()]
         self.fn = self.namer.fresh(kernel.kernel_name)
+
+    def _roles(self) -> dict[SSAValue, list[str]]:
+        """Kernel operand -> the attention operands it holds (through views): tensors are
+        named after them, e.g. `qkv` for one projection's output read as q, k and v."""
+        op = self.op
+        names = ["q", "k", "v"]
+        values = [op.query, op.key, op.value]
+        if isinstance(op, AttentionBackwardOp):
+            names, values = ["dout", *names, "out", "lse"], [op.grad_out, *values, op.out, op.lse]
+        if op.mask is not None:
+            names, values = [*names, "mask"], [*values, op.mask]
+        roles: dict[SSAValue, list[str]] = {}
+        for name, value in zip(names, values, strict=True):
+            while not isinstance(value, BlockArgument):
+                value = value.owner.operands[0]
+            if name not in roles.setdefault(value, []):
+                roles[value].append(name)
+        return roles
 
     def _output_names(self) -> list[str]:
         return ["dq", "dk", "dv"] if self.backward else ["out", "lse"]
@@ -201,7 +220,9 @@ class _Generator:
 def generate_attention(
     kernel: AttentionKernelOp, target: Target | None = None, tile: AttentionTile | None = None
 ) -> str:
-    return _Generator(kernel, target, tile).source()
+    source = _Generator(kernel, target, tile).source()
+    # macros that emit nothing (no upcast for float32) leave indented empty lines
+    return "\n".join(line.rstrip() for line in source.splitlines()) + "\n"
 
 
 __all__ = ["generate_attention"]

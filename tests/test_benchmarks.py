@@ -137,3 +137,23 @@ def test_gpu_target_columns_sit_on_codas_row() -> None:
     (eager_row,) = [line for line in table if "| eager |" in line]
     assert coda_row.endswith("| 52/52 | 51/52 |")
     assert eager_row.endswith("|  |  |")
+
+
+def test_attention_bytes_grow_linearly_with_the_sequence() -> None:
+    """The attention kernels of the reference Llama block move O(S * d) bytes per head:
+    8x the sequence is 8x the bytes (materialized scores would be 64x). FLOPs follow
+    torch's counter convention: 4 * B * H * S^2 * d forward, twice that backward."""
+    from benchmarks.attention_scaling import SEQUENCE_LENGTHS, attention_rows
+    from benchmarks.workloads import BATCH, HEADS, HIDDEN
+
+    rows = {(r["seq"], r["graph"]): r for r in attention_rows()}
+    short, long = SEQUENCE_LENGTHS
+    assert sorted(rows) == [(s, g) for s in (short, long) for g in ("backward", "forward")]
+    for graph in ("forward", "backward"):
+        growth = rows[(long, graph)]["bytes"] / rows[(short, graph)]["bytes"]
+        assert abs(growth - long / short) < 0.01 * long / short, (graph, growth)
+    head_dim = HIDDEN // HEADS
+    # forward: q, k, v, out (fp32) and lse once each
+    assert rows[(short, "forward")]["bytes"] == BATCH * HEADS * short * (4 * head_dim + 1) * 4
+    assert rows[(short, "forward")]["flops"] == 4 * BATCH * HEADS * short**2 * head_dim
+    assert rows[(short, "backward")]["flops"] == 8 * BATCH * HEADS * short**2 * head_dim
