@@ -115,14 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_results(args.out, results, real, crosscheck, meta, failures, attention)
     if not args.quick and args.out.resolve() == DEFAULT_OUT and not failures:
-        _update_readme(results, meta)
+        _update_readme(results, meta, attention)
     print((args.out / "results.md").read_text())
     for key, err in failures.items():
         print(f"job {key} failed:\n{err}", file=sys.stderr)
     return 1 if failures else 0
 
 
-def _update_readme(results: list[Measurement], meta: dict[str, Any]) -> None:
+def _update_readme(
+    results: list[Measurement], meta: dict[str, Any], attention: list[dict[str, Any]]
+) -> None:
+    from benchmarks.attention_scaling import attention_table
     from benchmarks.readme import update_readme
     from benchmarks.report import headline_table, main_table
 
@@ -133,6 +136,12 @@ def _update_readme(results: list[Measurement], meta: dict[str, Any]) -> None:
         "Llama block forward+backward, coda relative to:\n\n"
         f"{headline_table(results)}\n\n{main_table(results)}\n"
     )
+    if attention:
+        tables += (
+            "\nAttention kernels of the Llama block at two sequence lengths (kernel plan): "
+            "bytes grow with S, not S^2.\n\n"
+            f"{attention_table(attention)}\n"
+        )
     update_readme(REPO / "README.md", tables)
 
 

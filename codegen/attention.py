@@ -76,10 +76,26 @@ def _split(expr: sympy.Expr, head: str) -> tuple[str, str, str]:
     return tuple(triton_expr(parts[k], names) for k in ("base", "rows", "cols"))  # type: ignore[return-value]
 
 
+def _reductions(target: Target | None) -> dict[str, str]:
+    """The combine functions of the row max and sum. For the interpreter, triton.language's
+    own, passed and never called: the interpreter reduces with numpy only for those (a
+    module-local combine runs once per element in Python, 30x slower). For a GPU target,
+    module-local ones like every other kernel's: in a process that imported triton with
+    TRITON_INTERPRET=1, triton.language's are interpreter functions a GPU compile rejects."""
+    if target is None:
+        return {
+            "max_combine": "tl.standard._elementwise_max",
+            "sum_combine": "tl.standard._sum_combine",
+        }
+    return {"max_combine": "_max", "sum_combine": "_sum"}
+
+
 class _Generator:
-    def __init__(self, kernel: AttentionKernelOp, target: Target | None,
-                 tile: AttentionTile | None) -> None:  # fmt: skip
+    def __init__(
+        self, kernel: AttentionKernelOp, target: Target | None, tile: AttentionTile | None
+    ) -> None:
         self.kernel = kernel
+        self.target = target
         block = kernel.body.block
         ops = [op for op in block.ops if isinstance(op, AttentionOp | AttentionBackwardOp)]
         self.op = ops[0]
@@ -183,10 +199,8 @@ class _Generator:
             scale=repr(float(op.scale_value)),
             causal=op.is_causal,
             shapes=tuple(tensor_shape(v) for v in (*args, *op.results)),
-            # row max and sum with triton.language's own combine functions, passed and
-            # never called: the interpreter reduces with numpy only for those (a module-local
-            # combine runs once per element in Python, 30x slower here)
-            combines=[],
+            combines=[] if self.target is None else ["_max", "_sum"],
+            **_reductions(self.target),
             # GQA: query head h reads key/value head h // GROUP
             q=self.operand(op.query, "h"),
             k=self.operand(op.key, "hk"),

@@ -94,8 +94,9 @@ def verify_attention_operands(
     return (b, hq, s, dv)
 
 
-def _check_result(op: IRDLOperation, what: str, value: SSAValue, shape: Sequence[int],
-                  element: Attribute) -> None:  # fmt: skip
+def _check_result(
+    op: IRDLOperation, what: str, value: SSAValue, shape: Sequence[int], element: Attribute
+) -> None:
     if _shape(value) != tuple(shape) or _element(value) != element:
         raise VerifyException(
             f"'{op.name}' {what} must be {TensorType(element, list(shape))}, got {value.type}"

@@ -172,6 +172,38 @@ def test_sdpa_compiles_to_one_kernel_each_way_and_matches_eager() -> None:
     assert not [r for r in launches if r.kind in ("copy", "fallback")]
 
 
+class _Masked(nn.Module):
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3)
+
+
+def test_broadcast_additive_mask_is_read_in_place() -> None:
+    """A [S, Skv] float mask (no gradient: torch's flash path takes it) reaches the kernels
+    as a broadcast view: no expanded copy of it, one launch each way."""
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    q = torch.randn(2, 2, 9, 16, requires_grad=True)
+    k, v = (torch.randn(2, 2, 13, 16, requires_grad=True) for _ in range(2))
+    mask = torch.randn(9, 13)
+    expected = _Masked()(q, k, v, mask)
+    expected.square().sum().backward()
+    grads = [t.grad.clone() for t in (q, k, v)]
+    inputs = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+    compiled = torch.compile(_Masked(), backend="coda")
+    with record_launches() as launches:
+        got = compiled(*inputs, mask)
+        got.square().sum().backward()
+    torch.testing.assert_close(got, expected, atol=2e-5, rtol=2e-5)
+    for t, g in zip(inputs, grads, strict=True):
+        torch.testing.assert_close(t.grad, g, atol=1e-4, rtol=1e-4)
+    assert [r.kind for r in launches] == ["attention", "attention"]
+    forward = launches[0]
+    # the mask is read once, [9, 13] floats, not the [2, 2, 9, 13] it broadcasts to
+    assert any(a.nbytes == 9 * 13 * 4 for a in forward.reads), forward.reads
+
+
 class _Float64(nn.Module):
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         return F.scaled_dot_product_attention(q, q, q, is_causal=True)
@@ -191,3 +223,28 @@ def test_unsupported_attention_falls_back_with_its_reason(
         "coda: aten._scaled_dot_product_flash_attention_for_cpu.default falls back to torch: "
         "attention on ['torch.float64'] runs in torch" in caplog.text
     )
+
+
+def test_gpu_sources_reduce_with_module_local_combine_functions() -> None:
+    """The interpreter's source reduces with triton.language's combine functions (its
+    numpy fast path); a GPU target's with module-local ones, which a GPU compile accepts
+    even in a process that imported triton with TRITON_INTERPRET=1 (the benchmark jobs)."""
+    from coda.codegen import generate_kernel_source
+    from coda.codegen.targets import parse_target
+    from coda.dialects import kernel
+
+    q = torch.randn(1, 2, 8, 16)
+    block = Block(arg_types=[_type(tuple(q.shape), q.dtype)] * 3)
+    op = graph.AttentionOp(
+        *block.args, None, 0.25, True, block.args[0].type, TensorType(Float32Type(), [1, 2, 8])
+    )
+    block.add_op(op)
+    block.add_op(ReturnOp(*op.results))
+    func = FuncOp("f", ([a.type for a in block.args], [r.type for r in op.results]), Region(block))
+    lower(ModuleOp([func]), "kernel")
+    (attention,) = [o for o in func.body.block.ops if isinstance(o, kernel.AttentionKernelOp)]
+    interpreted = generate_kernel_source(attention)
+    compiled = generate_kernel_source(attention, parse_target("cuda:sm_90a"))
+    assert "tl.reduce(s, 1, tl.standard._elementwise_max)" in interpreted
+    assert "tl.reduce(s, 1, _max)" in compiled and "tl.standard" not in compiled
+    assert "def _max(a, b):" in compiled
