@@ -58,7 +58,7 @@ def compare(model_name: str, training: bool) -> list[KernelBytes]:
     run_step(fn, model, x, grad)  # compile first: only the steady-state step is compared
     with record_launches() as records, count_interpreted_bytes() as measured:
         run_step(fn, model, x, grad)
-    kernels = [r for r in records if r.kind in ("gemm", "loop")]
+    kernels = [r for r in records if r.kind in ("gemm", "loop", "attention")]
     if len(kernels) != len(measured):
         raise AssertionError(f"{len(kernels)} kernel launches logged, {len(measured)} interpreted")
     return [

@@ -60,10 +60,32 @@ def op_bytes(args: Sequence[Any], outputs: Sequence[Any]) -> int:
     return total
 
 
+def _attention_flops(products: int) -> Any:
+    """torch's FLOP counter has no formula for its CPU flash-attention ops: the one it
+    uses for the CUDA ones (2 products forward, 4 backward, 2 * B * Hq * S * Skv * D
+    each), also for grouped-query attention."""
+
+    def count(*args: Any, **kwargs: Any) -> int:
+        q, k = (args[1], args[2]) if products == 4 else (args[0], args[1])
+        b, h, s, d = q.shape
+        return products * 2 * b * h * s * k.shape[2] * d
+
+    return count
+
+
+_CPU_ATTENTION_FLOPS = {
+    aten._scaled_dot_product_flash_attention_for_cpu: _attention_flops(2),
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: _attention_flops(4),
+}
+
+
 def op_flops(
     func: torch._ops.OpOverload, args: Sequence[Any], kwargs: dict[str, Any], out: Any
 ) -> int:
-    counter = flop_registry.get(func._overloadpacket)
+    packet = func._overloadpacket
+    if packet in _CPU_ATTENTION_FLOPS:
+        return _CPU_ATTENTION_FLOPS[packet](*args, **kwargs)
+    counter = flop_registry.get(packet)
     if counter is None:
         return 0
     return int(counter(*args, **kwargs, out_val=out))

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from xdsl.dialects.builtin import TensorType
@@ -24,7 +25,7 @@ from coda.compiler.capture import CapturedGraphs, capture
 from coda.compiler.models import ModelSpec
 from coda.compiler.pipeline import lower
 from coda.compiler.reference import run_block
-from coda.dialects import epilogue, kernel
+from coda.dialects import epilogue, graph, kernel
 from coda.dialects.dtypes import torch_dtype_of
 from coda.dialects.view_layout import read_elements
 
@@ -33,7 +34,7 @@ from coda.dialects.view_layout import read_elements
 class PlannedKernel:
     graph: str  # "forward" | "backward" | "inference"
     name: str
-    kind: str  # "gemm" | "loop" | "fallback"
+    kind: str  # "gemm" | "loop" | "attention" | "fallback"
     bytes_read: int
     bytes_written: int
     flops: int
@@ -67,6 +68,21 @@ def _gemm_flops(op: kernel.KernelOp) -> int:
     return flops
 
 
+def _attention_flops(op: kernel.AttentionKernelOp) -> int:
+    """torch's FLOP-counter convention for attention (its own counter does not know the
+    CPU flash ops): forward q @ k^T and p @ v, 4 * B * Hq * S * Skv * D; backward the
+    four products dO @ v^T, p^T @ dO, dS @ k and dS^T @ q, twice that (the scores the
+    kernel recomputes are not counted, as torch does not count them)."""
+    flops = 0
+    for inner in op.body.block.ops:
+        if isinstance(inner, graph.AttentionOp | graph.AttentionBackwardOp):
+            b, hq, s, d = _shape(inner.query.type)
+            skv = _shape(inner.key.type)[2]
+            products = 4 if isinstance(inner, graph.AttentionBackwardOp) else 2
+            flops += products * 2 * b * hq * s * skv * d
+    return flops
+
+
 def _fallback_flops(op: kernel.FallbackKernelOp) -> int:
     """Run the torch ops of the fallback on meta tensors under torch's FLOP counter."""
     args = []
@@ -91,6 +107,8 @@ def planned_kernels(func: FuncOp) -> list[PlannedKernel]:
         written = sum(_bytes(t) for t in op.result_types)
         if isinstance(op, kernel.GemmKernelOp):
             flops = _gemm_flops(op)
+        elif isinstance(op, kernel.AttentionKernelOp):
+            flops = _attention_flops(op)
         elif isinstance(op, kernel.FallbackKernelOp):
             flops = _fallback_flops(op)
         else:
@@ -112,6 +130,31 @@ def default_device_and_dtype(device: str, dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(old_dtype)
 
 
+@contextmanager
+def cpu_attention_dispatch() -> Iterator[None]:
+    """On meta tensors `scaled_dot_product_attention` takes its math path (S x S scores,
+    softmax); on CPU tensors it takes flash attention, which coda compiles to its own
+    kernels. Meta captures stand for CPU runs, so here they call the CPU flash op as a
+    CPU run does (no dropout, no boolean mask: the cases the CPU flash path takes)."""
+    original = F.scaled_dot_product_attention
+
+    def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+             enable_gqa=False):  # type: ignore[no-untyped-def]  # fmt: skip
+        if dropout_p or (attn_mask is not None and attn_mask.dtype == torch.bool):
+            return original(q, k, v, attn_mask, dropout_p, is_causal, scale=scale,
+                            enable_gqa=enable_gqa)  # fmt: skip
+        out, _ = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q, k, v, 0.0, is_causal, attn_mask=attn_mask, scale=scale
+        )
+        return out
+
+    F.scaled_dot_product_attention = sdpa
+    try:
+        yield
+    finally:
+        F.scaled_dot_product_attention = original
+
+
 def capture_graphs(
     factory: Callable[[], nn.Module],
     input_shape: tuple[int, ...],
@@ -123,7 +166,10 @@ def capture_graphs(
     """The aten graphs coda would compile (on `device`: "meta" runs no arithmetic, but an
     op without a meta autograd kernel, such as nll_loss, loses its backward there)."""
     with default_device_and_dtype(device, dtype):
-        return capture(ModelSpec(factory, (input_shape,)), training=training)
+        if device != "meta":
+            return capture(ModelSpec(factory, (input_shape,)), training=training)
+        with cpu_attention_dispatch():
+            return capture(ModelSpec(factory, (input_shape,)), training=training)
 
 
 def plan(captured: CapturedGraphs) -> list[PlannedKernel]:

@@ -16,7 +16,12 @@ import torch
 from benchmarks.eager import EagerRecorder
 from benchmarks.measure import Measurement
 from benchmarks.minimum import compulsory_bytes
-from benchmarks.plan import capture_graphs, default_device_and_dtype, plan
+from benchmarks.plan import (
+    capture_graphs,
+    cpu_attention_dispatch,
+    default_device_and_dtype,
+    plan,
+)
 from benchmarks.roofline import kernel_time
 from coda.compiler.models import LlamaBlock
 
@@ -34,8 +39,13 @@ def _eager(training: bool, key: str) -> Measurement:
         model = factory()
         x = torch.randn(SHAPE, requires_grad=training)
         grad = torch.randn(SHAPE) if training else None
-        # inside the device context: the RoPE tables and mask the model builds are meta too
-        with EagerRecorder() as recorder, torch.set_grad_enabled(training):
+        # inside the device context: the RoPE tables and mask the model builds are meta too;
+        # attention dispatches as on a CPU (flash attention), as coda's capture does
+        with (
+            cpu_attention_dispatch(),
+            EagerRecorder() as recorder,
+            torch.set_grad_enabled(training),
+        ):
             y = model(x)
             if grad is not None:
                 y.backward(grad)

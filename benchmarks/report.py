@@ -165,7 +165,10 @@ def markdown(
     real: list[Measurement],
     crosscheck: list[dict[str, Any]],
     meta: dict[str, Any],
+    attention: list[dict[str, Any]] = (),  # type: ignore[assignment]
 ) -> str:
+    from benchmarks.attention_scaling import attention_table
+
     parts = [
         "# coda benchmarks",
         "",
@@ -182,6 +185,14 @@ def markdown(
         "## Real shapes from the kernel plan (Llama-3-1B-like block, 8192 tokens, bf16)",
         "",
         main_table(real),
+        "",
+        "## Attention against sequence length (Llama block, kernel plan, fp32, batch 2, "
+        "4 heads of 64)",
+        "",
+        "coda's attention kernels move O(S * d) bytes per head: 8x the sequence, 8x the "
+        "bytes; the S x S scores they never store would grow 64x.",
+        "",
+        attention_table(list(attention)) if attention else "(not measured in this run)",
         "",
         "## Cross-check: coda's logged bytes against the interpreted kernels' loads and stores",
         "",

@@ -41,8 +41,16 @@ ORDER = (
     "targets:gpt2-block/infer",
     "crosscheck",
     "real",
+    "attention",
 )
-QUICK = ("llama-block/train", "targets:llama-block/train", "gpt2-block/infer", "crosscheck", "real")
+QUICK = (
+    "llama-block/train",
+    "targets:llama-block/train",
+    "gpt2-block/infer",
+    "crosscheck",
+    "real",
+    "attention",
+)
 
 
 def _run_job(key: str, tmp: Path, repeats: int) -> tuple[str, Any, str]:
@@ -80,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="coda-bench-") as tmp:
         with ThreadPoolExecutor(args.jobs) as pool:
             done = list(pool.map(lambda k: _run_job(k, Path(tmp), repeats), keys))
-    results, real, crosscheck, failures = [], [], [], {}
+    results, real, crosscheck, attention, failures = [], [], [], [], {}
     targets: dict[str, dict[str, str]] = {}
     for key, data, err in done:
         if data is None:
@@ -89,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             targets[key.removeprefix(JOB_PREFIX)] = data
         elif key == "crosscheck":
             crosscheck = data
+        elif key == "attention":
+            attention = data
         elif key == "real":
             real = [Measurement.from_json(d) for d in data]
         else:
@@ -103,16 +113,19 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {args.jobs} jobs in parallel",
         "cuda": cuda,
     }
-    write_results(args.out, results, real, crosscheck, meta, failures)
+    write_results(args.out, results, real, crosscheck, meta, failures, attention)
     if not args.quick and args.out.resolve() == DEFAULT_OUT and not failures:
-        _update_readme(results, meta)
+        _update_readme(results, meta, attention)
     print((args.out / "results.md").read_text())
     for key, err in failures.items():
         print(f"job {key} failed:\n{err}", file=sys.stderr)
     return 1 if failures else 0
 
 
-def _update_readme(results: list[Measurement], meta: dict[str, Any]) -> None:
+def _update_readme(
+    results: list[Measurement], meta: dict[str, Any], attention: list[dict[str, Any]]
+) -> None:
+    from benchmarks.attention_scaling import attention_table
     from benchmarks.readme import update_readme
     from benchmarks.report import headline_table, main_table
 
@@ -123,6 +136,12 @@ def _update_readme(results: list[Measurement], meta: dict[str, Any]) -> None:
         "Llama block forward+backward, coda relative to:\n\n"
         f"{headline_table(results)}\n\n{main_table(results)}\n"
     )
+    if attention:
+        tables += (
+            "\nAttention kernels of the Llama block at two sequence lengths (kernel plan): "
+            "bytes grow with S, not S^2.\n\n"
+            f"{attention_table(attention)}\n"
+        )
     update_readme(REPO / "README.md", tables)
 
 
@@ -133,12 +152,13 @@ def write_results(
     crosscheck: list[dict[str, Any]],
     meta: dict[str, Any],
     failures: dict[str, str],
+    attention: list[dict[str, Any]] | None = None,
 ) -> None:
     from benchmarks.chart import write_chart
     from benchmarks.report import markdown
 
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(results, real, crosscheck, meta)
+    text = markdown(results, real, crosscheck, meta, attention or [])
     if failures:
         text += "\n## Failed jobs\n\n" + "\n".join(f"- {k}" for k in failures) + "\n"
     (out / "results.md").write_text(text)
@@ -147,6 +167,7 @@ def write_results(
         "results": [m.to_json() for m in results],
         "real_shapes": [m.to_json() for m in real],
         "crosscheck": crosscheck,
+        "attention_scaling": attention or [],
         "failed_jobs": sorted(failures),
     }
     (out / "results.json").write_text(json.dumps(everything, indent=1) + "\n")

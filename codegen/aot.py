@@ -27,17 +27,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import BFloat16Type, Float16Type, ModuleOp
 from xdsl.dialects.func import FuncOp
 from xdsl.ir import Operation
 
 from coda.codegen import generate_kernel_source
 from coda.codegen.resources import KernelResources, Measured, diagnostics, measure
 from coda.codegen.targets import Target, parse_target
-from coda.codegen.tile_config import GemmTile, gemm_tiles, loop_tile, sixteen_bit_operands
+from coda.codegen.tile_config import (
+    AttentionTile,
+    GemmTile,
+    attention_tiles,
+    gemm_tiles,
+    loop_tile,
+    sixteen_bit_operands,
+)
 from coda.dialects import kernel
 from coda.dialects.dtypes import torch_dtype_of
 from coda.dialects.epilogue import GemmOp
+from coda.dialects.graph import AttentionBackwardOp, AttentionOp
 from coda.runtime.kernel_cache import atomic_write, default_cache
 
 AOT_CACHE_ENV = "CODA_AOT_CACHE_DIR"
@@ -56,7 +64,8 @@ class AotKernel:
     source: str  # the Triton module compiled: what a GPU of the target should run
 
 
-KernelOps = kernel.GemmKernelOp | kernel.LoopKernelOp
+KernelOps = kernel.GemmKernelOp | kernel.LoopKernelOp | kernel.AttentionKernelOp
+Tile = GemmTile | AttentionTile
 
 
 def plan_kernels(plan: ModuleOp | FuncOp | Iterable[Operation]) -> list[tuple[str, KernelOps]]:
@@ -64,7 +73,7 @@ def plan_kernels(plan: ModuleOp | FuncOp | Iterable[Operation]) -> list[tuple[st
     ops = plan.walk() if isinstance(plan, ModuleOp | FuncOp) else plan
     found = []
     for op in ops:
-        if isinstance(op, kernel.GemmKernelOp | kernel.LoopKernelOp):
+        if isinstance(op, KernelOps):
             parent = op.parent_op()
             graph = parent.sym_name.data if isinstance(parent, FuncOp) else ""
             found.append((graph, op))
@@ -106,8 +115,12 @@ def raise_on_diagnostics(resources: Iterable[KernelResources]) -> None:
 # -- one kernel ----------------------------------------------------------------------------
 
 
-def _tiles(op: KernelOps, target: Target, forced: GemmTile | None) -> list[GemmTile | None]:
-    """GEMM tiles to try, best first (None: a loop kernel, tiled by `loop_tile`)."""
+def _tiles(op: KernelOps, target: Target, forced: GemmTile | None) -> list[Tile | None]:
+    """GEMM or attention tiles to try, best first (None: a loop kernel, tiled by
+    `loop_tile`)."""
+    if isinstance(op, kernel.AttentionKernelOp):
+        backward = "backward" in op.kernel_name
+        return list(attention_tiles(target, backward))
     if not isinstance(op, kernel.GemmKernelOp):
         return [None]
     if forced is not None:
@@ -127,7 +140,7 @@ def _compile(graph: str, op: KernelOps, target: Target, forced: GemmTile | None)
     return results[0]
 
 
-def _compile_tile(graph: str, op: KernelOps, target: Target, tile: GemmTile | None) -> AotKernel:
+def _compile_tile(graph: str, op: KernelOps, target: Target, tile: Tile | None) -> AotKernel:
     source = generate_kernel_source(op, target, tile)
     if tile is None:
         loop = loop_tile(target)
@@ -185,9 +198,18 @@ def _compile_tile(graph: str, op: KernelOps, target: Target, tile: GemmTile | No
 
 
 def _mma_expected(op: KernelOps, target: Target) -> bool:
-    """Whether the GEMM mainloop should run on tensor cores: bf16/f16 operands always;
-    float32 ones on AMD (float32 MFMAs) and on NVIDIA only when TF32 is allowed (the
-    template's INPUT_PRECISION), since IEEE float32 dots are FMAs there."""
+    """Whether the GEMM mainloop (or attention's products) should run on tensor cores:
+    bf16/f16 operands always; float32 ones on AMD (float32 MFMAs) and on NVIDIA only
+    when TF32 is allowed (the template's INPUT_PRECISION), since IEEE float32 dots are
+    FMAs there."""
+    if isinstance(op, kernel.AttentionKernelOp):
+        attention = next(
+            o for o in op.body.block.ops if isinstance(o, AttentionOp | AttentionBackwardOp)
+        )
+        elem = attention.query.type.element_type
+        if isinstance(elem, BFloat16Type | Float16Type) or target.backend == "hip":
+            return True
+        return bool(torch.backends.cuda.matmul.allow_tf32)
     if not isinstance(op, kernel.GemmKernelOp):
         return False
     gemm = next(o for o in op.body.block.ops if isinstance(o, GemmOp))

@@ -123,3 +123,46 @@ def gemm_tiles(target: Target, gemm: GemmOp) -> list[GemmTile]:
 
 def loop_tile(target: Target | None) -> LoopTile:
     return INTERPRETER_LOOP if target is None else _LOOPS[target.name]
+
+
+@dataclass(frozen=True)
+class AttentionTile:
+    """Attention kernels: BLOCK_M query rows and BLOCK_N key rows per step; the head dim
+    is one whole tile (padded to a power of two, at least 16 for tl.dot)."""
+
+    block_m: int
+    block_n: int
+    num_warps: int
+    num_stages: int
+
+    def describe(self) -> str:
+        return (
+            f"BLOCK {self.block_m}x{self.block_n}, {self.num_warps} warps, {self.num_stages} stages"
+        )
+
+
+INTERPRETER_ATTENTION = AttentionTile(32, 32, num_warps=4, num_stages=1)
+
+# Forward: 128 query rows feed Hopper's and Blackwell's 128-row MMAs (two warpgroups on
+# Hopper); the backward keeps five [64, D] tiles and two accumulators live, so it takes
+# 64 x 64 with one warpgroup. AMD: 64-row tiles keep MI300X's 64 KiB LDS for k and v.
+_ATTENTION: dict[str, tuple[AttentionTile, AttentionTile]] = {
+    "cuda:sm_90a": (AttentionTile(128, 64, 8, 2), AttentionTile(64, 64, 4, 2)),
+    "cuda:sm_100a": (AttentionTile(128, 64, 8, 2), AttentionTile(128, 64, 8, 2)),
+    "hip:gfx942": (AttentionTile(64, 64, 4, 1), AttentionTile(64, 64, 4, 1)),
+    "hip:gfx950": (AttentionTile(64, 64, 4, 1), AttentionTile(64, 64, 4, 1)),
+}
+
+
+def attention_tiles(target: Target | None, backward: bool) -> list[AttentionTile]:
+    """Tiles to try for an attention kernel on `target` (None: the interpreter), best
+    first; the ahead-of-time compile takes the first that compiles clean."""
+    if target is None:
+        return [INTERPRETER_ATTENTION]
+    first = _ATTENTION[target.name][int(backward)]
+    tiles = [
+        first,
+        replace(first, block_m=64, block_n=64, num_warps=4),
+        AttentionTile(64, 32, 4, 1),
+    ]
+    return list(dict.fromkeys(tiles))

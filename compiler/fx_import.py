@@ -574,5 +574,5 @@ LOWERINGS: dict[Any, Rule] = {
 #: rules for ops with several results: (importer, node) -> one value per result
 MULTI_RESULT_LOWERINGS: dict[Any, Callable[[Importer, fx.Node], list[SSAValue]]] = {}
 
-# prims and multi-result rules live in their own module, which registers them here
-from coda.compiler import fx_prims  # noqa: E402, F401
+# prims, multi-result and attention rules live in their own modules, which register them
+from coda.compiler import fx_attention, fx_prims  # noqa: E402, F401

@@ -8,7 +8,6 @@ Each entry gives the module factory and example input shapes.
 from __future__ import annotations
 
 import importlib.util
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,11 +93,9 @@ class LlamaBlock(nn.Module):
         q = self.q(h).view(b, s, self.heads, self.head_dim).transpose(1, 2)
         k, v = self.kv(h).view(b, s, 2 * self.kv_heads, self.head_dim).transpose(1, 2).chunk(2, 1)
         q, k = self.rope(q), self.rope(k)
-        rep = self.heads // self.kv_heads
-        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
-        mask = torch.full((s, s), float("-inf"), dtype=scores.dtype).triu(1)
-        a = torch.softmax(scores + mask, dim=-1) @ v
+        # grouped-query attention as Hugging Face's Llama runs it: one SDPA call, the
+        # key/value heads shared by groups of query heads (no repeat_interleave copy)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
         x = x + self.o(a.transpose(1, 2).reshape(b, s, d))
         h = self.norm2(x)
         return x + self.down(F.silu(self.gate(h)) * self.up(h))

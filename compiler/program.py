@@ -78,7 +78,7 @@ def build_program(
     steps: list[KernelStep | TorchStep] = []
     returned: Sequence[SSAValue] = ()
     for op in block.ops:
-        if isinstance(op, kernel.GemmKernelOp | kernel.LoopKernelOp):
+        if isinstance(op, kernel.GemmKernelOp | kernel.LoopKernelOp | kernel.AttentionKernelOp):
             steps.append(
                 KernelStep(
                     name=op.kernel_name,

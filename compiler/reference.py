@@ -20,6 +20,8 @@ from coda.dialects import epilogue, graph, kernel
 from coda.dialects.dtypes import torch_dtype_of
 from coda.dialects.pointwise_fns import POINTWISE_FNS
 
+aten = torch.ops.aten
+
 
 def resolve_target(target: str) -> Callable[..., Any]:
     """`aten.cumsum.default` -> torch.ops.aten.cumsum.default."""
@@ -127,6 +129,8 @@ def evaluate(op: Operation, args: Sequence[Any], device: torch.device) -> list[A
     elif isinstance(op, graph.OpaqueOp):
         result = opaque_callable(op)(*args)
         return list(result) if isinstance(result, tuple | list) else [result]
+    elif isinstance(op, graph.AttentionOp | graph.AttentionBackwardOp):
+        return _evaluate_attention(op, args)
     elif isinstance(op, epilogue.GemmOp):
         return _evaluate_gemm(op, args)
     elif isinstance(op, kernel.KernelOp):
@@ -134,6 +138,24 @@ def evaluate(op: Operation, args: Sequence[Any], device: torch.device) -> list[A
     else:
         raise NotImplementedError(f"no reference semantics for '{op.name}'")
     return [out.to(_dtype(op.results[0]))]
+
+
+def _evaluate_attention(
+    op: graph.AttentionOp | graph.AttentionBackwardOp, args: Sequence[Any]
+) -> list[Any]:
+    """torch's own flash attention (the ops the importer recognizes), so the saved lse
+    means the same thing on both sides of a fallback."""
+    mask = args[-1] if op.mask is not None else None
+    kwargs = {"attn_mask": mask, "scale": op.scale_value}
+    if isinstance(op, graph.AttentionOp):
+        q, k, v = args[:3]
+        out = aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, op.is_causal, **kwargs)
+    else:
+        grad_out, q, k, v, o, lse = args[:6]
+        out = aten._scaled_dot_product_flash_attention_for_cpu_backward(
+            grad_out, q, k, v, o, lse, 0.0, op.is_causal, **kwargs
+        )
+    return list(out)
 
 
 def _evaluate_gemm(op: epilogue.GemmOp, args: Sequence[Any]) -> list[Any]:

@@ -137,12 +137,15 @@ def kernel_summary(module: ModuleOp) -> str:
             )
         gemms = sum(isinstance(op, kernel.GemmKernelOp) for op in kernels)
         fallbacks = sum(isinstance(op, kernel.FallbackKernelOp) for op in kernels)
+        attention = sum(isinstance(op, kernel.AttentionKernelOp) for op in kernels)
         counts = [_memory_bound(op) for op in kernels]
         inside, outside = sum(c[0] for c in counts), sum(c[1] for c in counts)
         fused_in += inside
         fused_total += inside + outside
         lines.append(
-            f"  {len(kernels)} launches ({gemms} gemm, {fallbacks} torch fallback), "
+            f"  {len(kernels)} launches ({gemms} gemm, "
+            + (f"{attention} attention, " if attention else "")
+            + f"{fallbacks} torch fallback), "
             f"{total_read + total_written} bytes moved (static estimate), "
             f"{inside} of {inside + outside} memory-bound ops in GEMM epilogues"
         )

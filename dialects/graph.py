@@ -1,7 +1,7 @@
 """The `graph` dialect: the tensor program imported from FX.
 
 A deliberately small, closed op set; everything the importer meets lowers to one of
-these, and fusion only has to reason about seven kinds of op:
+these, and fusion only has to reason about eight kinds of op (nine with the attention backward):
 
     graph.matmul     C = A @ B, optional leading batch dim (mm, bmm, addmm, linear)
     graph.pointwise  elementwise function from `pointwise_fns` with broadcasting
@@ -9,6 +9,8 @@ these, and fusion only has to reason about seven kinds of op:
     graph.view       reshape / permute / expand / slice: no data movement
     graph.concat     tensors joined along a dim (a loop kernel picks by index range)
     graph.constant   a splat scalar (0-d or broadcast) constant
+    graph.attention  scaled dot-product attention, and graph.attention_backward
+                     (in `graph_attention`: one IO-aware kernel each)
     graph.opaque     any other aten op, run through torch at runtime
 """
 
@@ -44,6 +46,7 @@ from xdsl.irdl import (
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
+from coda.dialects.graph_attention import AttentionBackwardOp, AttentionOp
 from coda.dialects.pointwise_fns import POINTWISE_FNS
 
 
@@ -455,11 +458,23 @@ class OpaqueOp(IRDLOperation):
 
 Graph = Dialect(
     "graph",
-    [MatmulOp, PointwiseOp, ReduceOp, ViewOp, ConcatOp, ConstantOp, OpaqueOp],
+    [
+        MatmulOp,
+        PointwiseOp,
+        ReduceOp,
+        ViewOp,
+        ConcatOp,
+        ConstantOp,
+        OpaqueOp,
+        AttentionOp,
+        AttentionBackwardOp,
+    ],
     [],
 )
 
 __all__ = [
+    "AttentionBackwardOp",
+    "AttentionOp",
     "ConcatOp",
     "ConstantOp",
     "Graph",

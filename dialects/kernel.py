@@ -8,6 +8,8 @@ moves no data and costs no launch.
 
     kernel.gemm      one epilogue.gemm: GEMM mainloop + epilogue program
     kernel.loop      loop-fused graph.pointwise / graph.reduce ops over one shape
+    kernel.attention one graph.attention or graph.attention_backward (tiled, online
+                     softmax), reading its operands through views in place
     kernel.fallback  one graph.opaque (or other unsupported work) run by torch
 """
 
@@ -47,7 +49,7 @@ class YieldOp(IRDLOperation):
 
 
 class KernelOp(IRDLOperation):
-    """Shared structure and syntax of the three kernel kinds:
+    """Shared structure and syntax of the four kernel kinds:
 
     %r = kernel.gemm "name" (%a, %b) : (types) -> (types) { ^bb0(...): ... kernel.yield }
     """
@@ -171,9 +173,32 @@ class LoopKernelOp(KernelOp):
 
 
 @irdl_op_definition
+class AttentionKernelOp(KernelOp):
+    name = "kernel.attention"
+    KIND: ClassVar[str] = "attention"
+
+    def verify_contents(self, block: Block) -> None:
+        ops = _body_ops(block)
+        attention = [op for op in ops if op.name in ("graph.attention", "graph.attention_backward")]
+        if len(attention) != 1:
+            raise VerifyException(
+                "'kernel.attention' must contain exactly one graph.attention or "
+                f"graph.attention_backward, found {len(attention)}"
+            )
+        for op in ops:
+            if op is not attention[0] and op.name != "graph.view":
+                raise VerifyException(
+                    f"'kernel.attention' cannot contain '{op.name}': only the attention op "
+                    "and the views it reads its operands through"
+                )
+
+
+@irdl_op_definition
 class FallbackKernelOp(KernelOp):
     name = "kernel.fallback"
     KIND: ClassVar[str] = "fallback"
 
 
-Kernel = Dialect("kernel", [GemmKernelOp, LoopKernelOp, FallbackKernelOp, YieldOp], [])
+Kernel = Dialect(
+    "kernel", [GemmKernelOp, LoopKernelOp, AttentionKernelOp, FallbackKernelOp, YieldOp], []
+)

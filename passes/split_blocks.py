@@ -3,6 +3,10 @@
   - each `epilogue.gemm` (and any bare `graph.matmul`) becomes a `kernel.gemm`; a
     result its users only read head-split (reshape + permute) is stored in that
     layout (the kernel yields the view);
+  - each `graph.attention` / `graph.attention_backward` becomes a `kernel.attention`
+    that reads q, k, v (and the mask, dout, ...) through their view chains in place: a
+    head split, a GQA broadcast of k/v (expand + reshape) or a broadcast mask is an
+    address map, never a copy;
   - each `graph.opaque` becomes a `kernel.fallback`;
   - `graph.pointwise`, `graph.reduce` and `graph.concat` ops are loop-fused into
     `kernel.loop`s: an op joins the group of one of its producers when it iterates
@@ -314,6 +318,9 @@ def _outline(
             else:
                 inputs.append(operand)
     results = users_outside([r for op in members for r in op.results], member_set)
+    if kind is kernel.AttentionKernelOp:
+        # the templates write every result (an unused lse costs S floats per head)
+        results = [r for op in members for r in op.results]
     body = Block(arg_types=[v.type for v in inputs])
     mapping: dict[SSAValue, SSAValue] = {}
     for outer, arg in zip(inputs, body.args, strict=True):
@@ -367,11 +374,23 @@ def _loop_label(members: Sequence[Operation]) -> str:
     return "_".join(list(dict.fromkeys(labels))[:4])
 
 
+def _attention_label(op: graph.AttentionOp | graph.AttentionBackwardOp) -> str:
+    heads = (graph.tensor_shape(op.query)[1], graph.tensor_shape(op.key)[1])
+    labels = ["backward"] if isinstance(op, graph.AttentionBackwardOp) else []
+    labels += ["causal"] if op.is_causal else []
+    labels += ["mask"] if op.mask is not None else []
+    labels += ["gqa"] if heads[0] != heads[1] else []
+    return "_".join(labels)
+
+
+_PREFIXES = {"gemm": "gemm", "loop": "loop", "attention": "attn", "fallback": "torch"}
+
+
 def _number_kernels(block: Block) -> None:
     """Name kernels `<kind><position>_<label>` in launch order."""
     kernels = [op for op in block.ops if isinstance(op, kernel.KernelOp)]
     for index, op in enumerate(kernels):
-        prefix = {"gemm": "gemm", "loop": "loop", "fallback": "torch"}[op.KIND]
+        prefix = _PREFIXES[op.KIND]
         # renumbering an already split module keeps the labels, not the old numbers
         label = re.sub(rf"^{prefix}\d+_?", "", op.kernel_name)
         op.sym_name = StringAttr(f"{prefix}{index}_{label}" if label else f"{prefix}{index}")
@@ -380,7 +399,12 @@ def _number_kernels(block: Block) -> None:
 def _fresh_buffer(value: SSAValue) -> bool:
     """`value` will be a contiguous buffer that a generated kernel writes."""
     return isinstance(
-        value.owner, kernel.GemmKernelOp | graph.PointwiseOp | graph.ReduceOp | graph.ConcatOp
+        value.owner,
+        kernel.GemmKernelOp
+        | kernel.AttentionKernelOp
+        | graph.PointwiseOp
+        | graph.ReduceOp
+        | graph.ConcatOp,
     )
 
 
@@ -474,6 +498,10 @@ def split_block(block: Block) -> None:
         )
         assert isinstance(outlined, kernel.GemmKernelOp)
         _store_through_views(outlined, block)
+    attention = graph.AttentionOp | graph.AttentionBackwardOp
+    for op in [op for op in block.ops if isinstance(op, attention)]:
+        label = _attention_label(op)
+        _outline(kernel.AttentionKernelOp, label, [op], block, _view_chains(op))
     for opaque in [op for op in block.ops if isinstance(op, graph.OpaqueOp)]:
         label = opaque.target.data.split(".")[1] if "." in opaque.target.data else "op"
         _outline(kernel.FallbackKernelOp, label, [opaque], block)

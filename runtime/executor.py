@@ -38,7 +38,7 @@ class KernelStep:
     """
 
     name: str
-    kind: str  # "gemm" | "loop"
+    kind: str  # "gemm" | "loop" | "attention"
     source: str
     inputs: tuple[str, ...]
     outputs: tuple[OutputSpec, ...]
