@@ -9,6 +9,7 @@ Patterns (each small, each tested in tests/filecheck/passes/canonicalize.mlir):
   - a reshape of a reduction (through scalar pointwise ops) that restores the reduced
     dims as size 1 is the reduction with keepdim; sum / N is mean;
   - negated pieces of a concat become a sign concat multiplied in after it;
+  - a concat of slices of f(a, b) is f of the concats of a's and b's slices;
   - an `expand` feeding a pointwise op is dropped where the op broadcasts anyway, or
     moved below it where all its operands are expanded (the op runs on the small shape);
 then common-subexpression elimination, and dead pure ops are dropped.
@@ -186,6 +187,72 @@ class SumOverCountIsMean(RewritePattern):
         rewriter.replace(op, new)
 
 
+class ConcatOfSlicesThroughPointwise(RewritePattern):
+    """concat(slice(f(a, b)), slice(f(a, b)), ...) along one dim is f(concat(slices of
+    a), concat(slices of b)): elementwise functions commute with rearranging elements
+    (RoPE's rotate-half of dq * sin). The concatenation then reads a and b, which
+    exist, instead of f(a, b), which a kernel would have to write first; operands that
+    broadcast along the dim are used as they are."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.ConcatOp, rewriter: PatternRewriter) -> None:
+        axis = op.axis
+        views = [v.owner for v in op.inputs]
+        if not all(
+            isinstance(view, graph.ViewOp)
+            and view.kind.data == "slice"
+            and view.slice_spec[0] == axis
+            and view.slice_spec[2] == 1
+            and view.result.has_one_use()
+            for view in views
+        ):
+            return
+        source = views[0].input  # type: ignore[union-attr]
+        producer = source.owner
+        if not isinstance(producer, graph.PointwiseOp) or producer.fn.data == "cast":
+            return
+        if any(view.input is not source for view in views):  # type: ignore[union-attr]
+            return
+        if source.uses.get_length() != len(views):
+            return  # f(a, b) is needed anyway: reading it is cheaper than its operands
+        full = graph.tensor_shape(source)
+        new_ops: list = []
+        operands: list[SSAValue] = []
+        for operand in producer.inputs:
+            shape = graph.tensor_shape(operand)
+            dim = axis - (len(full) - len(shape))
+            if dim < 0 or shape[dim] == 1:
+                operands.append(operand)  # the same along the axis: nothing to rearrange
+                continue
+            if shape != full:
+                # a broadcast table (RoPE's sin): rearranged in the full shape, so the
+                # concat iterates like its users and runs in their loop kernel
+                expand = graph.ViewOp(
+                    "expand", operand, TensorType(operand.type.element_type, full)
+                )
+                new_ops.append(expand)
+                operand, shape, dim = expand.result, full, axis
+            pieces = []
+            for view in views:
+                _, start, _ = view.slice_spec  # type: ignore[union-attr]
+                size = graph.tensor_shape(view.result)[axis]  # type: ignore[union-attr]
+                piece_shape = [*shape[:dim], size, *shape[dim + 1 :]]
+                piece = graph.ViewOp(
+                    "slice",
+                    operand,
+                    TensorType(operand.type.element_type, piece_shape),
+                    slice=(dim, start, 1),
+                )
+                new_ops.append(piece)
+                pieces.append(piece.result)
+            out_shape = [*shape[:dim], graph.tensor_shape(op.result)[axis], *shape[dim + 1 :]]
+            joined = graph.ConcatOp(pieces, dim, TensorType(operand.type.element_type, out_shape))
+            new_ops.append(joined)
+            operands.append(joined.result)
+        new_ops.append(graph.PointwiseOp(producer.fn.data, operands, op.result.type))
+        rewriter.replace(op, new_ops)
+
+
 def _expanded(value: SSAValue) -> SSAValue | None:
     """The input of the `expand` view that makes `value`, if it is one."""
     view = value.owner
@@ -269,6 +336,7 @@ CANONICALIZATION_PATTERNS = (
     NegOutOfConcat(),
     ExpandIsBroadcast(),
     SinkExpandBelowPointwise(),
+    ConcatOfSlicesThroughPointwise(),
 )
 
 

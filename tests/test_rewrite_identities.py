@@ -70,3 +70,16 @@ def test_expand_commutes_with_pointwise_and_is_broadcasting() -> None:
     assert torch.equal(expanded / c, (a / c).expand(4, 8))
     assert torch.equal(torch.nn.functional.silu(expanded), torch.nn.functional.silu(a).expand(4, 8))
     assert torch.equal(expanded * b, a * b)
+
+
+def test_rearranging_commutes_with_elementwise_functions() -> None:
+    """canonicalize: cat(f(a, b)[..., h:], f(a, b)[..., :h]) is f(cat(a[..., h:],
+    a[..., :h]), cat(b'[..., h:], b'[..., :h])) with b' = b broadcast to a's shape."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(2, 3, 8, generator=gen, dtype=torch.float64)
+    b = torch.randn(8, generator=gen, dtype=torch.float64)
+    p = a * b
+    left = torch.cat([p[..., 4:], p[..., :4]], dim=-1)
+    wide = b.expand(2, 3, 8)
+    right = torch.cat([a[..., 4:], a[..., :4]], -1) * torch.cat([wide[..., 4:], wide[..., :4]], -1)
+    assert torch.equal(left, right)

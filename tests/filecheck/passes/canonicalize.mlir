@@ -146,3 +146,24 @@ func.func @expand_that_sets_the_shape(%r: tensor<4x1xf32>) -> (tensor<4x8xf32>, 
 // CHECK-NEXT:    %[[N:.*]] = graph.pointwise "neg"(%r) : (tensor<4x1xf32>) -> tensor<4x1xf32>
 // CHECK-NEXT:    %[[E:.*]] = graph.view "expand" %[[N]] : tensor<4x1xf32> -> tensor<4x8xf32>
 // CHECK-NEXT:    func.return %[[E]], %e
+
+// CHECK-LABEL: func.func @rotate_half_of_a_product
+// rotate-half of dq * sin (RoPE's backward) rearranges dq and sin instead: the
+// concatenation then reads tensors that exist, and the table is rearranged in the full
+// shape so that the concat iterates like its users.
+func.func @rotate_half_of_a_product(%dq: tensor<2x8xf32>, %sin: tensor<8xf32>) -> tensor<2x8xf32> {
+  %p = graph.pointwise "mul"(%dq, %sin) : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
+  %hi = graph.view "slice" %p slice array<i64: 1, 4, 1> : tensor<2x8xf32> -> tensor<2x4xf32>
+  %lo = graph.view "slice" %p slice array<i64: 1, 0, 1> : tensor<2x8xf32> -> tensor<2x4xf32>
+  %r = graph.concat %hi, %lo dim 1 : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x8xf32>
+  func.return %r : tensor<2x8xf32>
+}
+// CHECK-DAG:     %[[A:.*]] = graph.view "slice" %dq slice array<i64: 1, 4, 1>
+// CHECK-DAG:     %[[B:.*]] = graph.view "slice" %dq slice array<i64: 1, 0, 1>
+// CHECK-DAG:     %[[D:.*]] = graph.concat %[[A]], %[[B]] dim 1
+// CHECK-DAG:     %[[E:.*]] = graph.view "expand" %sin : tensor<8xf32> -> tensor<2x8xf32>
+// CHECK-DAG:     %[[S1:.*]] = graph.view "slice" %[[E]] slice array<i64: 1, 4, 1>
+// CHECK-DAG:     %[[S2:.*]] = graph.view "slice" %[[E]] slice array<i64: 1, 0, 1>
+// CHECK-DAG:     %[[T:.*]] = graph.concat %[[S1]], %[[S2]] dim 1
+// CHECK:         %[[R:.*]] = graph.pointwise "mul"(%[[D]], %[[T]])
+// CHECK-NEXT:    func.return %[[R]]
