@@ -3,8 +3,8 @@
 // Attention after projections: q is split into heads from a GEMM result, k/v are one
 // projection's halves broadcast over query-head groups (Hugging Face's repeat_kv:
 // expand + reshape) and the mask is broadcast from [S, S]. Every view moves into the
-// kernel.attention, which reads the tensors in place: no copy kernel, and the q
-// projections store their results head-major for it.
+// kernel.attention, which reads the tensors in place: no copy kernel, and the q and kv
+// projections (one merged kernel) store their results head-major for it.
 // CHECK-LABEL: func.func @attention
 func.func @attention(%x: tensor<8x64xf32>, %wq: tensor<64x64xf32>, %wkv: tensor<64x64xf32>, %mask: tensor<8x8xf32>) -> tensor<1x4x8x16xf32> {
   %q2 = graph.matmul %x, %wq : (tensor<8x64xf32>, tensor<64x64xf32>) -> tensor<8x64xf32>
@@ -26,10 +26,9 @@ func.func @attention(%x: tensor<8x64xf32>, %wq: tensor<64x64xf32>, %wkv: tensor<
   %o, %lse = graph.attention %q, %k, %v mask %m scale 2.500000e-01 : f64 : (tensor<1x4x8x16xf32>, tensor<1x4x8x16xf32>, tensor<1x4x8x16xf32>, tensor<1x4x8x8xf32>) -> (tensor<1x4x8x16xf32>, tensor<1x4x8xf32>)
   func.return %o : tensor<1x4x8x16xf32>
 }
-// CHECK-NEXT:    %q = kernel.gemm "gemm0" (%x, %wq) : (tensor<8x64xf32>, tensor<64x64xf32>) -> (tensor<1x4x8x16xf32>)
-// CHECK:         %kv = kernel.gemm "gemm1" (%x, %wkv) : (tensor<8x64xf32>, tensor<64x64xf32>) -> (tensor<1x4x8x16xf32>)
+// CHECK-NEXT:    %q, %kv = kernel.gemm "gemm0" (%x, %wq, %wkv) : (tensor<8x64xf32>, tensor<64x64xf32>, tensor<64x64xf32>) -> (tensor<1x4x8x16xf32>, tensor<1x4x8x16xf32>)
 // CHECK-NOT:     kernel.loop
-// CHECK:         %o, %lse = kernel.attention "attn2_mask" (%kv, %mask, %q) : (tensor<1x4x8x16xf32>, tensor<8x8xf32>, tensor<1x4x8x16xf32>) -> (tensor<1x4x8x16xf32>, tensor<1x4x8xf32>) {
+// CHECK:         %o, %lse = kernel.attention "attn1_mask" (%kv, %mask, %q) : (tensor<1x4x8x16xf32>, tensor<8x8xf32>, tensor<1x4x8x16xf32>) -> (tensor<1x4x8x16xf32>, tensor<1x4x8xf32>) {
 // CHECK-NEXT:    ^bb0(%kv_1: tensor<1x4x8x16xf32>, %mask_1: tensor<8x8xf32>, %q_1: tensor<1x4x8x16xf32>):
 // CHECK-NEXT:      %k1 = graph.view "slice" %kv_1 slice array<i64: 1, 0, 1>
 // CHECK-NEXT:      %k2 = graph.view "reshape" %k1
