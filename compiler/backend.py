@@ -33,6 +33,7 @@ from torch._functorch.aot_autograd import make_boxed_func
 from torch._functorch.partitioners import min_cut_rematerialization_partition
 
 from coda.compiler.fold_constants import fold_constants
+from coda.compiler.fuse_cross_entropy import fuse_cross_entropy
 from coda.compiler.fx_import import UnsupportedGraph, import_graph
 from coda.compiler.pipeline import lower
 
@@ -179,7 +180,10 @@ def _boxed(
 def partition(joint: fx.GraphModule, joint_inputs: Sequence[Any], **kwargs: Any) -> Any:
     """AOTAutograd's min-cut partitioner, recomputing views in the backward instead of
     saving them: coda's kernels read views in place, but a saved view that strides
-    cannot express (q's `[B*S, H*D] -> [B*H, S, D]` head split) would need a copy."""
+    cannot express (q's `[B*S, H*D] -> [B*H, S, D]` head split) would need a copy.
+    Cross-entropy is rewritten first (`fuse_cross_entropy`) so that the forward saves
+    the LM head's operands and logsumexp instead of `[tokens, vocab]` log-probabilities."""
+    fuse_cross_entropy(joint)
     with torch._functorch.config.patch(recompute_views=True):
         return min_cut_rematerialization_partition(joint, joint_inputs, **kwargs)
 
