@@ -68,13 +68,19 @@ def _log_softmax_input(logp: fx.Node) -> fx.Node | None:
         return None
     x, amax = shifted.args
     total = log_sum.args[0]
-    if not (_is(amax, aten.amax.default) and amax.args[0] is x and _is(total, aten.sum.dim_IntList)):
+    if not (
+        _is(amax, aten.amax.default) and amax.args[0] is x and _is(total, aten.sum.dim_IntList)
+    ):
         return None
     exp = total.args[0]
     if not (_is(exp, aten.exp.default) and exp.args[0] is shifted):
         return None
     rank = x.meta["val"].dim()
-    if rank != 2 or [d % rank for d in amax.args[1]] != [1] or [d % rank for d in total.args[1]] != [1]:
+    if (
+        rank != 2
+        or [d % rank for d in amax.args[1]] != [1]
+        or [d % rank for d in total.args[1]] != [1]
+    ):
         return None
     return x
 
