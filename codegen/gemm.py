@@ -44,6 +44,7 @@ from coda.dialects.epilogue import (
     ConstantOp,
     GemmOp,
     MapOp,
+    ReduceOp,
     ScaleOp,
     StoreOp,
     TileValueType,
@@ -204,6 +205,7 @@ class _GemmGenerator:
             raise CodegenError(f'kernel.gemm "{kernel.kernel_name}" has no results')
         self.helpers: set[str] = set()  # triton.language @jit helpers the kernel calls
         self.var: dict[SSAValue, str] = {}  # epilogue value -> Python expression
+        self.combines: set[str] = set()  # tl.reduce combine helpers (_sum, _max)
 
     @property
     def _dims(self) -> list[str]:
@@ -361,7 +363,7 @@ class _GemmGenerator:
             acc_name=self.ir.name(args[0]),
             epilogue=epilogue,
             helpers=[(n, *JIT_HELPERS[n]) for n in sorted(self.helpers)],
-            combines=[],
+            combines=sorted(self.combines),
             out_tensor=self.outputs[0].tensor,
         )
 
@@ -408,6 +410,9 @@ class _GemmGenerator:
         if isinstance(op, StoreOp):
             stmt.lines += self._store(op)
             return stmt
+        if isinstance(op, ReduceOp):
+            stmt.lines += self._partial_reduce(op)
+            return stmt
         if isinstance(op, ConstantOp):
             # a literal needs no variable: its uses splice it in
             self.var[op.result] = literal(op.value)
@@ -444,6 +449,60 @@ class _GemmGenerator:
             stored = store_expr(value, out.ptr, out_type, self.helpers)
             lines.append(f"tl.store({out.ptrs}, {stored}, mask=mask)")
         return lines or [f"pass  # result {index} is not a result of the kernel"]
+
+    def _partial_reduce(self, op: ReduceOp) -> list[str]:
+        """epilogue.reduce: the tile as [BLOCK_M, BLOCK_N / columns, columns] groups,
+        reduced over the last axis; program pid_n writes partials pid_n * (BLOCK_N /
+        columns) onwards. Columns past N hold the kind's identity."""
+        columns = op.columns.value.data
+        if self.tile.block_n % columns:
+            raise CodegenError(
+                f'kernel.gemm "{self.kernel.kernel_name}": BLOCK_N {self.tile.block_n} is not '
+                f"a multiple of the {columns} columns per partial"
+            )
+        kind = op.kind.data
+        x = self.var[op.value]
+        groups = f"BLOCK_N // {columns}"
+        name = self.namer.fresh(f"{self.ir.name(op.value)[1:]}_{kind}")
+        identity = 'float("-inf")' if kind in ("max", "logsumexp") else "0.0"
+        value = f"{x} * {x}" if kind == "sumsq" else x
+        lines = [
+            f"{name} = tl.reshape(tl.where(mask, {value}, {identity}), "
+            f"(BLOCK_M, {groups}, {columns}))"
+        ]
+        # tl.reduce with module-local combines: tl.sum/tl.max cannot run in the
+        # interpreter when it is switched on only for this module (helpers.j2)
+        self.combines.add("_max" if kind == "max" else "_sum")
+        if kind in ("sum", "sumsq"):
+            lines.append(f"{name} = tl.reduce({name}, 2, _sum)")
+        elif kind == "max":
+            lines.append(f"{name} = tl.reduce({name}, 2, _max)")
+        else:
+            # max-shifted; a group with no column in range (all -inf) gives -inf, not NaN
+            self.combines.add("_max")
+            top = self.namer.fresh(f"{name}_max")
+            lines += [
+                f"{top} = tl.reduce({name}, 2, _max)",
+                f'{top} = tl.where({top} == float("-inf"), 0.0, {top})',
+                f"{name} = {top} + tl.log(tl.reduce(tl.exp({name} - {top}[:, :, None]), 2, _sum))",
+            ]
+        index = op.index.value.data
+        offs = self.namer.fresh(f"{name}_offs")
+        lines.append(f"{offs} = pid_n * ({groups}) + tl.arange(0, {groups})")
+        partials = tensor_shape(self.gemm.outputs[index])[-1]
+        for out in (o for o in self.outputs if o.index == index):
+            if out.address is not None:
+                raise CodegenError(
+                    f'kernel.gemm "{self.kernel.kernel_name}": partials are stored in place'
+                )
+            batch = _batch_offset(self.batch_dims, out.strides)
+            lines += [
+                f"{out.ptrs} = {out.ptr}{batch} + offs_m[:, None] * {out.strides['m']}"
+                f" + {offs}[None, :] * {out.strides['n']}",
+                f"tl.store({out.ptrs}, {name}, "
+                f"mask=mask_m[:, None] & ({offs} < {partials})[None, :])",
+            ]
+        return lines
 
     def _map_expr(self, op: MapOp) -> str:
         operands = [self.var[v] for v in op.inputs]
