@@ -90,6 +90,8 @@ class EpilogueGroup:
             )
         if not isinstance(op, graph.PointwiseOp):
             return False
+        if self._broadcast_producer(op, member_set):
+            return can_contract(dataflow, [*self.members, op])
         shape = graph.tensor_shape(op.result)
         if not _regroups_rows(shape, self.out_shape):
             return False
@@ -102,6 +104,23 @@ class EpilogueGroup:
             elif not _is_splat_constant(operand) and not self._takes_input(operand, shape):
                 return False
         return uses_group and can_contract(dataflow, [*self.members, op])
+
+    def _broadcast_producer(self, op: graph.PointwiseOp, members: set[Operation]) -> bool:
+        """`op` builds a full tile from rows, columns and scalars only (a one-hot mask
+        `iota == target`) for elementwise ops over the tile, which then join through
+        it: computed on chip, the mask is never written as an [M, N] tensor."""
+        if graph.tensor_shape(op.result) != self.out_shape or not op.result.uses:
+            return False
+        if not all(
+            _is_splat_constant(v) or _input_kind(v, self.out_shape) in ("row", "col", "scalar")
+            for v in op.inputs
+        ):
+            return False
+        return all(
+            isinstance(use.operation, graph.PointwiseOp)
+            and graph.tensor_shape(use.operation.results[0]) == self.out_shape
+            for use in op.result.uses
+        )
 
     def _takes_input(self, operand: SSAValue, shape: tuple[int, ...]) -> bool:
         """Whether `operand`, broadcast over a value of `shape`, can be an epilogue input."""
