@@ -147,3 +147,22 @@ func.func @plain(%x: tensor<4x8xf32>, %w: tensor<8x16xf32>) -> tensor<4x16xf32> 
 // CHECK-NEXT:    }
 // CHECK-NEXT:    func.return %y : tensor<4x16xf32>
 // CHECK-NEXT:  }
+
+// Partial row reductions: each writes [M, ceil(N / columns)] partials, here 70 / 32 -> 3.
+func.func @partials(%x: tensor<4x8xf32>, %w: tensor<8x70xf32>) -> (tensor<4x3xf32>, tensor<4x3xf32>, tensor<4x70xf32>) {
+  %s, %l, %y = epilogue.gemm %x, %w : (tensor<4x8xf32>, tensor<8x70xf32>) -> (tensor<4x3xf32>, tensor<4x3xf32>, tensor<4x70xf32>) {
+  ^tile(%acc: !epilogue.tile<f32>):
+    epilogue.reduce "sumsq" %acc : !epilogue.tile<f32> -> result 0 columns 32
+    epilogue.reduce "logsumexp" %acc : !epilogue.tile<f32> -> result 1 columns 32
+    epilogue.store %acc : !epilogue.tile<f32> -> result 2
+  }
+  func.return %s, %l, %y : tensor<4x3xf32>, tensor<4x3xf32>, tensor<4x70xf32>
+}
+
+// CHECK-LABEL: func.func @partials
+// CHECK-NEXT:    %s, %l, %y = epilogue.gemm %x, %w : (tensor<4x8xf32>, tensor<8x70xf32>) -> (tensor<4x3xf32>, tensor<4x3xf32>, tensor<4x70xf32>) {
+// CHECK-NEXT:    ^tile(%acc: !epilogue.tile<f32>):
+// CHECK-NEXT:      epilogue.reduce "sumsq" %acc : !epilogue.tile<f32> -> result 0 columns 32
+// CHECK-NEXT:      epilogue.reduce "logsumexp" %acc : !epilogue.tile<f32> -> result 1 columns 32
+// CHECK-NEXT:      epilogue.store %acc : !epilogue.tile<f32> -> result 2
+// CHECK-NEXT:    }
