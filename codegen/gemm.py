@@ -205,7 +205,6 @@ class _GemmGenerator:
             raise CodegenError(f'kernel.gemm "{kernel.kernel_name}" has no results')
         self.helpers: set[str] = set()  # triton.language @jit helpers the kernel calls
         self.var: dict[SSAValue, str] = {}  # epilogue value -> Python expression
-        self.combines: set[str] = set()  # tl.reduce combine helpers (_sum, _max)
 
     @property
     def _dims(self) -> list[str]:
@@ -363,7 +362,7 @@ class _GemmGenerator:
             acc_name=self.ir.name(args[0]),
             epilogue=epilogue,
             helpers=[(n, *JIT_HELPERS[n]) for n in sorted(self.helpers)],
-            combines=sorted(self.combines),
+            combines=[],
             out_tensor=self.outputs[0].tensor,
         )
 
@@ -470,22 +469,19 @@ class _GemmGenerator:
             f"{name} = tl.reshape(tl.where(mask, {value}, {identity}), "
             f"(BLOCK_M, {groups}, {columns}))"
         ]
-        # tl.reduce with module-local combines: tl.sum/tl.max cannot run in the
-        # interpreter when it is switched on only for this module (helpers.j2)
-        self.combines.add("_max" if kind == "max" else "_sum")
         if kind in ("sum", "sumsq"):
-            lines.append(f"{name} = tl.reduce({name}, 2, _sum)")
+            lines += self._tree(name, "+", columns)
         elif kind == "max":
-            lines.append(f"{name} = tl.reduce({name}, 2, _max)")
+            lines += self._tree(name, "max", columns)
         else:
             # max-shifted; a group with no column in range (all -inf) gives -inf, not NaN
-            self.combines.add("_max")
             top = self.namer.fresh(f"{name}_max")
-            lines += [
-                f"{top} = tl.reduce({name}, 2, _max)",
-                f'{top} = tl.where({top} == float("-inf"), 0.0, {top})',
-                f"{name} = {top} + tl.log(tl.reduce(tl.exp({name} - {top}[:, :, None]), 2, _sum))",
-            ]
+            lines.append(f"{top} = {name}")
+            lines += self._tree(top, "max", columns)
+            lines.append(f'{top} = tl.where({top} == float("-inf"), 0.0, {top})')
+            lines.append(f"{name} = tl.exp({name} - {top}[:, :, None])")
+            lines += self._tree(name, "+", columns)
+            lines.append(f"{name} = {top} + tl.log({name})")
         index = op.index.value.data
         offs = self.namer.fresh(f"{name}_offs")
         lines.append(f"{offs} = pid_n * ({groups}) + tl.arange(0, {groups})")
@@ -502,6 +498,26 @@ class _GemmGenerator:
                 f"tl.store({out.ptrs}, {name}, "
                 f"mask=mask_m[:, None] & ({offs} < {partials})[None, :])",
             ]
+        return lines
+
+    def _tree(self, var: str, combine: str, columns: int) -> list[str]:
+        """Reduce `var`, [BLOCK_M, groups, columns], over its last axis by halving it
+        (adjacent pairs via tl.split), leaving [BLOCK_M, groups]. Elementwise steps:
+        tl.reduce with a module-local combine runs element by element in the
+        interpreter (its fast paths know only triton.language's own combines, which
+        cannot run here: helpers.j2), and the halving is as valid on a GPU."""
+        lines = []
+        width = columns
+        while width > 1:
+            width //= 2
+            lo, hi = self.namer.fresh(f"{var}_lo"), self.namer.fresh(f"{var}_hi")
+            lines.append(
+                f"{lo}, {hi} = tl.split(tl.reshape({var}, (BLOCK_M, BLOCK_N // {columns}, "
+                f"{width}, 2)))"
+            )
+            both = f"tl.maximum({lo}, {hi})" if combine == "max" else f"{lo} + {hi}"
+            lines.append(f"{var} = {both}")
+        lines.append(f"{var} = tl.reshape({var}, (BLOCK_M, BLOCK_N // {columns}))")
         return lines
 
     def _map_expr(self, op: MapOp) -> str:
