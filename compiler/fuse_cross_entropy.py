@@ -186,27 +186,37 @@ def _rewrite(gm: fx.GraphModule, ce: _CrossEntropy, fake_mode: Any) -> None:
             diff = build(aten.sub.Tensor, probs, onehot_f)
             dlogits = build(aten.mul.Tensor, diff, build(aten.view.default, scale, [tokens, 1]))
         ce.dlogits.replace_all_uses_with(dlogits)
-        _recompute_in_backward(ce.logits, onehot)
+        _recompute_in_backward(ce.logits, onehot, ce.target)
     graph.eliminate_dead_code()
 
 
-def _recompute_in_backward(logits: fx.Node, onehot: fx.Node) -> None:
+#: GEMMs whose output the backward recomputes rather than saves
+_GEMMS = (aten.mm.default, aten.addmm.default, aten.bmm.default)
+
+
+def _recompute_in_backward(logits: fx.Node, onehot: fx.Node, target: fx.Node) -> None:
     """Tag the GEMM computing `logits` (and the views after it) and the one-hot mask
     must-recompute: min-cut then runs them again in the backward instead of saving a
     [T, V] tensor. The tags go on the forward nodes themselves: a copy would be merged
     back into them by the partitioner's CSE."""
-    node = logits
-    while _is(node, aten.view.default, aten._unsafe_view.default, aten.reshape.default):
-        node.meta["recompute"] = CheckpointPolicy.MUST_RECOMPUTE
-        node = node.args[0]
-    node.meta["recompute"] = CheckpointPolicy.MUST_RECOMPUTE  # the GEMM itself
+    chain = [logits]
+    while _is(chain[-1], aten.view.default, aten._unsafe_view.default, aten.reshape.default):
+        chain.append(chain[-1].args[0])
+    # Logits that are a graph input (the LM head ran in another graph) are saved
+    # anyway; logits the model also returns are written by the forward anyway, and a
+    # forward output cannot be recomputed-only.
+    returned = any(user.op == "output" for node in chain for user in node.users)
+    if _is(chain[-1], *_GEMMS) and not returned:
+        for node in chain:
+            node.meta["recompute"] = CheckpointPolicy.MUST_RECOMPUTE
+    # eq(view(arange), view(target)): the mask, the iota and the target's view, not
+    # the target itself (what it is computed from is the forward's business)
     stack = [onehot]
-    while stack:  # eq(view(arange), view(target)): all but the target
+    while stack:
         node = stack.pop()
-        if node.op == "call_function" and node.target is not aten.nll_loss_forward.default:
-            if _is(node, aten.eq.Tensor, aten.view.default, aten.arange.default):
-                node.meta["recompute"] = CheckpointPolicy.MUST_RECOMPUTE
-                stack += [a for a in node.args if isinstance(a, fx.Node)]
+        if node is not target and _is(node, aten.eq.Tensor, aten.view.default, aten.arange.default):
+            node.meta["recompute"] = CheckpointPolicy.MUST_RECOMPUTE
+            stack += [a for a in node.args if isinstance(a, fx.Node)]
 
 
 def fuse_cross_entropy(gm: fx.GraphModule) -> int:
