@@ -23,8 +23,7 @@ def _lm_head() -> kernel.GemmKernelOp:
     (found,) = [
         op
         for op in plan.walk()
-        if isinstance(op, kernel.GemmKernelOp)
-        and any(isinstance(o, ReduceOp) for o in op.walk())
+        if isinstance(op, kernel.GemmKernelOp) and any(isinstance(o, ReduceOp) for o in op.walk())
     ]
     return found
 
