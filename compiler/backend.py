@@ -188,6 +188,14 @@ def partition(joint: fx.GraphModule, joint_inputs: Sequence[Any], **kwargs: Any)
         return min_cut_rematerialization_partition(joint, joint_inputs, **kwargs)
 
 
+def inference_graph(gm: fx.GraphModule) -> fx.GraphModule:
+    """The inference graph as coda compiles it: an evaluation loss gets the same
+    cross-entropy rewrite as training (no partition sees this graph), so an LM head
+    under `no_grad` writes no [tokens, vocab] logits either."""
+    fuse_cross_entropy(gm)
+    return gm
+
+
 def coda_backend(
     gm: fx.GraphModule, example_inputs: Sequence[Any], **kwargs: Any
 ) -> Callable[..., Any]:
@@ -197,7 +205,9 @@ def coda_backend(
     return aot_autograd(
         fw_compiler=functools.partial(compiler, graph_kind="forward"),
         bw_compiler=functools.partial(compiler, graph_kind="backward"),
-        inference_compiler=functools.partial(compiler, graph_kind="inference"),
+        inference_compiler=lambda gm, example_inputs: compiler(
+            inference_graph(gm), example_inputs, graph_kind="inference"
+        ),
         decompositions=DECOMPOSITIONS,
         partition_fn=partition,
     )(gm, example_inputs)

@@ -50,3 +50,17 @@ def test_cross_entropy_matches_eager_without_a_logits_buffer(reduction: str) -> 
     partials = [a.shape for a in forward if a.shape == (TOKENS, -(-VOCAB // 32))]
     assert len(partials) == 2  # the logsumexp and target-logit partials
     assert not [r.kernel for r in launches if r.kind == "fallback"]
+
+
+def test_evaluation_loss_under_no_grad_writes_no_logits() -> None:
+    """Inference graphs get the rewrite too (no partitioner sees them)."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = Head("mean")
+    x, target = torch.randn(TOKENS, DIM), torch.randint(0, VOCAB, (TOKENS,))
+    compiled = torch.compile(model, backend="coda", options={"strict": True})
+    with torch.no_grad(), record_allocations() as allocations:
+        got = compiled(x, target)
+    torch.testing.assert_close(got, model(x, target), rtol=1e-5, atol=1e-6)
+    assert {a.graph for a in allocations} == {"inference"}
+    assert all(a.shape != (TOKENS, VOCAB) for a in allocations), allocations
