@@ -112,6 +112,10 @@ def _why_not(node: fx.Node) -> tuple[_CrossEntropy | None, str]:
         return None, "class weights"
     if reduction not in (_MEAN, _SUM):
         return None, "reduction='none'"
+    if _is(logp, aten._to_copy.default):
+        # bf16/f16 log-probabilities: eager rounds them before the loss, the rewrite
+        # would not, so the two would differ by that rounding
+        return None, f"log-probabilities rounded to {logp.meta['val'].dtype}"
     logits = _log_softmax_input(logp)
     if logits is None:
         return None, "its input is not a log_softmax over dim 1 of a [tokens, classes] tensor"

@@ -104,3 +104,18 @@ def test_class_weights_are_left_alone(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("INFO", logger="coda.compiler"):
         assert fuse_cross_entropy(joint) == 0
     assert "cross-entropy kept as is: class weights" in caplog.text
+
+
+def test_bf16_log_probabilities_are_left_alone(caplog: pytest.LogCaptureFixture) -> None:
+    """Eager rounds bf16 log-probabilities before the loss; the rewrite would not."""
+
+    def loss_fn(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(h @ w.t(), t)
+
+    h, w, t = _inputs(torch.tensor([0, 6, 3, 3, 1, 5]))
+    h16 = h.detach().bfloat16().requires_grad_()
+    w16 = w.detach().bfloat16().requires_grad_()
+    joint = _joint_of(loss_fn, h16, w16, t)
+    with caplog.at_level("INFO", logger="coda.compiler"):
+        assert fuse_cross_entropy(joint) == 0
+    assert "log-probabilities rounded to torch.bfloat16" in caplog.text
