@@ -83,3 +83,26 @@ def test_wide_tiles_write_several_partials_per_program(tmp_path: Path) -> None:
         {"INPUT_PRECISION": "tf32", "BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32},
     )
     assert "mma" in ptx
+
+
+def test_batched_gemm_partials(tmp_path: Path) -> None:
+    """Batch dims: each batch's programs write their own rows of the partials."""
+    b, m, n, k = 3, 10, 40, 8
+    x, w = f"tensor<{b}x{m}x{k}xf32>", f"tensor<{b}x{k}x{n}xf32>"
+    p = f"tensor<{b}x{m}x2xf32>"
+    kernel = parse_kernel(
+        {"x": x, "w": w},
+        f"""
+%s = kernel.gemm "batched_partials" (%x, %w) : ({x}, {w}) -> ({p}) {{
+^bb0(%xa: {x}, %wa: {w}):
+  %0 = epilogue.gemm %xa, %wa : ({x}, {w}) -> ({p}) {{
+  ^tile(%acc: {TILE}):
+    epilogue.reduce "max" %acc : {TILE} -> result 0 columns 32
+  }}
+  kernel.yield %0 : {p}
+}}""",
+    )
+    mod = load(generate_kernel_source(kernel), tmp_path)
+    xs, ws, out = torch.randn(b, m, k), torch.randn(b, k, n), torch.empty(b, m, 2)
+    mod.launch(xs, ws, out)
+    torch.testing.assert_close(out, partial_reduce("max", xs @ ws, 32), rtol=1e-4, atol=1e-4)
