@@ -292,6 +292,8 @@ def _gemm_label(gemm: epilogue.GemmOp) -> str:
             labels.append("residual")
         elif isinstance(op, epilogue.ScaleOp):
             labels.append("scale")
+        elif isinstance(op, epilogue.ReduceOp):
+            labels.append(op.kind.data)
     return "_".join(dict.fromkeys(labels))
 
 
