@@ -116,11 +116,26 @@ class EpilogueGroup:
             for v in op.inputs
         ):
             return False
-        return all(
+        users_are_tiles = all(
             isinstance(use.operation, graph.PointwiseOp)
             and graph.tensor_shape(use.operation.results[0]) == self.out_shape
             for use in op.result.uses
         )
+        return users_are_tiles and self._feeds_group(op.result, members, depth=3)
+
+    def _feeds_group(self, value: SSAValue, members: set[Operation], depth: int) -> bool:
+        """`value` reaches an elementwise op that also reads this group within `depth`
+        steps (the mask -> where(mask, 1, 0) -> probs - onehot): only then is it this
+        GEMM's mask and not another GEMM's of the same shape."""
+        for use in value.uses:
+            user = use.operation
+            if not isinstance(user, graph.PointwiseOp):
+                continue
+            if any(v.owner in members for v in user.operands):
+                return True
+            if depth > 1 and self._feeds_group(user.result, members, depth - 1):
+                return True
+        return False
 
     def _takes_input(self, operand: SSAValue, shape: tuple[int, ...]) -> bool:
         """Whether `operand`, broadcast over a value of `shape`, can be an epilogue input."""

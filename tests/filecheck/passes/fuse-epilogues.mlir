@@ -130,3 +130,20 @@ func.func @softmax_minus_onehot(%h: tensor<8x16xf32>, %w: tensor<16x96xf32>, %ls
 // CHECK-NEXT:      epilogue.store %{{.*}} : !epilogue.tile<f32> -> result 0
 // CHECK-NEXT:    }
 // CHECK-NOT:     graph.pointwise
+
+// A mask of the second GEMM's shape joins the GEMM whose values it combines with,
+// not the first GEMM of that shape (which would then store it as an [8, 64] result).
+// CHECK-LABEL: func.func @mask_joins_its_own_gemm
+func.func @mask_joins_its_own_gemm(%a: tensor<8x16xf32>, %w: tensor<16x64xf32>, %v: tensor<16x64xf32>, %iota: tensor<1x64xi64>, %t: tensor<8x1xi64>) -> (tensor<8x64xf32>, tensor<8x64xf32>) {
+  %first = graph.matmul %a, %w : (tensor<8x16xf32>, tensor<16x64xf32>) -> tensor<8x64xf32>
+  %second = graph.matmul %a, %v : (tensor<8x16xf32>, tensor<16x64xf32>) -> tensor<8x64xf32>
+  %mask = graph.pointwise "eq"(%iota, %t) : (tensor<1x64xi64>, tensor<8x1xi64>) -> tensor<8x64xi1>
+  %zero = graph.constant 0.000000e+00 : f32 -> tensor<f32>
+  %picked = graph.pointwise "where"(%mask, %second, %zero) : (tensor<8x64xi1>, tensor<8x64xf32>, tensor<f32>) -> tensor<8x64xf32>
+  func.return %first, %picked : tensor<8x64xf32>, tensor<8x64xf32>
+}
+// CHECK:         %{{.*}} = epilogue.gemm %a, %w : (tensor<8x16xf32>, tensor<16x64xf32>) -> (tensor<8x64xf32>) {
+// CHECK-NOT:       epilogue.map "eq"
+// CHECK:         %{{.*}} = epilogue.gemm %a, %v inputs(%iota, %t) : (tensor<8x16xf32>, tensor<16x64xf32>, tensor<1x64xi64>, tensor<8x1xi64>) -> (tensor<8x64xf32>) {
+// CHECK:           epilogue.map "eq"
+// CHECK:           epilogue.map "where"
