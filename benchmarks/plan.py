@@ -62,7 +62,8 @@ def _gemm_flops(op: kernel.KernelOp) -> int:
     flops = 0
     for inner in op.body.block.ops:
         if isinstance(inner, epilogue.GemmOp):
-            flops += 2 * math.prod(inner.out_shape) * _shape(inner.lhs.type)[-1]
+            for lhs, _ in inner.product_pairs:
+                flops += 2 * math.prod(inner.out_shape) * _shape(lhs.type)[-1]
     return flops
 
 

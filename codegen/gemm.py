@@ -66,7 +66,7 @@ _TEMPLATE_LOCALS = frozenset(
         "UPCAST_OPERANDS", "NUM_WARPS", "NUM_STAGES",
         "INPUT_PRECISION", "pid_m", "pid_n", "pid_b", "offs_m", "offs_n", "offs_k",
         "mask_m", "mask_n", "mask_k", "mask", "acc", "k", "a_tile", "b_tile", "a_ptrs",
-        "b_ptrs", "kk", "batch",
+        "b_ptrs", "kk", "batch", "K1", "K2", "K3", "K4", "K5", "K6", "K7",
     }
 )  # fmt: skip
 
@@ -146,7 +146,19 @@ class _Operand:
     comment: str  # how it is read: the layout of its view chain over a kernel operand
     setup: list[str]  # lines before the mainloop (offsets that do not depend on k)
     address: list[str]  # lines in the mainloop, ending in the `ptrs` assignment
-    upcast: str  # load suffix: '.to(tl.float32)' or ''
+    load: str  # the load of this k step's tile, assigned to `tile`
+    tile: str  # kernel local holding the tile
+
+
+@dataclass
+class _Mainloop:
+    """One loop over K: loads each operand tile once and adds the products to their
+    accumulators."""
+
+    k_size: str  # kernel parameter: this loop's contraction size
+    comments: list[str]
+    setup: list[str]
+    body: list[str]
 
 
 @dataclass
@@ -265,15 +277,14 @@ class _GemmGenerator:
         return f"{name} = layout {access.describe()} of {self.ir.name(access.source)}"
 
     def _native_dot(self) -> str:
-        """'float16'/'bfloat16' when both operands have that type, else '' (float32 dot)."""
-        lhs, rhs = element_type(self.gemm.lhs), element_type(self.gemm.rhs)
-        if type(lhs) is type(rhs):
-            return _NATIVE_DOT_TYPES.get(type(lhs), "")
-        return ""
+        """'float16'/'bfloat16' when every mainloop operand has that type, else ''
+        (float32 dot)."""
+        types = {type(element_type(v)) for v in self.gemm.products}
+        return _NATIVE_DOT_TYPES.get(types.pop(), "") if len(types) == 1 else ""
 
-    def _mainloop_operand(self, value: SSAValue, role: str) -> _Operand:
+    def _mainloop_operand(self, value: SSAValue, role: str, prefix: str) -> _Operand:
         access = self._access(value, role)
-        prefix, row, col = ("a", "m", "k") if role == "lhs" else ("b", "k", "n")
+        row, col = ("m", "k") if role == "lhs" else ("k", "n")
         names = {d: d for d in self.batch_dims} | {"m": "offs_m", "n": "offs_n", "k": "kk"}
         address = _address(access, [*self.batch_dims, row, col], row, col, names)
         # offsets along m or n are hoisted out of the mainloop; those along k are not
@@ -286,25 +297,89 @@ class _GemmGenerator:
                 var = vectors[part] = self.namer.fresh(f"{prefix}_{part}")
                 (setup if part == hoisted else lines).append(f"{var} = {expr}")
         ptr = self.ptr_of[access.source]
-        lines.append(f"{prefix}_ptrs = {address.pointer(ptr, vectors['rows'], vectors['cols'])}")
+        # the plain GEMM's a_ptrs/a_tile are template locals; merged GEMMs' are fresh
+        ptrs = f"{prefix}_ptrs" if prefix in ("a", "b") else self.namer.fresh(f"{prefix}_ptrs")
+        lines.append(f"{ptrs} = {address.pointer(ptr, vectors['rows'], vectors['cols'])}")
         f32 = isinstance(element_type(value), Float32Type)
+        upcast = "" if self._native_dot() or f32 else ".to(tl.float32)"
+        rows, cols = ("mask_m", "mask_k") if role == "lhs" else ("mask_k", "mask_n")
+        mask = f"{rows}[:, None] & {cols}[None, :]"
+        tile = f"{prefix}_tile" if prefix in ("a", "b") else self.namer.fresh(f"{prefix}_tile")
         return _Operand(
             name=self.ir.name(value),
             comment=self._comment(value, access),
             setup=setup,
             address=lines,
-            upcast="" if self._native_dot() or f32 else ".to(tl.float32)",
+            load=f"{tile} = tl.load({ptrs}, mask={mask}, other=0.0){upcast}",
+            tile=tile,
         )
+
+    def _mainloops(self) -> list[_Mainloop]:
+        """One loop per contraction size: it adds every product over that K to its
+        accumulator, loading each operand tile once however many products share it."""
+        gemm = self.gemm
+        accs = [self.var[arg] for arg in gemm.body.block.args[: len(gemm.accumulators)]]
+        by_k: dict[int, list[tuple[str, SSAValue, SSAValue]]] = {}
+        for acc, products in zip(accs, gemm.accumulators, strict=True):
+            for lhs, rhs in products:
+                by_k.setdefault(tensor_shape(lhs)[-1], []).append((acc, lhs, rhs))
+        single = len(gemm.products) == 2
+        self.k_sizes = {"K" if i == 0 else f"K{i}": k for i, k in enumerate(by_k)}
+        loops = []
+        for k_size, products in zip(self.k_sizes, by_k.values(), strict=True):
+            operands: dict[tuple[str, SSAValue], _Operand] = {}
+            dots = []
+            for acc, lhs, rhs in products:
+                tiles = []
+                for role, value, letter in (("lhs", lhs, "a"), ("rhs", rhs, "b")):
+                    if (role, value) not in operands:
+                        prefix = letter if single else self.namer.fresh(f"{letter}{len(operands)}")
+                        operands[role, value] = self._mainloop_operand(value, role, prefix)
+                    tiles.append(operands[role, value].tile)
+                dots.append((acc, *tiles))
+            loops.append(self._mainloop(k_size, list(operands.values()), dots))
+        return loops
+
+    def _mainloop(
+        self, k_size: str, operands: list[_Operand], dots: list[tuple[str, str, str]]
+    ) -> _Mainloop:
+        comments = [
+            f"{acc} += {a} @ {b}"
+            for acc, a, b in (
+                (acc, *(next(o.name for o in operands if o.tile == t) for t in (a, b)))
+                for acc, a, b in dots
+            )
+        ]
+        comments += [o.comment for o in operands if o.comment != o.name]
+        body = [line for o in operands for line in o.address]
+        body += [o.load for o in operands]
+        native = self._native_dot()
+        if native:
+            body.append("if UPCAST_OPERANDS:")
+            body.append(
+                f"    # the interpreter multiplies {native} bit patterns wrongly: give it float32"
+            )
+            body += [f"    {o.tile} = {o.tile}.to(tl.float32)" for o in operands]
+            body += [f"{acc} = tl.dot({a}, {b}, {acc})" for acc, a, b in dots]
+        else:
+            body += [
+                f"{acc} = tl.dot({a}, {b}, {acc}, input_precision=INPUT_PRECISION)"
+                for acc, a, b in dots
+            ]
+        setup = [line for o in operands for line in o.setup]
+        return _Mainloop(k_size, comments, setup, body)
 
     def source(self) -> str:
         gemm = self.gemm
-        lhs = self._mainloop_operand(gemm.lhs, "lhs")
-        rhs = self._mainloop_operand(gemm.rhs, "rhs")
         args = gemm.body.block.args
-        self.var[args[0]] = "acc"
+        count = len(gemm.accumulators)
+        for arg in args[:count]:
+            # the accumulators keep their IR names (acc, acc_1, ...) where they are free
+            self.var[arg] = "acc" if count == 1 else self.namer.fresh(self.ir.name(arg)[1:])
+        mainloops = self._mainloops()
         inputs = [
             self._input(i, value, arg)
-            for i, (value, arg) in enumerate(zip(gemm.inputs, args[1:], strict=True))
+            for i, (value, arg) in enumerate(zip(gemm.inputs, args[count:], strict=True))
         ]
         epilogue = [inp.load for inp in inputs]
         epilogue += [self._epilogue_op(op) for op in gemm.body.block.ops]
@@ -352,14 +427,15 @@ class _GemmGenerator:
             ],
             # sizes of batch dims 1, 2, ... (kernel parameters); dim 0's is never needed
             batch_sizes=[f"B{d}" for d in range(1, len(self.batch_dims))],
-            sizes=(out_shape[-2], out_shape[-1], _contraction_size(gemm)),
+            size_names=["M", "N", *self.k_sizes],
+            sizes=(out_shape[-2], out_shape[-1], *self.k_sizes.values()),
             shapes=tuple(tensor_shape(v) for v in (*operands, *self.kernel.terminator.values)),
             batch=tuple(out_shape[:-2]),
             num_batches=prod(out_shape[:-2]),
-            lhs=lhs,
-            rhs=rhs,
+            accumulators=[self.var[a] for a in args[:count]],
+            mainloops=mainloops,
             native_dot=native,
-            acc_name=self.ir.name(args[0]),
+            acc_names=self.ir.names(args[:count]),
             epilogue=epilogue,
             helpers=[(n, *JIT_HELPERS[n]) for n in sorted(self.helpers)],
             combines=[],
@@ -368,7 +444,9 @@ class _GemmGenerator:
 
     def _gemm_text(self) -> str:
         gemm = self.gemm
-        operands = self.ir.names([gemm.lhs, gemm.rhs])
+        operands = " | ".join(
+            " + ".join(self.ir.names([lhs, rhs]) for lhs, rhs in acc) for acc in gemm.accumulators
+        )
         text = f"{self.ir.names(gemm.outputs)} = epilogue.gemm {operands}"
         if gemm.inputs:
             text += f" inputs({self.ir.names(gemm.inputs)})"
@@ -525,10 +603,6 @@ class _GemmGenerator:
         if op.fn.data == "cast":
             return cast_expr(operands[0], element_type(op.inputs[0]), element_type(op.result))
         return pointwise_expr(op.fn.data, operands, self.helpers)
-
-
-def _contraction_size(gemm: GemmOp) -> int:
-    return tensor_shape(gemm.lhs)[-1]
 
 
 def _the_gemm(kernel: GemmKernelOp) -> GemmOp:

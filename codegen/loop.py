@@ -148,6 +148,8 @@ class _LoopGenerator:
         self.var: dict[SSAValue, str] = {}
         self.uniform: set[SSAValue] = set()  # values that read no tensor (constants)
         self.reduced_space: set[SSAValue] = set()  # reduce results and ops on them
+        self.inputs: dict[SSAValue, _Tensor] = {}  # loaded operand (or view) -> parameter
+        self.row_var: dict[SSAValue, str] = {}  # a per-row operand loaded after the loop
         self.names: dict[SSAValue, str] = {}  # launch parameter per kernel operand
         self.pieces: list[_Tensor] = []  # concat inputs, each read at shifted indices
         self.emitted_in: dict[SSAValue, int] = {}  # value -> last pass over R computing it
@@ -180,16 +182,17 @@ class _LoopGenerator:
         return shape, dims
 
     def _post_reduce_ops(self) -> set[Operation]:
-        """Pointwise ops on reduction results that keep their shape (one value per kept
-        coordinate): they run once after a pass, not in the loop over R."""
-        reduced: set[SSAValue] = {op.result for op in self.reduces}
-        found: set[Operation] = set()
-        for op in self.ops:
-            if isinstance(op, PointwiseOp) and any(v in reduced for v in op.inputs):
-                if tensor_shape(op.result) != self.shape:
-                    found.add(op)
-                    reduced.add(op.result)
-        return found
+        """Pointwise ops with one value per kept coordinate (not of the iteration shape):
+        ops on reduction results (rsqrt(mean + eps)) and the per-row operands they combine
+        with (rstd^3 of a norm's backward). They run once after a pass, not in the loop
+        over R."""
+        if not self.reduces:
+            return set()
+        return {
+            op
+            for op in self.ops
+            if isinstance(op, PointwiseOp) and tensor_shape(op.result) != self.shape
+        }
 
     def _check_s_shape(self, value: SSAValue, what: str) -> None:
         shape = tensor_shape(value)
@@ -357,7 +360,7 @@ class _LoopGenerator:
 
     def source(self) -> str:
         block = self.kernel.body.block
-        inputs: dict[SSAValue, _Tensor] = {}
+        inputs = self.inputs
         loads: list[Stmt] = []
         # launch parameter per kernel operand (a direct use loads it under that name)
         names = self.names = {a: self.namer.fresh(self.ir.name(a)[1:]) for a in block.args}
@@ -452,8 +455,9 @@ class _LoopGenerator:
                 phase[op] = first
                 ready[op.result] = first + 1
             elif op in self.post_reduce:
-                phase[op] = first - 1  # in the epilogue of the pass that made its inputs
-                ready[op.result] = first
+                # after the pass that made its inputs (the first, for per-row operands)
+                phase[op] = max(first - 1, 0)
+                ready[op.result] = phase[op] + 1
             else:
                 phase[op] = first
                 ready[op.result] = first
@@ -507,14 +511,18 @@ class _LoopGenerator:
         assert isinstance(op, PointwiseOp)
         var = self.namer.fresh(self.ir.name(op.result)[1:])
         self.var[op.result] = var
-        stmt.lines.append(f"{var} = {self._pointwise_expr(op)}")
         if all(v in self.uniform for v in op.inputs):
             self.uniform.add(op.result)
         if op in self.post_reduce:
             self._check_post_reduce(op)
+            for value in op.inputs:
+                if self._row_operand(value) and value not in self.row_var:
+                    finals.append(self._row_load(value))
+            stmt.lines.append(f"{var} = {self._pointwise_expr(op)}")
             self.reduced_space.add(op.result)
             finals.append(stmt)
         else:
+            stmt.lines.append(f"{var} = {self._pointwise_expr(op)}")
             self._check_s_shape(op.result, "graph.pointwise result")
             body.append(stmt)
 
@@ -547,13 +555,36 @@ class _LoopGenerator:
         stmt.lines.append(f"{var} = {expr}")
         return stmt
 
+    def _row_operand(self, value: SSAValue) -> bool:
+        """`value` is an operand with one value per kept coordinate (no reduced dim)."""
+        t = self.inputs.get(value)
+        if t is None:
+            return False
+        if t.view is not None:
+            return not (t.view.red or t.view.mixed)
+        return not any(d.reduced for d in t.dims)
+
+    def _row_load(self, value: SSAValue) -> Stmt:
+        """Load a per-row operand once per kept coordinate, after the loop over R."""
+        t = self.inputs[value]
+        var = self.row_var[value] = self.namer.fresh(f"{t.var or t.tensor}_row")
+        kept = t.view.kept if t.view is not None else t.offs_x
+        base = t.view.base if t.view is not None else ""
+        ptr = " + ".join(p for p in (t.ptr, t.offs_x if kept else base) if p)
+        load = f"tl.load({ptr}, mask=x_mask)" if kept else f"tl.load({ptr})"
+        comment = f"{self.ir.name(value)}: one value per row"
+        return Stmt(comment, [f"{var} = {load}{load_conversion(element_type(value))}"])
+
     def _check_post_reduce(self, op: PointwiseOp) -> None:
-        """Ops after the loop see one value per kept coordinate: reduce results, constants."""
+        """Ops after the loop see one value per kept coordinate: reduce results, per-row
+        operands, constants."""
         shape = tensor_shape(op.result)
         for v in op.inputs:
             if v in self.reduced_space and tensor_shape(v) == shape:
                 continue
             if v in self.uniform and broadcast_shapes(tensor_shape(v), shape) == shape:
+                continue
+            if self._row_operand(v) and broadcast_shapes(tensor_shape(v), shape) == shape:
                 continue
             raise CodegenError(
                 f"{self.ir.op(op)} mixes the reduce result with {self.ir.name(v)}; "
@@ -592,7 +623,11 @@ class _LoopGenerator:
         # in a later pass, a reduction's result is one value per row of the block
         in_loop = op not in self.post_reduce
         operands = [
-            f"{self.var[v]}[:, None]" if in_loop and v in self.reduced_space else self.var[v]
+            f"{self.var[v]}[:, None]"
+            if in_loop and v in self.reduced_space
+            else self.row_var.get(v, self.var[v])
+            if not in_loop
+            else self.var[v]
             for v in op.inputs
         ]
         if op.fn.data == "cast":

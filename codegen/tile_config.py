@@ -80,16 +80,17 @@ _LOOPS: dict[str, LoopTile] = {
 def live_tiles(gemm: GemmOp) -> int:
     """Tile-shaped values the epilogue holds: the accumulator, full-tile inputs and the
     values it stores (aux outputs stay live until their store)."""
-    args = gemm.body.block.args[1:]
+    accumulators = len(gemm.accumulators)
+    args = gemm.body.block.args[accumulators:]
     inputs = sum(isinstance(a.type, TileType) for a in args)
     stored = {op.value for op in gemm.body.block.ops if isinstance(op, StoreOp)}
-    return 1 + inputs + len(stored)
+    return accumulators + inputs + len(stored)
 
 
 def sixteen_bit_operands(gemm: GemmOp) -> bool:
-    """Both mainloop operands bf16 or both f16: tl.dot takes them as they are."""
-    lhs, rhs = gemm.lhs.type.element_type, gemm.rhs.type.element_type
-    return type(lhs) is type(rhs) and isinstance(lhs, BFloat16Type | Float16Type)
+    """Every mainloop operand bf16, or every one f16: tl.dot takes them as they are."""
+    types = {type(v.type.element_type) for v in gemm.products}
+    return len(types) == 1 and issubclass(types.pop(), BFloat16Type | Float16Type)
 
 
 def partial_columns(gemm: GemmOp) -> int:

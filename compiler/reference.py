@@ -145,10 +145,16 @@ def evaluate(op: Operation, args: Sequence[Any], device: torch.device) -> list[A
 def _evaluate_gemm(op: epilogue.GemmOp, args: Sequence[Any]) -> list[Any]:
     """The epilogue program on the whole output at once: torch broadcasting plays the
     role of the row/col/scalar kinds."""
-    lhs, rhs, *inputs = args
+    sums = op.sums.get_values()
+    products, inputs = args[: 2 * sum(sums)], args[2 * sum(sums) :]
     block = op.body.block
-    env: dict[SSAValue, Any] = {block.args[0]: torch.matmul(lhs.float(), rhs.float())}
-    env.update(zip(block.args[1:], inputs, strict=True))
+    env: dict[SSAValue, Any] = {}
+    start = 0
+    for arg, count in zip(block.args, sums, strict=False):
+        pairs = range(start, start + 2 * count, 2)
+        env[arg] = sum(torch.matmul(products[i].float(), products[i + 1].float()) for i in pairs)
+        start += 2 * count
+    env.update(zip(block.args[len(sums) :], inputs, strict=True))
     results: list[Any] = [None] * len(op.outputs)
     for inner in block.ops:
         vals = [env[v] for v in inner.operands]

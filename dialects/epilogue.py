@@ -1,8 +1,9 @@
 """The `epilogue` dialect: a GEMM whose output tile runs a small program on chip.
 
-`epilogue.gemm` fixes the mainloop (acc = A @ B over K, float32 accumulator) and owns a
+`epilogue.gemm` fixes the mainloop (acc = A @ B over K, float32 accumulator; or several
+accumulators, each a sum of products, for GEMMs merged horizontally) and owns a
 single-block region, the epilogue program, run once per output tile. The region's
-block arguments are the accumulator tile followed by one value per extra input, typed
+block arguments are the accumulator tiles followed by one value per extra input, typed
 by how that input broadcasts over the tile:
 
     !epilogue.tile<T>    a full [M, N] operand (residual, saved activation)
@@ -24,6 +25,7 @@ from typing import ClassVar
 from xdsl.dialects.builtin import (
     I64,
     AnyFloat,
+    DenseArrayBase,
     FloatAttr,
     IntegerAttr,
     StringAttr,
@@ -42,6 +44,7 @@ from xdsl.ir import (
     TypeAttribute,
 )
 from xdsl.irdl import (
+    AttrSizedOperandSegments,
     IRDLOperation,
     irdl_attr_definition,
     irdl_op_definition,
@@ -350,42 +353,77 @@ def _gemm_out_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | Non
     return None if batch is None else (*batch, a[-2], b[-1])
 
 
+Product = tuple[SSAValue, SSAValue]  # (lhs, rhs) of one matrix product
+
+
 @irdl_op_definition
 class GemmOp(IRDLOperation):
-    """acc = lhs @ rhs (float32), then the region runs on each output tile."""
+    """Accumulators acc_j = sum_p lhs_p @ rhs_p (float32), then the region runs on each
+    output tile.
+
+    One accumulator of one product is the plain GEMM (`epilogue.gemm %a, %b`). Several
+    accumulators are GEMMs merged horizontally: they share the output tile (q, k and v
+    projections of the same rows; gate and up), so one kernel reads their common operand
+    once and their epilogue sees all of them (`%x, %wg | %x, %wu`). Several products in
+    one accumulator are a GEMM over concatenated K (`%dq, %wq + %dk, %wk`: the input
+    gradient of projections that share an input), summed in one accumulator instead of
+    written and added.
+    """
 
     name = "epilogue.gemm"
-    lhs = operand_def(TensorType)
-    rhs = operand_def(TensorType)
+    products = var_operand_def(TensorType)  # lhs, rhs of each product, in order
     inputs = var_operand_def(TensorType)
+    #: how many consecutive products each accumulator sums
+    sums = prop_def(DenseArrayBase)
     outputs = var_result_def(TensorType)
     body = region_def("single_block")
     # stores are the program's effects; a yield would only repeat them
     traits = traits_def(NoTerminator())
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
     def __init__(
         self,
-        lhs: SSAValue,
-        rhs: SSAValue,
+        accumulators: Sequence[Sequence[Product]],
         inputs: Sequence[SSAValue],
         result_types: Sequence[Attribute],
         body: Region,
     ):
+        products = [v for acc in accumulators for product in acc for v in product]
         super().__init__(
-            operands=[lhs, rhs, list(inputs)], result_types=[list(result_types)], regions=[body]
+            operands=[products, list(inputs)],
+            result_types=[list(result_types)],
+            regions=[body],
+            properties={"sums": DenseArrayBase.from_list(i64, [len(a) for a in accumulators])},
         )
 
     @property
+    def accumulators(self) -> list[list[Product]]:
+        """Per accumulator, the (lhs, rhs) products it sums."""
+        pairs = iter(self.product_pairs)
+        return [[next(pairs) for _ in range(count)] for count in self.sums.get_values()]
+
+    @property
+    def product_pairs(self) -> list[Product]:
+        return list(zip(self.products[::2], self.products[1::2], strict=True))
+
+    @property
     def out_shape(self) -> tuple[int, ...]:
-        shape = _gemm_out_shape(tensor_shape(self.lhs), tensor_shape(self.rhs))
+        lhs, rhs = self.products[0], self.products[1]
+        shape = _gemm_out_shape(tensor_shape(lhs), tensor_shape(rhs))
         assert shape is not None
         return shape
 
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")
-        printer.print_operand(self.lhs)
-        printer.print_string(", ")
-        printer.print_operand(self.rhs)
+        for j, acc in enumerate(self.accumulators):
+            if j:
+                printer.print_string(" | ")
+            for p, (lhs, rhs) in enumerate(acc):
+                if p:
+                    printer.print_string(" + ")
+                printer.print_operand(lhs)
+                printer.print_string(", ")
+                printer.print_operand(rhs)
         if self.inputs:
             printer.print_string(" inputs(")
             printer.print_list(self.inputs, printer.print_operand)
@@ -395,38 +433,71 @@ class GemmOp(IRDLOperation):
     @classmethod
     def parse(cls, parser: Parser) -> GemmOp:
         pos = parser.pos
-        operands = [parser.parse_unresolved_operand()]
-        parser.parse_punctuation(",")
-        operands.append(parser.parse_unresolved_operand())
+        shape: list[int] = []  # products per accumulator
+        operands = []
+        while True:
+            count = 0
+            while True:
+                operands.append(parser.parse_unresolved_operand())
+                parser.parse_punctuation(",")
+                operands.append(parser.parse_unresolved_operand())
+                count += 1
+                if parser.parse_optional_punctuation("+") is None:
+                    break
+            shape.append(count)
+            if parser.parse_optional_punctuation("|") is None:
+                break
         if parser.parse_optional_keyword("inputs"):
             operands += parser.parse_comma_separated_list(
                 Parser.Delimiter.PAREN, parser.parse_unresolved_operand
             )
         resolved, result_types, body, attributes = parse_signature_and_region(parser, operands, pos)
-        op = cls(resolved[0], resolved[1], resolved[2:], result_types, body)
+        operand_list = iter(resolved)
+        accumulators = [
+            [(next(operand_list), next(operand_list)) for _ in range(count)] for count in shape
+        ]
+        op = cls(accumulators, list(operand_list), result_types, body)
         if attributes is not None:
             op.attributes |= attributes.data
         return op
 
     def verify_(self) -> None:
-        a, b = tensor_shape(self.lhs), tensor_shape(self.rhs)
-        out = _gemm_out_shape(a, b)
-        if out is None:
+        sums = self.sums.get_values()
+        if not sums or any(n < 1 for n in sums) or 2 * sum(sums) != len(self.products):
             raise VerifyException(
-                f"'epilogue.gemm' operands {list(a)} x {list(b)} are not a (batched) matrix product"
+                f"'epilogue.gemm' sums {list(sums)} do not describe its "
+                f"{len(self.products)} product operands (two per product, at least one "
+                "product per accumulator)"
             )
+        out = None
+        for lhs, rhs in self.product_pairs:
+            a, b = tensor_shape(lhs), tensor_shape(rhs)
+            shape = _gemm_out_shape(a, b)
+            if shape is None:
+                raise VerifyException(
+                    f"'epilogue.gemm' operands {list(a)} x {list(b)} are not a (batched) "
+                    "matrix product"
+                )
+            if out is not None and shape != out:
+                raise VerifyException(
+                    f"'epilogue.gemm' products must share the output tile: {list(a)} x "
+                    f"{list(b)} gives {list(shape)}, the first product {list(out)}"
+                )
+            out = shape
+        assert out is not None
         block = self.body.block
-        if len(block.args) != 1 + len(self.inputs):
+        accs = len(sums)
+        if len(block.args) != accs + len(self.inputs):
             raise VerifyException(
-                f"'epilogue.gemm' region takes the accumulator and {len(self.inputs)} input(s), "
-                f"so {1 + len(self.inputs)} block arguments, got {len(block.args)}"
+                f"'epilogue.gemm' region takes {accs} accumulator(s) and {len(self.inputs)} "
+                f"input(s), so {accs + len(self.inputs)} block arguments, got {len(block.args)}"
             )
-        acc = block.args[0].type
-        if acc != TileType(f32):
-            raise VerifyException(
-                f"'epilogue.gemm' accumulator must be !epilogue.tile<f32>, got {acc}"
-            )
-        for i, (value, arg) in enumerate(zip(self.inputs, block.args[1:], strict=True)):
+        for arg in block.args[:accs]:
+            if arg.type != TileType(f32):
+                raise VerifyException(
+                    f"'epilogue.gemm' accumulator must be !epilogue.tile<f32>, got {arg.type}"
+                )
+        for i, (value, arg) in enumerate(zip(self.inputs, block.args[accs:], strict=True)):
             kind = classify_input(tensor_shape(value), out)
             expected = None if kind is None else TILE_KINDS[kind](value.type.element_type)
             if arg.type != expected:
@@ -465,9 +536,10 @@ class GemmOp(IRDLOperation):
                 )
 
 
-def new_epilogue_block(acc_type: Attribute, input_types: Sequence[Attribute]) -> Block:
-    """The region block of an epilogue.gemm: accumulator tile, then one arg per input."""
-    return Block(arg_types=[acc_type, *input_types])
+def new_epilogue_block(input_types: Sequence[Attribute], accumulators: int = 1) -> Block:
+    """The region block of an epilogue.gemm: the accumulator tiles, then one arg per
+    input."""
+    return Block(arg_types=[*[TileType(f32)] * accumulators, *input_types])
 
 
 Epilogue = Dialect(

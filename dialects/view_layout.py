@@ -122,17 +122,22 @@ def stored_view_access(value: SSAValue, stride_names: Sequence[str]) -> ViewAcce
 
 def is_strided_view(value: SSAValue) -> bool:
     """Whether `value`, a chain of views (in its block) of a contiguous tensor, is a
-    torch strided view of that tensor: its layout has one stride per dim."""
+    torch strided view of that tensor: the layout of every step has one stride per dim
+    (torch runs the chain step by step, so a reshape of a non-strided intermediate
+    copies even where the chain's end would be strided again)."""
     block = value.owner.parent_block() if isinstance(value.owner, ViewOp) else None
     chain = _view_chain(value, block) if block is not None else []
     root = chain[0].input if chain else value
     shape = tensor_shape(root)
     contiguous = [prod(shape[d + 1 :]) for d in range(len(shape))]
-    access = _access(root, chain, contiguous)
-    if access.layout is None:
-        return False
-    modes = _modes(access.layout, len(access.shape))
-    return all(Layout(s, d).size == 1 or coalesce(Layout(s, d)).depth == 0 for s, d in modes)
+    for end in range(1, len(chain) + 1):
+        access = _access(root, chain[:end], contiguous)
+        if access.layout is None:
+            return False
+        modes = _modes(access.layout, len(access.shape))
+        if not all(Layout(s, d).size == 1 or coalesce(Layout(s, d)).depth == 0 for s, d in modes):
+            return False
+    return True
 
 
 def _view_chain(value: SSAValue, block: Block) -> list[ViewOp]:

@@ -9,6 +9,8 @@ Patterns (each small, each tested in tests/filecheck/passes/canonicalize.mlir):
   - a reshape of a reduction (through scalar pointwise ops) that restores the reduced
     dims as size 1 is the reduction with keepdim; sum / N is mean;
   - negated pieces of a concat become a sign concat multiplied in after it;
+  - an `expand` feeding a pointwise op is dropped where the op broadcasts anyway, or
+    moved below it where all its operands are expanded (the op runs on the small shape);
 then common-subexpression elimination, and dead pure ops are dropped.
 """
 
@@ -184,6 +186,54 @@ class SumOverCountIsMean(RewritePattern):
         rewriter.replace(op, new)
 
 
+def _expanded(value: SSAValue) -> SSAValue | None:
+    """The input of the `expand` view that makes `value`, if it is one."""
+    view = value.owner
+    if isinstance(view, graph.ViewOp) and view.kind.data == "expand":
+        return view.input
+    return None
+
+
+class ExpandIsBroadcast(RewritePattern):
+    """fn(expand(a), b) is fn(a, b) when a broadcasts with the other operands to the
+    same result: pointwise ops broadcast by themselves, and without the view a loop
+    kernel sees that `a` holds one value per row (so it is read once per row)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.PointwiseOp, rewriter: PatternRewriter) -> None:
+        shape = graph.tensor_shape(op.result)
+        for index, operand in enumerate(op.inputs):
+            source = _expanded(operand)
+            if source is None:
+                continue
+            others = [graph.tensor_shape(v) for v in op.inputs if v is not operand]
+            if graph.broadcast_shapes(graph.tensor_shape(source), *others) == shape:
+                operands = [source if i == index else v for i, v in enumerate(op.inputs)]
+                rewriter.replace(op, graph.PointwiseOp(op.fn.data, operands, op.result.type))
+                return
+
+
+class SinkExpandBelowPointwise(RewritePattern):
+    """fn(expand(a), c) with splat scalar constants c is expand(fn(a, c)): the function
+    runs once per element of `a`, not of its broadcast (a per-row value of a norm's
+    backward stays a per-row value)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.PointwiseOp, rewriter: PatternRewriter) -> None:
+        tensors = [v for v in op.inputs if not _is_scalar_constant(v)]
+        sources = [_expanded(v) for v in tensors]
+        if not tensors or None in sources:
+            return
+        small = graph.broadcast_shapes(*(graph.tensor_shape(s) for s in sources if s))
+        if small is None or small == graph.tensor_shape(op.result):
+            return
+        operands = [sources[tensors.index(v)] if v in tensors else v for v in op.inputs]
+        element = op.result.type.element_type
+        new = graph.PointwiseOp(op.fn.data, operands, TensorType(element, small))
+        expand = graph.ViewOp("expand", new.result, op.result.type)
+        rewriter.replace(op, [new, expand])
+
+
 class NegOutOfConcat(RewritePattern):
     """concat(.., -a, ..) is concat(.., a, ..) * concat(.., -1, ..): the pieces become
     plain reads of their sources (slices of one tensor in RoPE's rotate-half), so the
@@ -217,6 +267,8 @@ CANONICALIZATION_PATTERNS = (
     ReshapeOfReduceIsKeepdim(),
     SumOverCountIsMean(),
     NegOutOfConcat(),
+    ExpandIsBroadcast(),
+    SinkExpandBelowPointwise(),
 )
 
 

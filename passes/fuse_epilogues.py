@@ -1,165 +1,40 @@
-"""fuse-epilogues: absorb the elementwise consumers of each GEMM into its epilogue.
+"""fuse-epilogues: each group of ops that shares a GEMM's kernel becomes one
+`epilogue.gemm` (which ops group: `epilogue_groups.py`).
 
-For every `graph.matmul`, in program order, the pass grows a group: an elementwise
-op joins when it uses a value of the group, produces a full output tile, and each of
-its other operands is a constant or a tensor that broadcasts over the tile as a
-tile, row, column or scalar (bias, residual, saved activation). A candidate is
-rejected when joining would create a cycle (one of its operands depends on the group
-through ops outside it; checked with networkx). The group becomes one
-`epilogue.gemm`; every group value used outside it is stored as a result.
+Each matmul of the group is an accumulator (those summed by a tree of adds share one,
+over the concatenated K), and every group value used outside it is stored as a
+result. Elementwise ops are chosen by primitive: `add` of two tiles is `accumulate`,
+`mul` of a tile by a row, column or scalar is `scale`, everything else is `map`.
 
-Elementwise ops are chosen by primitive: `add` of two tiles is `accumulate`, `mul` of
-a tile by a row, column or scalar is `scale`, everything else is `map`.
-
-The group also sees through reshapes that regroup the output's rows (same last dim,
-same element count: a Linear on a `[B, S, D]` input computes `[B*S, N]` and views it
-as `[B, S, N]`). Such a reshape is the same tile, so a residual add or activation on
-the `[B, S, N]` view still joins; its other operands are viewed in the output's shape
-(`expand` then `reshape`, read in place by the kernel), and results used outside in
-the regrouped shape get a reshape after the GEMM.
+A group may hold reshapes that regroup the output's rows (same last dim, same element
+count: a Linear on a `[B, S, D]` input computes `[B*S, N]` and views it as `[B, S, N]`).
+Such a reshape is the same tile; operands of ops on the `[B, S, N]` view are viewed in
+the output's shape (`expand` then `reshape`, read in place by the kernel, reusing a view
+that exists), and results used outside in the regrouped shape get a reshape after the
+GEMM. The user's weights stay where they are: a merged kernel reads each through its
+own pointer, so nothing is concatenated and gradients need no mapping back.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import prod
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, TensorType, f32
+from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.dialects.func import FuncOp
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
 from coda.dialects import epilogue, graph
-from coda.passes.dataflow import can_contract, dataflow_graph, topological_reorder, users_outside
-
-
-def _is_splat_constant(value: SSAValue) -> bool:
-    return isinstance(value.owner, graph.ConstantOp)
-
-
-def _input_kind(value: SSAValue, out_shape: tuple[int, ...]) -> str | None:
-    return epilogue.classify_input(graph.tensor_shape(value), out_shape)
-
-
-def _regroups_rows(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
-    """`shape` holds the output tile's rows regrouped: same last dim and element count."""
-    return bool(shape) and shape[-1] == out_shape[-1] and prod(shape) == prod(out_shape)
-
-
-def _stripped(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape without leading 1s (they broadcast away)."""
-    while shape and shape[0] == 1:
-        shape = shape[1:]
-    return shape
-
-
-def _regrouped_input(
-    shape: tuple[int, ...], value_shape: tuple[int, ...], out_shape: tuple[int, ...]
-) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    """How an operand of `shape`, broadcast over a `value_shape` that regroups the rows
-    of `out_shape`, is viewed as an epilogue input: (expand to, reshape to), or None
-    when it needs no view (a row vector or a scalar broadcasts the same either way)."""
-    if len(_stripped(shape)) <= 1:
-        return None
-    if shape[-1] == 1:  # one value per row: a column
-        return (*value_shape[:-1], 1), (*out_shape[:-1], 1)
-    return value_shape, out_shape
-
-
-@dataclass
-class EpilogueGroup:
-    """A matmul and the elementwise ops absorbed into its epilogue, in program order."""
-
-    matmul: graph.MatmulOp
-    members: list[Operation]
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return graph.tensor_shape(self.matmul.result)
-
-    def accepts(self, op: Operation, dataflow) -> bool:
-        if op in self.members:
-            return False
-        member_set = set(self.members)
-        if isinstance(op, graph.ViewOp):
-            return (
-                op.kind.data == "reshape"
-                and op.input.owner in member_set
-                and _regroups_rows(graph.tensor_shape(op.result), self.out_shape)
-            )
-        if not isinstance(op, graph.PointwiseOp):
-            return False
-        if self._broadcast_producer(op, member_set):
-            return can_contract(dataflow, [*self.members, op])
-        shape = graph.tensor_shape(op.result)
-        if not _regroups_rows(shape, self.out_shape):
-            return False
-        uses_group = False
-        for operand in op.inputs:
-            if operand.owner in member_set:
-                uses_group = graph.tensor_shape(operand) == shape
-                if not uses_group:  # a group value broadcast against something bigger
-                    return False
-            elif not _is_splat_constant(operand) and not self._takes_input(operand, shape):
-                return False
-        return uses_group and can_contract(dataflow, [*self.members, op])
-
-    def _broadcast_producer(self, op: graph.PointwiseOp, members: set[Operation]) -> bool:
-        """`op` builds a full tile from rows, columns and scalars only (a one-hot mask
-        `iota == target`) for elementwise ops over the tile, which then join through
-        it: computed on chip, the mask is never written as an [M, N] tensor."""
-        if graph.tensor_shape(op.result) != self.out_shape or not op.result.uses:
-            return False
-        if not all(
-            _is_splat_constant(v) or _input_kind(v, self.out_shape) in ("row", "col", "scalar")
-            for v in op.inputs
-        ):
-            return False
-        users_are_tiles = all(
-            isinstance(use.operation, graph.PointwiseOp)
-            and graph.tensor_shape(use.operation.results[0]) == self.out_shape
-            for use in op.result.uses
-        )
-        return users_are_tiles and self._feeds_group(op.result, members, depth=3)
-
-    def _feeds_group(self, value: SSAValue, members: set[Operation], depth: int) -> bool:
-        """`value` reaches an elementwise op that also reads this group within `depth`
-        steps (the mask -> where(mask, 1, 0) -> probs - onehot): only then is it this
-        GEMM's mask and not another GEMM's of the same shape."""
-        for use in value.uses:
-            user = use.operation
-            if not isinstance(user, graph.PointwiseOp):
-                continue
-            if any(v.owner in members for v in user.operands):
-                return True
-            if depth > 1 and self._feeds_group(user.result, members, depth - 1):
-                return True
-        return False
-
-    def _takes_input(self, operand: SSAValue, shape: tuple[int, ...]) -> bool:
-        """Whether `operand`, broadcast over a value of `shape`, can be an epilogue input."""
-        operand_shape = graph.tensor_shape(operand)
-        if shape == self.out_shape:
-            return _input_kind(operand, self.out_shape) is not None
-        if graph.broadcast_shapes(operand_shape, shape) != shape:
-            return False
-        view = _regrouped_input(operand_shape, shape, self.out_shape)
-        target = operand_shape if view is None else view[1]
-        return epilogue.classify_input(target, self.out_shape) is not None
-
-
-def grow_group(matmul: graph.MatmulOp, block: Block) -> EpilogueGroup:
-    group = EpilogueGroup(matmul, [matmul])
-    dataflow = dataflow_graph(block)
-    grown = True
-    while grown:
-        grown = False
-        for op in block.ops:
-            if group.accepts(op, dataflow):
-                group.members.append(op)
-                grown = True
-    return group
+from coda.passes.dataflow import topological_reorder, users_outside
+from coda.passes.epilogue_groups import (
+    EpilogueGroup,
+    grow_group,
+    input_kind,
+    is_splat_constant,
+    regrouped_input,
+    summed_matmuls,
+)
 
 
 class _EpilogueBuilder:
@@ -169,28 +44,41 @@ class _EpilogueBuilder:
         self.group = group
         members = set(group.members)
         out_shape = group.out_shape
+        # accumulators: a tree of adds of matmuls sums into one, other matmuls have one each
+        trees = summed_matmuls(group)
+        summed = {leaf for tree in trees for leaf in tree.leaves}
+        self.accumulators: list[tuple[SSAValue, list[graph.MatmulOp]]] = [
+            (tree.root.result, tree.leaves) for tree in trees
+        ] + [(m.result, [m]) for m in group.matmuls if m not in summed]
+        self.accumulators.sort(key=lambda acc: group.members.index(acc[1][0]))
+        # the adds of a sum are the accumulator itself, not epilogue ops
+        adds = {add for tree in trees for add in (tree.root, *tree.inner)}
+        self.elementwise = [
+            op for op in group.members if not isinstance(op, graph.MatmulOp) and op not in adds
+        ]
         self.inputs: list[SSAValue] = []
         # operand of a member -> the value the epilogue reads (a view of it, if regrouped)
         self.viewed: dict[tuple[Operation, SSAValue], SSAValue] = {}
-        for op in group.members[1:]:
+        for op in self.elementwise:
             for operand in op.operands:
-                if operand.owner in members or _is_splat_constant(operand):
+                if operand.owner in members or is_splat_constant(operand):
                     continue
                 value = self._view_input(op, operand, block)
                 self.viewed[(op, operand)] = value
                 if value not in self.inputs:
                     self.inputs.append(value)
         arg_types = [
-            epilogue.TILE_KINDS[_input_kind(v, out_shape)](v.type.element_type) for v in self.inputs
+            epilogue.TILE_KINDS[input_kind(v, out_shape)](v.type.element_type) for v in self.inputs
         ]
-        self.block = epilogue.new_epilogue_block(epilogue.TileType(f32), arg_types)
-        self.block.args[0].name_hint = "acc"
+        count = len(self.accumulators)
+        self.block = epilogue.new_epilogue_block(arg_types, count)
+        for j in range(count):
+            self.block.args[j].name_hint = "acc"
         self.mapped: dict[SSAValue, SSAValue] = dict(
-            zip(self.inputs, self.block.args[1:], strict=True)
+            zip(self.inputs, self.block.args[count:], strict=True)
         )
-        self.mapped[group.matmul.result] = self._cast_to(
-            self.block.args[0], group.matmul.result.type.element_type
-        )
+        for arg, (value, _) in zip(self.block.args, self.accumulators, strict=False):
+            self.mapped[value] = self._cast_to(arg, value.type.element_type)
 
     def _view_input(self, op: Operation, operand: SSAValue, block: Block) -> SSAValue:
         """`operand` as an input over the output tile: viewed into the output's shape
@@ -198,19 +86,33 @@ class _EpilogueBuilder:
         shape = graph.tensor_shape(op.results[0])
         if shape == self.group.out_shape:
             return operand
-        view = _regrouped_input(graph.tensor_shape(operand), shape, self.group.out_shape)
+        view = regrouped_input(graph.tensor_shape(operand), shape, self.group.out_shape)
         if view is None:
             return operand
         expand_to, reshape_to = view
-        elem = operand.type.element_type
         value = operand
         if graph.tensor_shape(value) != expand_to:
-            expand = graph.ViewOp("expand", value, TensorType(elem, expand_to))
-            block.insert_op_before(expand, op)
-            value = expand.result
-        reshape = graph.ViewOp("reshape", value, TensorType(elem, reshape_to))
-        block.insert_op_before(reshape, op)
-        return reshape.result
+            value = self._view(value, "expand", expand_to, op, block)
+        return self._view(value, "reshape", reshape_to, op, block)
+
+    def _view(
+        self, value: SSAValue, kind: str, shape: tuple[int, ...], op: Operation, block: Block
+    ) -> SSAValue:
+        """The `kind` view of `value` in `shape`, placed before `op`: an existing one if
+        there is one (so that a tensor read twice is one epilogue input; it depends on
+        `value` alone, which `op` already uses, so it may move up), else a new one."""
+        ty = TensorType(value.type.element_type, shape)
+        ops = list(block.ops)
+        for use in value.uses:
+            view = use.operation
+            if isinstance(view, graph.ViewOp) and view.kind.data == kind and view.result.type == ty:
+                if ops.index(view) > ops.index(op):
+                    view.detach()
+                    block.insert_op_before(view, op)
+                return view.result
+        new = graph.ViewOp(kind, value, ty)
+        block.insert_op_before(new, op)
+        return new.result
 
     def _emit(self, op: Operation) -> SSAValue:
         self.block.add_op(op)
@@ -251,7 +153,7 @@ class _EpilogueBuilder:
 
     def build(self) -> tuple[epilogue.GemmOp, list[list[SSAValue]]]:
         """The epilogue.gemm, and per result the group values it stands for."""
-        for op in self.group.members[1:]:
+        for op in self.elementwise:
             if isinstance(op, graph.ViewOp):  # a regrouping of rows: the same tile
                 self.mapped[op.result] = self.mapped[op.input]
             else:
@@ -268,10 +170,8 @@ class _EpilogueBuilder:
             self.block.add_op(epilogue.StoreOp(tile, index))
             elem = values[0].type.element_type
             result_types.append(TensorType(elem, out_shape))
-        matmul = self.group.matmul
-        gemm = epilogue.GemmOp(
-            matmul.lhs, matmul.rhs, self.inputs, result_types, Region(self.block)
-        )
+        accumulators = [[(m.lhs, m.rhs) for m in leaves] for _, leaves in self.accumulators]
+        gemm = epilogue.GemmOp(accumulators, self.inputs, result_types, Region(self.block))
         return gemm, list(stored.values())
 
 
@@ -297,7 +197,8 @@ def fuse_group(group: EpilogueGroup, block: Block) -> epilogue.GemmOp:
 
 def fuse_epilogues_in(block: Block) -> None:
     for matmul in [op for op in block.ops if isinstance(op, graph.MatmulOp)]:
-        fuse_group(grow_group(matmul, block), block)
+        if matmul.parent_block() is block:  # not merged into an earlier group
+            fuse_group(grow_group(matmul, block), block)
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def _rebuilt(gemm: epilogue.GemmOp, block: Block, drop: set[int]) -> epilogue.Ge
             else TensorType(f32, epilogue.partial_shape(gemm.out_shape, writer.columns.value.data))
         )
         writer.index = type(writer.index)(position, writer.index.type)
-    new = epilogue.GemmOp(gemm.lhs, gemm.rhs, list(gemm.inputs), types, Region())
+    new = epilogue.GemmOp(gemm.accumulators, list(gemm.inputs), types, Region())
     gemm.body.move_blocks(new.body)
     block.insert_op_after(new, gemm)
     kept = [i for i in range(len(gemm.results)) if i not in drop]

@@ -12,7 +12,10 @@
     rows in the same kernel (a softmax or a LayerNorm is one kernel); an op
     reading two reduction-free groups of one shape merges them; independent groups
     over one shape and reduced dims that read the same producer run as one kernel;
-    a concat reads its inputs at shifted indices, so never from its own group;
+    a concat reads its inputs at shifted indices, so never from its own group; per-row
+    work (one value per kept coordinate) that a reduction's ops combine with runs after
+    that reduction's loop; a pointwise op used only by another loop kernel that can read
+    its operands is recomputed there instead of stored;
   - a reshape that no strides can express, read outside kernels (returned, or by a
     fallback), gets a `copy` loop kernel before it;
   - `graph.view` and `graph.constant` stay outside kernels: they move no data. The
@@ -38,7 +41,8 @@ from xdsl.passes import ModulePass
 from coda.dialects import epilogue, graph, kernel
 from coda.dialects.view_layout import is_strided_view
 from coda.passes.dataflow import can_contract, dataflow_graph, topological_reorder, users_outside
-from coda.passes.fuse_epilogues import EpilogueGroup, fuse_group
+from coda.passes.epilogue_groups import EpilogueGroup
+from coda.passes.fuse_epilogues import fuse_group
 
 
 @dataclass
@@ -106,6 +110,27 @@ def _mergeable(a: LoopGroup, b: LoopGroup) -> bool:
     )
 
 
+def _kept_shape(group: LoopGroup) -> tuple[int, ...] | None:
+    """The shape of one value per kept coordinate of a reducing group (keepdim)."""
+    if group.reduce_dims is None:
+        return None
+    return tuple(1 if d in group.reduce_dims else n for d, n in enumerate(group.shape))
+
+
+def _row_work_of(a: LoopGroup, b: LoopGroup) -> tuple[LoopGroup, LoopGroup] | None:
+    """(reducing group, row group) when one of `a`, `b` reduces and the other is
+    reduction-free pointwise work with one value per kept coordinate of it (rstd^3 of a
+    norm's backward): that work runs after the reduction's loop, in its kernel."""
+    for red, row in ((a, b), (b, a)):
+        if (
+            _kept_shape(red) == row.shape
+            and row.reduce_dims is None
+            and all(isinstance(op, graph.PointwiseOp) for op in row.members)
+        ):
+            return red, row
+    return None
+
+
 def plan_loop_groups(block: Block) -> list[LoopGroup]:
     dataflow = dataflow_graph(block)
     position = {op: i for i, op in enumerate(block.ops)}
@@ -133,18 +158,71 @@ def plan_loop_groups(block: Block) -> list[LoopGroup]:
         if isinstance(op, graph.ReduceOp):
             chosen.reduce_dims = op.reduced_dims
         group_of[op] = chosen
-        # an op reading two groups (x * cos + rotate_half(x) * sin) joins them into one
+        # an op reading two groups (x * cos + rotate_half(x) * sin) joins them into one;
+        # so does per-row work with the reduction it combines with
         for operand in op.operands:
             other = group_of.get(operand.owner)  # type: ignore[arg-type]
-            if other is None or other is chosen or not _mergeable(chosen, other):
+            if other is None or other is chosen:
+                continue
+            row_work = _row_work_of(chosen, other)
+            if not (_mergeable(chosen, other) or row_work):
                 continue
             if not can_contract(dataflow, [*chosen.members, *other.members]):
                 continue
-            chosen.members = sorted([*chosen.members, *other.members], key=position.__getitem__)
-            for member in other.members:
-                group_of[member] = chosen
-            groups.remove(other)
-    return _merge_siblings(groups, dataflow, position)
+            keep, gone = row_work or (chosen, other)
+            keep.members = sorted([*keep.members, *gone.members], key=position.__getitem__)
+            for member in gone.members:
+                group_of[member] = keep
+            groups.remove(gone)
+            chosen = keep
+    return _recompute_in_consumers(_merge_siblings(groups, dataflow, position), position)
+
+
+def _recompute_in_consumers(
+    groups: list[LoopGroup], position: dict[Operation, int]
+) -> list[LoopGroup]:
+    """A pointwise op whose every user is in one other loop kernel, and whose operands
+    that kernel can read (values its own kernel stores anyway, or values from outside),
+    moves to that kernel: recomputing 2 * h where it is used costs no memory traffic,
+    storing it costs a write and a read (a norm backward's 2x of the mean of squares)."""
+    group_of = {op: g for g in groups for op in g.members}
+    moved = True
+    while moved:
+        moved = False
+        for group in groups:
+            for op in list(group.members):
+                target = _recompute_target(op, group, group_of)
+                if target is None:
+                    continue
+                group.members.remove(op)
+                target.members = sorted([*target.members, op], key=position.__getitem__)
+                group_of[op] = target
+                moved = True
+    return [g for g in groups if g.members]
+
+
+def _recompute_target(
+    op: Operation, group: LoopGroup, group_of: dict[Operation, LoopGroup]
+) -> LoopGroup | None:
+    if not isinstance(op, graph.PointwiseOp) or _iteration_shape(op) != group.shape:
+        return None
+    targets = {
+        id(group_of.get(use.operation)): group_of.get(use.operation) for use in op.result.uses
+    }
+    if len(targets) != 1:
+        return None
+    (target,) = targets.values()
+    if target is None or target is group or target.shape != group.shape:
+        return None
+    if any(isinstance(m, graph.ConcatOp) for m in target.members):
+        return None  # a concat reads its pieces from memory
+    for operand in op.inputs:
+        owner = operand.owner
+        if group_of.get(owner) is group and all(  # type: ignore[arg-type]
+            group_of.get(use.operation) is group for use in operand.uses
+        ):
+            return None  # the operand is not stored: moving the op would store it
+    return target
 
 
 def _sibling_reduction(

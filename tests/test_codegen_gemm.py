@@ -394,7 +394,7 @@ def test_views_inside_the_kernel_are_layouts_of_its_operands(tmp_path: Path) -> 
     # the lhs is attention's output through one layout, in CuTe order (last dim first):
     # K = (D,H), M = (S,B), each mode addressed with div/mod over the runtime strides
     for line in (
-        "# %xa = layout ((8,3),(10,2)):((stride_aa_3,stride_aa_1),(stride_aa_2,stride_aa_0)) "
+        "#   %xa = layout ((8,3),(10,2)):((stride_aa_3,stride_aa_1),(stride_aa_2,stride_aa_0)) "
         "of %aa",
         "a_rows = stride_aa_0 * (offs_m // 10) + stride_aa_2 * (offs_m % 10)",
         "a_cols = stride_aa_1 * (kk // 8) + stride_aa_3 * (kk % 8)",
@@ -470,3 +470,68 @@ def test_a_result_stored_head_major_through_its_views(tmp_path: Path) -> None:
     out = torch.empty(2, 3, 10, 8)
     mod.launch(xt, wt, out)
     close(out, (xt @ wt).view(2, 10, 3, 8).permute(0, 2, 1, 3))
+
+
+def _merged_swiglu_and_sum(m: int, n: int, k: int, k2: int, dtype: str) -> KernelOp:
+    """Gate and up share %x (one K loop, %x loaded once); the third accumulator sums two
+    products over different K (two K loops into one accumulator)."""
+    x, w, d, wd, y = (
+        f"tensor<{m}x{k}x{dtype}>",
+        f"tensor<{k}x{n}x{dtype}>",
+        f"tensor<{m}x{k2}x{dtype}>",
+        f"tensor<{k2}x{n}x{dtype}>",
+        f"tensor<{m}x{n}x{dtype}>",
+    )
+    tile = f"!epilogue.tile<{dtype}>"
+    return parse_kernel(
+        {"x": x, "wg": w, "wu": w, "d": d, "wd": wd},
+        f"""
+%h, %s = kernel.gemm "swiglu_and_sum" (%x, %wg, %wu, %d, %wd)
+    : ({x}, {w}, {w}, {d}, {wd}) -> ({y}, {y}) {{
+^bb0(%xa: {x}, %wga: {w}, %wua: {w}, %da: {d}, %wda: {wd}):
+  %ho, %so = epilogue.gemm %xa, %wga | %xa, %wua | %xa, %wga + %da, %wda
+      : ({x}, {w}, {x}, {w}, {x}, {w}, {d}, {wd}) -> ({y}, {y}) {{
+  ^tile(%gate: {TILE}, %up: {TILE}, %total: {TILE}):
+    %0 = epilogue.map "silu"(%gate) : ({TILE}) -> {TILE}
+    %1 = epilogue.map "mul"(%0, %up) : ({TILE}, {TILE}) -> {TILE}
+    %2 = epilogue.map "cast"(%1) : ({TILE}) -> {tile}
+    %3 = epilogue.map "cast"(%total) : ({TILE}) -> {tile}
+    epilogue.store %2 : {tile} -> result 0
+    epilogue.store %3 : {tile} -> result 1
+  }}
+  kernel.yield %ho, %so : {y}, {y}
+}}""",
+    )
+
+
+@pytest.mark.parametrize("dtype", ["f32", "bf16"])
+def test_merged_gemms_share_loads_and_sum_over_concatenated_k(tmp_path: Path, dtype) -> None:
+    m, n, k, k2 = 20, 24, 40, 24  # ragged against the interpreter's tiles
+    source = generate_kernel_source(_merged_swiglu_and_sum(m, n, k, k2, dtype))
+    # one loop over K for the three accumulators (each %x tile loaded once), one over K1
+    assert source.count("for k in range(") == 2, source
+    assert source.count("= tl.load(a") == 2, source  # %xa in the first loop, %da in the second
+    for line in (
+        "#   gate += %xa @ %wga",
+        "#   up += %xa @ %wua",
+        "#   total += %xa @ %wga",
+        "#   total += %da @ %wda",
+    ):
+        assert line in source, source
+    mod = load(source, tmp_path)
+    torch_dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    torch.manual_seed(0)
+    x, wg, wu = torch.randn(m, k), torch.randn(k, n), torch.randn(k, n)
+    d, wd = torch.randn(m, k2), torch.randn(k2, n)
+    x, wg, wu, d, wd = (t.to(torch_dtype) for t in (x, wg, wu, d, wd))
+    h, s = torch.empty(m, n, dtype=torch_dtype), torch.empty(m, n, dtype=torch_dtype)
+    mod.launch(x, wg, wu, d, wd, h, s)
+    f = [t.float() for t in (x, wg, wu, d, wd)]
+    want_h = torch.nn.functional.silu(f[0] @ f[1]) * (f[0] @ f[2])
+    want_s = f[0] @ f[1] + f[3] @ f[4]
+    if dtype == "f32":
+        close(h, want_h)
+        close(s, want_s)
+    else:  # float32 accumulation, one bf16 rounding at the store
+        torch.testing.assert_close(h, want_h.to(torch.bfloat16), rtol=1e-2, atol=1e-2)
+        torch.testing.assert_close(s, want_s.to(torch.bfloat16), rtol=1e-2, atol=1e-2)

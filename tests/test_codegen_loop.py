@@ -260,6 +260,42 @@ def test_layer_norm_statistics_and_normalization_in_one_kernel(tmp_path: Path) -
     close(out, torch.nn.functional.layer_norm(x, (24,), eps=1e-5) * wt)
 
 
+def test_rms_norm_input_gradient_reads_a_per_row_operand_after_the_loop(
+    tmp_path: Path,
+) -> None:
+    """The RMSNorm input gradient in one kernel: sum(g * x) per row; then, after that
+    pass, -0.5 * sum * rstd^3 / N with rstd loaded once per row; then a second pass
+    adding the per-row factor times x to the incoming gradient."""
+    t, k = "tensor<6x3x40xf32>", "tensor<6x3x1xf32>"
+    source, mod = build(
+        {"g": t, "x": t, "rstd": k, "gx": t},
+        f"""
+%r = kernel.loop "rms_norm_backward" (%g, %x, %rstd, %gx) : ({t}, {t}, {k}, {t}) -> ({t}) {{
+^bb0(%ga: {t}, %xa: {t}, %ra: {k}, %gxa: {t}):
+  %half = graph.constant -5.000000e-01 : f32 -> tensor<f32>
+  %n = graph.constant 4.000000e+01 : f32 -> tensor<f32>
+  %0 = graph.pointwise "mul"(%ga, %xa) : ({t}, {t}) -> {t}
+  %1 = graph.reduce "sum" %0 dims array<i64: 2> keepdim : {t} -> {k}
+  %2 = graph.pointwise "mul"(%1, %half) : ({k}, tensor<f32>) -> {k}
+  %3 = graph.pointwise "cube"(%ra) : ({k}) -> {k}
+  %4 = graph.pointwise "mul"(%2, %3) : ({k}, {k}) -> {k}
+  %5 = graph.pointwise "div"(%4, %n) : ({k}, tensor<f32>) -> {k}
+  %6 = graph.pointwise "mul"(%5, %xa) : ({k}, {t}) -> {t}
+  %7 = graph.pointwise "add"(%gxa, %6) : ({t}, {t}) -> {t}
+  kernel.yield %7 : {t}
+}}""",
+        tmp_path,
+    )
+    assert "# pass 2 of 2 over the reduced coordinates" in source
+    assert "# %ra: one value per row" in source
+    g, x, gx = torch.randn(6, 3, 40), torch.randn(6, 3, 40), torch.randn(6, 3, 40)
+    rstd = torch.rand(6, 3, 1) + 0.5
+    out = torch.empty(6, 3, 40)
+    mod.launch(g, x, rstd, gx, out)
+    factor = -0.5 * (g * x).sum(-1, keepdim=True) * rstd**3 / 40
+    close(out, gx + factor * x)
+
+
 def test_loop_kernels_compile_for_gpu(tmp_path: Path) -> None:
     """The generated Triton is valid for an H100, compiled on this CPU-only machine."""
     from triton.backends.compiler import GPUTarget

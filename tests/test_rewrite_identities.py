@@ -43,3 +43,30 @@ def test_sum_over_count_is_mean() -> None:
         assert torch.equal(s * (1 / n), s / n)
     s = torch.randn(4096, generator=gen, dtype=torch.float32)
     assert not torch.equal(s * torch.tensor(1 / 6, dtype=torch.float32), s / 6)  # hence the rule
+
+
+def test_sum_of_gemms_is_one_gemm_over_concatenated_k() -> None:
+    """fuse-epilogues: a @ b + c @ d == [a | c] @ [b ; d], so a sum of GEMMs with the
+    same output tile (even of different K) accumulates in one accumulator, one K loop
+    after the other; and each output tile of it only needs the same tile's rows of a, c
+    and columns of b, d."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(s, generator=gen, dtype=torch.float64) for s in ((6, 5), (5, 7)))
+    c, d = (torch.randn(s, generator=gen, dtype=torch.float64) for s in ((6, 3), (3, 7)))
+    concatenated = torch.cat([a, c], dim=1) @ torch.cat([b, d], dim=0)
+    torch.testing.assert_close(a @ b + c @ d, concatenated, rtol=1e-14, atol=1e-14)
+    tile = a[2:4] @ b[:, 3:6] + c[2:4] @ d[:, 3:6]
+    torch.testing.assert_close(tile, concatenated[2:4, 3:6], rtol=1e-14, atol=1e-14)
+
+
+def test_expand_commutes_with_pointwise_and_is_broadcasting() -> None:
+    """canonicalize: fn(expand(a), c) == expand(fn(a, c)) for splat scalars c, and
+    fn(expand(a), b) == fn(a, b) when a and b broadcast to the same shape."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(4, 1, generator=gen, dtype=torch.float64)
+    b = torch.randn(4, 8, generator=gen, dtype=torch.float64)
+    c = torch.tensor(8.0, dtype=torch.float64)
+    expanded = a.expand(4, 8)
+    assert torch.equal(expanded / c, (a / c).expand(4, 8))
+    assert torch.equal(torch.nn.functional.silu(expanded), torch.nn.functional.silu(a).expand(4, 8))
+    assert torch.equal(expanded * b, a * b)

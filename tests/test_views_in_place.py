@@ -60,11 +60,12 @@ def test_head_split_is_stored_head_major_and_feeds_the_score_gemm_without_a_copy
     # every buffer is a kernel output: torch makes no hidden copy of a view
     kernel_outputs = {w.name for r in launches for w in r.writes}
     assert {a.buffer for a in allocations} <= kernel_outputs
-    # The projections store q and k head-major ([B,H,S,D], k transposed: the layouts
-    # their users read), so the score GEMM reads them contiguously and the [B*H, S, D]
-    # matrices the backward needs are plain views: no copy kernel anywhere.
+    # The q and k projections share x: one kernel (merged horizontally) computes both and
+    # stores them head-major ([B,H,S,D], k transposed: the layouts their users read), so
+    # the score GEMM reads them contiguously and the [B*H, S, D] matrices the backward
+    # needs are plain views: no copy kernel anywhere.
     forward = [r.kernel for r in launches if r.graph == "forward"]
-    assert forward == ["gemm0_bias", "gemm1_bias", "gemm2"], forward
+    assert forward == ["gemm0_bias", "gemm1"], forward
     assert not [r.kernel for r in launches if "copy" in r.kernel or r.kind == "copy"]
     assert [a.shape for a in allocations if a.graph == "forward"][:2] == [(2, 4, 8, 8)] * 2
 

@@ -43,7 +43,7 @@ func.func @block_arg_count(%x: tensor<8x32xf32>, %w: tensor<32x64xf32>, %b: tens
   }
   func.return
 }
-// CHECK: epilogue_invalid.mlir:40:3: error: 'epilogue.gemm' region takes the accumulator and 1 input(s), so 2 block arguments, got 1
+// CHECK: epilogue_invalid.mlir:40:3: error: 'epilogue.gemm' region takes 1 accumulator(s) and 1 input(s), so 2 block arguments, got 1
 
 // -----
 
@@ -246,6 +246,39 @@ func.func @store_outside_gemm(%t: !epilogue.tile<f32>) {
   func.return
 }
 // CHECK: error: 'epilogue.store' expects parent op 'epilogue.gemm'
+
+// -----
+
+func.func @merged_tiles_differ(%x: tensor<8x32xf32>, %w1: tensor<32x16xf32>, %w2: tensor<32x24xf32>) {
+  %y = epilogue.gemm %x, %w1 | %x, %w2 : (tensor<8x32xf32>, tensor<32x16xf32>, tensor<8x32xf32>, tensor<32x24xf32>) -> (tensor<8x16xf32>) {
+  ^tile(%a: !epilogue.tile<f32>, %b: !epilogue.tile<f32>):
+    epilogue.store %a : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: error: 'epilogue.gemm' products must share the output tile: [8, 32] x [32, 24] gives [8, 24], the first product [8, 16]
+
+// -----
+
+func.func @merged_accumulator_count(%x: tensor<8x32xf32>, %w1: tensor<32x16xf32>, %w2: tensor<32x16xf32>) {
+  %y = epilogue.gemm %x, %w1 | %x, %w2 : (tensor<8x32xf32>, tensor<32x16xf32>, tensor<8x32xf32>, tensor<32x16xf32>) -> (tensor<8x16xf32>) {
+  ^tile(%a: !epilogue.tile<f32>):
+    epilogue.store %a : !epilogue.tile<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: error: 'epilogue.gemm' region takes 2 accumulator(s) and 0 input(s), so 2 block arguments, got 1
+
+// -----
+
+func.func @sums_do_not_match_products(%x: tensor<8x32xf32>, %w: tensor<32x16xf32>) {
+  %y = "epilogue.gemm"(%x, %w) <{sums = array<i64: 2>, operandSegmentSizes = array<i32: 2, 0>}> ({
+  ^tile(%a: !epilogue.tile<f32>):
+    epilogue.store %a : !epilogue.tile<f32> -> result 0
+  }) : (tensor<8x32xf32>, tensor<32x16xf32>) -> tensor<8x16xf32>
+  func.return
+}
+// CHECK: error: 'epilogue.gemm' sums [2] do not describe its 2 product operands (two per product, at least one product per accumulator)
 
 // -----
 

@@ -148,6 +148,22 @@ func.func @plain(%x: tensor<4x8xf32>, %w: tensor<8x16xf32>) -> tensor<4x16xf32> 
 // CHECK-NEXT:    func.return %y : tensor<4x16xf32>
 // CHECK-NEXT:  }
 
+// Horizontally merged GEMMs: two accumulators (`|`), the second summing two products
+// over different K (`+`).
+func.func @merged(%x: tensor<8x32xf32>, %wg: tensor<32x16xf32>, %wu: tensor<32x16xf32>, %d: tensor<8x24xf32>, %wd: tensor<24x16xf32>) -> (tensor<8x16xf32>) {
+  %h = epilogue.gemm %x, %wg | %x, %wu + %d, %wd : (tensor<8x32xf32>, tensor<32x16xf32>, tensor<8x32xf32>, tensor<32x16xf32>, tensor<8x24xf32>, tensor<24x16xf32>) -> (tensor<8x16xf32>) {
+  ^tile(%gate: !epilogue.tile<f32>, %up: !epilogue.tile<f32>):
+    %s = epilogue.map "silu"(%gate) : (!epilogue.tile<f32>) -> !epilogue.tile<f32>
+    %p = epilogue.map "mul"(%s, %up) : (!epilogue.tile<f32>, !epilogue.tile<f32>) -> !epilogue.tile<f32>
+    epilogue.store %p : !epilogue.tile<f32> -> result 0
+  }
+  func.return %h : tensor<8x16xf32>
+}
+
+// CHECK-LABEL: func.func @merged
+// CHECK-NEXT:    %h = epilogue.gemm %x, %wg | %x, %wu + %d, %wd : (tensor<8x32xf32>, tensor<32x16xf32>, tensor<8x32xf32>, tensor<32x16xf32>, tensor<8x24xf32>, tensor<24x16xf32>) -> (tensor<8x16xf32>) {
+// CHECK-NEXT:    ^tile(%gate: !epilogue.tile<f32>, %up: !epilogue.tile<f32>):
+
 // Partial row reductions: each writes [M, ceil(N / columns)] partials, here 70 / 32 -> 3.
 func.func @partials(%x: tensor<4x8xf32>, %w: tensor<8x70xf32>) -> (tensor<4x3xf32>, tensor<4x3xf32>, tensor<4x70xf32>) {
   %s, %l, %y = epilogue.gemm %x, %w : (tensor<4x8xf32>, tensor<8x70xf32>) -> (tensor<4x3xf32>, tensor<4x3xf32>, tensor<4x70xf32>) {

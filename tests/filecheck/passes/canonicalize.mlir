@@ -117,3 +117,32 @@ func.func @neg_used_twice(%a: tensor<4xf32>, %b: tensor<4xf32>) -> (tensor<8xf32
 }
 // CHECK-NEXT:    %n = graph.pointwise "neg"(%a)
 // CHECK-NEXT:    %r = graph.concat %n, %b dim 0
+
+// CHECK-LABEL: func.func @expands
+// An expand feeding a pointwise op that broadcasts anyway is dropped; one under a
+// pointwise op of expanded values and scalars moves below it, so the division runs on
+// one value per row (a norm backward's per-row factor).
+func.func @expands(%r: tensor<4x1xf32>, %x: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  %e = graph.view "expand" %r : tensor<4x1xf32> -> tensor<4x8xf32>
+  %c = graph.constant 8.000000e+00 : f32 -> tensor<f32>
+  %d = graph.pointwise "div"(%e, %c) : (tensor<4x8xf32>, tensor<f32>) -> tensor<4x8xf32>
+  %m = graph.pointwise "mul"(%d, %x) : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  func.return %m : tensor<4x8xf32>
+}
+// CHECK-NEXT:    %c = graph.constant 8.000000e+00
+// CHECK-NEXT:    %[[D:.*]] = graph.pointwise "div"(%r, %c) : (tensor<4x1xf32>, tensor<f32>) -> tensor<4x1xf32>
+// CHECK-NEXT:    %[[M:.*]] = graph.pointwise "mul"(%[[D]], %x) : (tensor<4x1xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+// CHECK-NEXT:    func.return %[[M]]
+
+// CHECK-LABEL: func.func @expand_that_sets_the_shape
+// The only tensor operand is expanded and the expand is returned too: it stays (its
+// input alone would not give the result's shape), the op runs on the small shape.
+func.func @expand_that_sets_the_shape(%r: tensor<4x1xf32>) -> (tensor<4x8xf32>, tensor<4x8xf32>) {
+  %e = graph.view "expand" %r : tensor<4x1xf32> -> tensor<4x8xf32>
+  %n = graph.pointwise "neg"(%e) : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  func.return %n, %e : tensor<4x8xf32>, tensor<4x8xf32>
+}
+// CHECK-NEXT:    %e = graph.view "expand" %r
+// CHECK-NEXT:    %[[N:.*]] = graph.pointwise "neg"(%r) : (tensor<4x1xf32>) -> tensor<4x1xf32>
+// CHECK-NEXT:    %[[E:.*]] = graph.view "expand" %[[N]] : tensor<4x1xf32> -> tensor<4x8xf32>
+// CHECK-NEXT:    func.return %[[E]], %e

@@ -180,3 +180,39 @@ func.func @sibling_sums(%a: tensor<4x8xf32>, %b: tensor<8x8xf32>, %c: tensor<4x8
 // CHECK:         %[[C:.*]] = kernel.loop "loop2_sum" (%y) : (tensor<4x8xf32>) -> (tensor<8xf32>)
 // CHECK:         %[[R:.*]] = kernel.loop "loop3_sum" (%c)
 // CHECK:         func.return %[[S0]], %[[S1]], %[[C]], %[[R]]
+
+// CHECK-LABEL: func.func @rms_norm_backward
+// The input gradient of an RMSNorm is one loop kernel: the row sum, then the per-row
+// factor -0.5 * sum * rstd^3 / N (rstd is a per-row operand read after the loop), then
+// a second pass over the rows for the elementwise combination.
+func.func @rms_norm_backward(%g: tensor<4x8xf32>, %x: tensor<4x8xf32>, %rstd: tensor<4x1xf32>, %gx: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  %0 = graph.pointwise "mul"(%g, %x) : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  %1 = graph.reduce "sum" %0 dims array<i64: 1> keepdim : tensor<4x8xf32> -> tensor<4x1xf32>
+  %half = graph.constant -5.000000e-01 : f32 -> tensor<f32>
+  %2 = graph.pointwise "mul"(%1, %half) : (tensor<4x1xf32>, tensor<f32>) -> tensor<4x1xf32>
+  %3 = graph.pointwise "cube"(%rstd) : (tensor<4x1xf32>) -> tensor<4x1xf32>
+  %4 = graph.pointwise "mul"(%2, %3) : (tensor<4x1xf32>, tensor<4x1xf32>) -> tensor<4x1xf32>
+  %n = graph.constant 8.000000e+00 : f32 -> tensor<f32>
+  %5 = graph.pointwise "div"(%4, %n) : (tensor<4x1xf32>, tensor<f32>) -> tensor<4x1xf32>
+  %6 = graph.pointwise "mul"(%5, %x) : (tensor<4x1xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  %7 = graph.pointwise "add"(%gx, %6) : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  func.return %7 : tensor<4x8xf32>
+}
+// CHECK:         %[[R:.*]] = kernel.loop "loop0_mul_sum_cube_div" (%g, %x, %rstd, %gx) : (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x1xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>) {
+// CHECK-NOT:     kernel.loop
+// CHECK:         func.return %[[R]]
+
+// CHECK-LABEL: func.func @recompute_in_consumer
+// 2 * h is used only by the other kernel, which can read h (stored anyway, it is
+// returned): it is recomputed there instead of stored and read back.
+func.func @recompute_in_consumer(%x: tensor<4x8xf32>, %m: tensor<4x8xf32>, %g: tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<4x8xf32>) {
+  %h = graph.pointwise "add"(%x, %m) : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  %two = graph.constant 2.000000e+00 : f32 -> tensor<f32>
+  %h2 = graph.pointwise "mul"(%h, %two) : (tensor<4x8xf32>, tensor<f32>) -> tensor<4x8xf32>
+  %s = graph.reduce "sum" %g dims array<i64: 1> keepdim : tensor<4x8xf32> -> tensor<4x1xf32>
+  %o = graph.pointwise "mul"(%s, %h2) : (tensor<4x1xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  func.return %h, %o : tensor<4x8xf32>, tensor<4x8xf32>
+}
+// CHECK:         %[[H:.*]] = kernel.loop "loop0_add" (%x, %m) : (tensor<4x8xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>) {
+// CHECK:         %[[O:.*]] = kernel.loop "loop1_mul_sum" (%[[H]], %g) : (tensor<4x8xf32>, tensor<4x8xf32>) -> (tensor<4x8xf32>) {
+// CHECK:         func.return %[[H]], %[[O]]
