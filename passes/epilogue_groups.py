@@ -218,7 +218,38 @@ def grow_group(matmul: graph.MatmulOp, block: Block) -> EpilogueGroup:
     # program order: a producer absorbed late is still computed before its users
     position = {op: index for index, op in enumerate(ops)}
     group.members.sort(key=position.__getitem__)
+    _leave_recomputable_leaves(group)
     return group
+
+
+def _leave_recomputable_leaves(group: EpilogueGroup) -> None:
+    """Drop members that the epilogue would only store for loop kernels which can
+    compute them from a value the epilogue stores anyway: h^2 of a residual stream h,
+    written for the RMSNorm that reads h too, costs a write and a read; left outside,
+    it is recomputed by the norm's loop kernel. Only unary ops read by reductions alone
+    (the reduction's kernel then reads h instead of h^2, and computes h^2 in its loop)."""
+    changed = True
+    while changed:
+        changed = False
+        member_set = set(group.members)
+        for op in reversed(group.members):
+            if not isinstance(op, graph.PointwiseOp):
+                continue
+            users = [use.operation for use in op.result.uses]
+            if not users or any(user in member_set for user in users):
+                continue  # a leaf of the group: nothing inside reads it
+            if not all(isinstance(user, graph.ReduceOp) for user in users):
+                continue
+            tensors = [v for v in op.inputs if not is_splat_constant(v)]
+            if len(tensors) != 1 or tensors[0].owner not in member_set:
+                continue
+            source = tensors[0]
+            stored = any(use.operation not in member_set for use in source.uses)
+            if not stored or isinstance(source.owner, graph.MatmulOp):
+                continue  # h itself is not written (or is the raw accumulator)
+            group.members.remove(op)
+            changed = True
+            break
 
 
 def single_use(value: SSAValue) -> bool:

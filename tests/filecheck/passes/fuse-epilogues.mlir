@@ -140,6 +140,23 @@ func.func @producer_of_an_operand_stays(%p: tensor<8x8xf32>, %x: tensor<8x16xf32
 // CHECK-NEXT:    %[[M:.*]] = graph.pointwise "mul"(%x, %c)
 // CHECK-NEXT:    %{{.*}} = epilogue.gemm %p, %[[M]] :
 
+// h^2, read only by a reduction, stays outside: the epilogue stores h anyway and the
+// reduction's loop kernel squares it there, instead of the epilogue writing h^2 too.
+// CHECK-LABEL: func.func @square_for_a_reduction_stays_outside
+func.func @square_for_a_reduction_stays_outside(%x: tensor<8x16xf32>, %w: tensor<16x32xf32>, %r: tensor<8x32xf32>) -> (tensor<8x32xf32>, tensor<8x1xf32>) {
+  %0 = graph.matmul %x, %w : (tensor<8x16xf32>, tensor<16x32xf32>) -> tensor<8x32xf32>
+  %h = graph.pointwise "add"(%r, %0) : (tensor<8x32xf32>, tensor<8x32xf32>) -> tensor<8x32xf32>
+  %sq = graph.pointwise "square"(%h) : (tensor<8x32xf32>) -> tensor<8x32xf32>
+  %m = graph.reduce "mean" %sq dims array<i64: 1> keepdim : tensor<8x32xf32> -> tensor<8x1xf32>
+  func.return %h, %m : tensor<8x32xf32>, tensor<8x1xf32>
+}
+// CHECK-NEXT:    %h = epilogue.gemm %x, %w inputs(%r)
+// CHECK-NEXT:    ^bb0(%acc: !epilogue.tile<f32>, %[[R:.*]]: !epilogue.tile<f32>):
+// CHECK-NEXT:      %[[H:.*]] = epilogue.accumulate %[[R]], %acc
+// CHECK-NEXT:      epilogue.store %[[H]] : !epilogue.tile<f32> -> result 0
+// CHECK-NEXT:    }
+// CHECK-NEXT:    %sq = graph.pointwise "square"(%h)
+
 // Cross-entropy backward on the recomputed logits: (exp(logits - lse) - onehot) * scale.
 // The one-hot mask is built from a row (iota) and a column (targets) only: it joins
 // the epilogue through the ops that use it, so no [8, 96] mask is ever written.
