@@ -44,6 +44,7 @@ from coda.dialects.epilogue import (
     ConstantOp,
     GemmOp,
     MapOp,
+    ReduceOp,
     ScaleOp,
     StoreOp,
     TileValueType,
@@ -486,6 +487,9 @@ class _GemmGenerator:
         if isinstance(op, StoreOp):
             stmt.lines += self._store(op)
             return stmt
+        if isinstance(op, ReduceOp):
+            stmt.lines += self._partial_reduce(op)
+            return stmt
         if isinstance(op, ConstantOp):
             # a literal needs no variable: its uses splice it in
             self.var[op.result] = literal(op.value)
@@ -522,6 +526,77 @@ class _GemmGenerator:
             stored = store_expr(value, out.ptr, out_type, self.helpers)
             lines.append(f"tl.store({out.ptrs}, {stored}, mask=mask)")
         return lines or [f"pass  # result {index} is not a result of the kernel"]
+
+    def _partial_reduce(self, op: ReduceOp) -> list[str]:
+        """epilogue.reduce: the tile as [BLOCK_M, BLOCK_N / columns, columns] groups,
+        reduced over the last axis; program pid_n writes partials pid_n * (BLOCK_N /
+        columns) onwards. Columns past N hold the kind's identity."""
+        columns = op.columns.value.data
+        if self.tile.block_n % columns:
+            raise CodegenError(
+                f'kernel.gemm "{self.kernel.kernel_name}": BLOCK_N {self.tile.block_n} is not '
+                f"a multiple of the {columns} columns per partial"
+            )
+        kind = op.kind.data
+        x = self.var[op.value]
+        groups = f"BLOCK_N // {columns}"
+        name = self.namer.fresh(f"{self.ir.name(op.value)[1:]}_{kind}")
+        identity = 'float("-inf")' if kind in ("max", "logsumexp") else "0.0"
+        value = f"{x} * {x}" if kind == "sumsq" else x
+        lines = [
+            f"{name} = tl.reshape(tl.where(mask, {value}, {identity}), "
+            f"(BLOCK_M, {groups}, {columns}))"
+        ]
+        if kind in ("sum", "sumsq"):
+            lines += self._tree(name, "+", columns)
+        elif kind == "max":
+            lines += self._tree(name, "max", columns)
+        else:
+            # max-shifted; a group with no column in range (all -inf) gives -inf, not NaN
+            top = self.namer.fresh(f"{name}_max")
+            lines.append(f"{top} = {name}")
+            lines += self._tree(top, "max", columns)
+            lines.append(f'{top} = tl.where({top} == float("-inf"), 0.0, {top})')
+            lines.append(f"{name} = tl.exp({name} - {top}[:, :, None])")
+            lines += self._tree(name, "+", columns)
+            lines.append(f"{name} = {top} + tl.log({name})")
+        index = op.index.value.data
+        offs = self.namer.fresh(f"{name}_offs")
+        lines.append(f"{offs} = pid_n * ({groups}) + tl.arange(0, {groups})")
+        partials = tensor_shape(self.gemm.outputs[index])[-1]
+        for out in (o for o in self.outputs if o.index == index):
+            if out.address is not None:
+                raise CodegenError(
+                    f'kernel.gemm "{self.kernel.kernel_name}": partials are stored in place'
+                )
+            batch = _batch_offset(self.batch_dims, out.strides)
+            lines += [
+                f"{out.ptrs} = {out.ptr}{batch} + offs_m[:, None] * {out.strides['m']}"
+                f" + {offs}[None, :] * {out.strides['n']}",
+                f"tl.store({out.ptrs}, {name}, "
+                f"mask=mask_m[:, None] & ({offs} < {partials})[None, :])",
+            ]
+        return lines
+
+    def _tree(self, var: str, combine: str, columns: int) -> list[str]:
+        """Reduce `var`, [BLOCK_M, groups, columns], over its last axis by halving it
+        (adjacent pairs via tl.split), leaving [BLOCK_M, groups]. Elementwise steps:
+        tl.reduce with a module-local combine runs element by element in the
+        interpreter (its fast paths know only triton.language's own combines, which
+        cannot run here: helpers.j2), and the halving is as valid on a GPU."""
+        lines = []
+        width = columns
+        while width > 1:
+            width //= 2
+            lo, hi = self.namer.fresh(f"{var}_lo"), self.namer.fresh(f"{var}_hi")
+            lines.append(
+                f"{lo}, {hi} = tl.split(tl.reshape({var}, (BLOCK_M, BLOCK_N // {columns}, "
+                f"{width}, 2)))"
+            )
+            both = f"tl.maximum({lo}, {hi})" if combine == "max" else f"{lo} + {hi}"
+            lines.append(f"{var} = {both}")
+        lines.append(f"{var} = tl.reshape({var}, (BLOCK_M, BLOCK_N // {columns}))")
+        return lines
 
     def _map_expr(self, op: MapOp) -> str:
         operands = [self.var[v] for v in op.inputs]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from xdsl.dialects.builtin import BFloat16Type, Float16Type
 
 from coda.codegen.targets import Target
-from coda.dialects.epilogue import GemmOp, StoreOp, TileType
+from coda.dialects.epilogue import GemmOp, ReduceOp, StoreOp, TileType
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,17 @@ def sixteen_bit_operands(gemm: GemmOp) -> bool:
     return len(types) == 1 and issubclass(types.pop(), BFloat16Type | Float16Type)
 
 
+def partial_columns(gemm: GemmOp) -> int:
+    """Columns per partial of the epilogue's partial reductions (1: it has none). Their
+    side outputs' shapes were fixed at planning time, so BLOCK_N must be a multiple."""
+    widths = [op.columns.value.data for op in gemm.body.block.ops if isinstance(op, ReduceOp)]
+    return max(widths, default=1)
+
+
+def fits_partials(tile: GemmTile, gemm: GemmOp) -> bool:
+    return tile.block_n % partial_columns(gemm) == 0
+
+
 def gemm_tile(target: Target | None, gemm: GemmOp) -> GemmTile:
     """The tile for `gemm` on `target` (None: the interpreter)."""
     if target is None:
@@ -116,7 +127,7 @@ def gemm_tiles(target: Target, gemm: GemmOp) -> list[GemmTile]:
     small = replace(full, block_m=64, block_n=64, num_warps=4)
     tiles: list[GemmTile] = []
     for tile in (first, full, narrow, replace(narrow, num_warps=4), small):
-        if tile not in tiles:
+        if tile not in tiles and fits_partials(tile, gemm):
             tiles.append(tile)
     return tiles
 

@@ -33,6 +33,7 @@ from torch._functorch.aot_autograd import make_boxed_func
 from torch._functorch.partitioners import min_cut_rematerialization_partition
 
 from coda.compiler.fold_constants import fold_constants
+from coda.compiler.fuse_cross_entropy import fuse_cross_entropy
 from coda.compiler.fx_import import UnsupportedGraph, import_graph
 from coda.compiler.pipeline import lower
 
@@ -179,9 +180,20 @@ def _boxed(
 def partition(joint: fx.GraphModule, joint_inputs: Sequence[Any], **kwargs: Any) -> Any:
     """AOTAutograd's min-cut partitioner, recomputing views in the backward instead of
     saving them: coda's kernels read views in place, but a saved view that strides
-    cannot express (q's `[B*S, H*D] -> [B*H, S, D]` head split) would need a copy."""
+    cannot express (q's `[B*S, H*D] -> [B*H, S, D]` head split) would need a copy.
+    Cross-entropy is rewritten first (`fuse_cross_entropy`) so that the forward saves
+    the LM head's operands and logsumexp instead of `[tokens, vocab]` log-probabilities."""
+    fuse_cross_entropy(joint)
     with torch._functorch.config.patch(recompute_views=True):
         return min_cut_rematerialization_partition(joint, joint_inputs, **kwargs)
+
+
+def inference_graph(gm: fx.GraphModule) -> fx.GraphModule:
+    """The inference graph as coda compiles it: an evaluation loss gets the same
+    cross-entropy rewrite as training (no partition sees this graph), so an LM head
+    under `no_grad` writes no [tokens, vocab] logits either."""
+    fuse_cross_entropy(gm)
+    return gm
 
 
 def coda_backend(
@@ -193,7 +205,9 @@ def coda_backend(
     return aot_autograd(
         fw_compiler=functools.partial(compiler, graph_kind="forward"),
         bw_compiler=functools.partial(compiler, graph_kind="backward"),
-        inference_compiler=functools.partial(compiler, graph_kind="inference"),
+        inference_compiler=lambda gm, example_inputs: compiler(
+            inference_graph(gm), example_inputs, graph_kind="inference"
+        ),
         decompositions=DECOMPOSITIONS,
         partition_fn=partition,
     )(gm, example_inputs)

@@ -17,7 +17,7 @@ from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 from xdsl.dialects.builtin import ModuleOp
 
-from coda.compiler.backend import DECOMPOSITIONS, partition
+from coda.compiler.backend import DECOMPOSITIONS, inference_graph, partition
 from coda.compiler.fold_constants import fold_constants
 from coda.compiler.fx_import import import_graph
 from coda.compiler.models import ModelSpec
@@ -53,7 +53,7 @@ def capture(spec: ModelSpec, *, training: bool = True, seed: int = 0) -> Capture
 
     def recorder(kind: str) -> Any:
         def record(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Any:
-            graphs.append((kind, gm))
+            graphs.append((kind, inference_graph(gm) if kind == "inference" else gm))
             return make_boxed_func(gm.forward)
 
         return record

@@ -46,10 +46,25 @@ def _attribute(gm: fx.GraphModule, target: str) -> Any:
     return value
 
 
+#: comparisons: a broadcast one (a one-hot mask `iota == target`) stays in the graph
+_COMPARISONS = {aten.eq, aten.ne, aten.lt, aten.le, aten.gt, aten.ge}
+
+
+def _expanding_comparison(node: fx.Node) -> bool:
+    """A comparison whose result is larger than its inputs together: computed in the
+    kernel that reads it, it costs nothing; folded, it is a [tokens, vocab] buffer."""
+    if _packet(node) not in _COMPARISONS:
+        return False
+    inputs = sum(n.meta["val"].numel() for n in node.all_input_nodes)
+    return node.meta["val"].numel() > inputs
+
+
 def _foldable(node: fx.Node, constant: set[fx.Node]) -> bool:
     if node.op == "get_attr":  # a tensor the graph module holds (a lifted constant)
         return True
     if node.op != "call_function" or not all(n in constant for n in node.all_input_nodes):
+        return False
+    if _expanding_comparison(node):
         return False
     tags = getattr(node.target, "tags", ())
     if torch.Tag.nondeterministic_seeded in tags:

@@ -562,6 +562,7 @@ LOWERINGS: dict[Any, Rule] = {
     aten.mean: _reduction("mean"),
     aten.amax: _reduction("amax"),
     aten.amin: _reduction("amin"),
+    aten.logsumexp: _reduction("logsumexp"),
     aten.full: _full,
     aten.full_like: _full_like,
     aten.zeros: _constant(0.0),

@@ -14,7 +14,7 @@ from coda.passes import PASSES
 #: stage name -> the passes that produce it from the previous stage
 STAGES: dict[str, tuple[str, ...]] = {
     "graph": ("canonicalize", "fold-views"),
-    "epilogue": ("fuse-epilogues",),
+    "epilogue": ("fuse-epilogues", "fuse-reductions", "expand-logsumexp"),
     "kernel": ("split-blocks",),
 }
 IR_STAGES = tuple(STAGES)

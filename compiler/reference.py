@@ -116,7 +116,13 @@ def evaluate(op: Operation, args: Sequence[Any], device: torch.device) -> list[A
         floats = [a.float() if a.is_floating_point() else a for a in args]
         out = fn.torch_ref(*floats)
     elif isinstance(op, graph.ReduceOp):
-        reduce = {"sum": torch.sum, "mean": torch.mean, "amax": torch.amax, "amin": torch.amin}
+        reduce = {
+            "sum": torch.sum,
+            "mean": torch.mean,
+            "amax": torch.amax,
+            "amin": torch.amin,
+            "logsumexp": torch.logsumexp,
+        }
         out = reduce[op.kind.data](
             args[0].float(), dim=list(op.reduced_dims), keepdim=op.keepdim is not None
         )
@@ -186,9 +192,31 @@ def _evaluate_gemm(op: epilogue.GemmOp, args: Sequence[Any]) -> list[Any]:
         elif isinstance(inner, epilogue.StoreOp):
             index = inner.index.value.data
             results[index] = vals[0].to(_dtype(op.outputs[index]))
+        elif isinstance(inner, epilogue.ReduceOp):
+            results[inner.index.value.data] = partial_reduce(
+                inner.kind.data, vals[0], inner.columns.value.data
+            )
         else:
             raise NotImplementedError(f"no reference semantics for '{inner.name}'")
     return results
+
+
+def partial_reduce(kind: str, tile: torch.Tensor, columns: int) -> torch.Tensor:
+    """epilogue.reduce on a whole [..., M, N] output: one value per row and group of
+    `columns` columns (the last group padded with the kind's identity)."""
+    n = tile.shape[-1]
+    groups = -(-n // columns)
+    identity = float("-inf") if kind in ("max", "logsumexp") else 0.0
+    padded = torch.nn.functional.pad(tile.float(), (0, groups * columns - n), value=identity)
+    grouped = padded.reshape(*tile.shape[:-1], groups, columns)
+    if kind == "sum":
+        return grouped.sum(-1)
+    if kind == "sumsq":
+        return grouped.square().sum(-1)
+    if kind == "max":
+        return grouped.amax(-1)
+    assert kind == "logsumexp", kind
+    return torch.logsumexp(grouped, -1)
 
 
 def run_block(block: Block, args: Sequence[Any], device: torch.device) -> list[Any]:

@@ -19,10 +19,12 @@ full tile), `constant`, and `store` (write a value to one of the op's results).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import ceil
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
     I64,
+    AnyFloat,
     DenseArrayBase,
     FloatAttr,
     IntegerAttr,
@@ -267,6 +269,76 @@ class StoreOp(IRDLOperation):
             )
 
 
+#: partial reductions an epilogue computes per row and group of columns. `logsumexp`
+#: stores log(sum(exp)) of each group: numerically safe (max-shifted) and combined by
+#: another logsumexp, so one side output suffices instead of a (max, sum-exp) pair.
+PARTIAL_REDUCE_KINDS = ("sum", "max", "sumsq", "logsumexp")
+
+#: columns per partial that planning uses: the narrowest BLOCK_N of any target's tile
+#: (coda.codegen.tile_config keeps every BLOCK_N a multiple of it), so the side output's
+#: shape is fixed before a target is chosen and each program writes BLOCK_N / 32 partials
+PARTIAL_COLUMNS = 32
+
+
+def partial_shape(out_shape: Sequence[int], columns: int) -> tuple[int, ...]:
+    """Shape of the side output of a partial reduction over an `out_shape` tile grid."""
+    return (*out_shape[:-1], ceil(out_shape[-1] / columns))
+
+
+@irdl_op_definition
+class ReduceOp(IRDLOperation):
+    """Reduce each row of the tile over groups of `columns` columns and write one
+    partial per (row, group) to result `index`, of shape [..., M, ceil(N / columns)].
+    Columns past N do not take part. A finalize (a graph.reduce over the last dim of
+    the partials) completes the reduction: sum for sum/sumsq, max, logsumexp."""
+
+    name = "epilogue.reduce"
+    kind = prop_def(StringAttr)
+    value = operand_def(TileType)
+    index = prop_def(IntegerAttr[I64])
+    columns = prop_def(IntegerAttr[I64])
+    traits = lazy_traits_def(lambda: (HasParent(GemmOp),))
+    assembly_format = (
+        "$kind $value `:` type($value) `->` `result` $index `columns` $columns attr-dict"
+    )
+
+    def __init__(self, kind: str, value: SSAValue, index: int, columns: int = PARTIAL_COLUMNS):
+        super().__init__(
+            operands=[value],
+            properties={
+                "kind": StringAttr(kind),
+                "index": IntegerAttr(index, i64),
+                "columns": IntegerAttr(columns, i64),
+            },
+        )
+
+    def verify_(self) -> None:
+        if self.kind.data not in PARTIAL_REDUCE_KINDS:
+            raise VerifyException(
+                f"'epilogue.reduce' kind must be one of {', '.join(PARTIAL_REDUCE_KINDS)}, "
+                f'got "{self.kind.data}"'
+            )
+        columns = self.columns.value.data
+        if columns <= 0 or columns & (columns - 1):
+            raise VerifyException(
+                f"'epilogue.reduce' columns must be a power of two, got {columns}"
+            )
+        if not isinstance(self.value.type.element_type, AnyFloat):
+            raise VerifyException(f"'epilogue.reduce' of a {self.value.type}: floats only")
+        gemm = self.parent_op()
+        assert isinstance(gemm, GemmOp)  # HasParent
+        index = self.index.value.data
+        if not 0 <= index < len(gemm.outputs):
+            raise VerifyException(
+                f"'epilogue.reduce' to result {index}, but the gemm has "
+                f"{len(gemm.outputs)} result(s)"
+            )
+        if gemm.outputs[index].type.element_type != f32:
+            raise VerifyException(
+                f"'epilogue.reduce' partials are f32, result {index} is {gemm.outputs[index].type}"
+            )
+
+
 def _verify_result_is_tile_type(op: IRDLOperation, tile: SSAValue) -> None:
     if op.results[0].type != tile.type:
         raise VerifyException(
@@ -434,15 +506,9 @@ class GemmOp(IRDLOperation):
                     f"{list(out)} output must be {expected or 'a tile, row, col or scalar'}, "
                     f"block argument is {arg.type}"
                 )
-        for i, ty in enumerate(self.result_types):
-            if tensor_shape(ty) != out:
-                raise VerifyException(
-                    f"'epilogue.gemm' result {i} has shape {list(tensor_shape(ty))}, "
-                    f"the output tile covers {list(out)}"
-                )
-        stored: dict[int, StoreOp] = {}
+        stored: dict[int, StoreOp | ReduceOp] = {}
         for op in block.ops:
-            if not isinstance(op, StoreOp):
+            if not isinstance(op, StoreOp | ReduceOp):
                 continue
             index = op.index.value.data  # range and element type: StoreOp.verify_
             if index in stored:
@@ -451,6 +517,23 @@ class GemmOp(IRDLOperation):
         missing = sorted(set(range(len(self.outputs))) - set(stored))
         if missing:
             raise VerifyException(f"'epilogue.gemm' results {missing} are never stored")
+        for i, ty in enumerate(self.result_types):
+            writer = stored[i]
+            want = (
+                partial_shape(out, writer.columns.value.data)
+                if isinstance(writer, ReduceOp)
+                else out
+            )
+            if tensor_shape(ty) != want:
+                what = (
+                    "its partials cover"
+                    if isinstance(writer, ReduceOp)
+                    else "the output tile covers"
+                )
+                raise VerifyException(
+                    f"'epilogue.gemm' result {i} has shape {list(tensor_shape(ty))}, "
+                    f"{what} {list(want)}"
+                )
 
 
 def new_epilogue_block(input_types: Sequence[Attribute], accumulators: int = 1) -> Block:
@@ -461,6 +544,6 @@ def new_epilogue_block(input_types: Sequence[Attribute], accumulators: int = 1) 
 
 Epilogue = Dialect(
     "epilogue",
-    [GemmOp, MapOp, ScaleOp, AccumulateOp, ConstantOp, StoreOp],
+    [GemmOp, MapOp, ScaleOp, AccumulateOp, ConstantOp, StoreOp, ReduceOp],
     [TileType, RowType, ColType, ScalarType],
 )

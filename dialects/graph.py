@@ -151,7 +151,7 @@ def verify_fn_application(op: IRDLOperation, fn: str, operand_types: Sequence[At
         )
 
 
-REDUCE_KINDS = ("sum", "mean", "amax", "amin")
+REDUCE_KINDS = ("sum", "mean", "amax", "amin", "logsumexp")
 
 
 @irdl_op_definition

@@ -19,6 +19,18 @@ def _fuse_epilogues() -> type[ModulePass]:
     return FuseEpilogues
 
 
+def _fuse_reductions() -> type[ModulePass]:
+    from coda.passes.fuse_reductions import FuseReductions
+
+    return FuseReductions
+
+
+def _expand_logsumexp() -> type[ModulePass]:
+    from coda.passes.expand_logsumexp import ExpandLogsumexp
+
+    return ExpandLogsumexp
+
+
 def _split_blocks() -> type[ModulePass]:
     from coda.passes.split_blocks import SplitBlocks
 
@@ -41,6 +53,8 @@ def _fold_views() -> type[ModulePass]:
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _canonicalize,
     "fuse-epilogues": _fuse_epilogues,
+    "fuse-reductions": _fuse_reductions,
+    "expand-logsumexp": _expand_logsumexp,
     "split-blocks": _split_blocks,
     "fold-layouts": _fold_layouts,
     "fold-views": _fold_views,

@@ -161,6 +161,8 @@ def plan_loop_groups(block: Block) -> list[LoopGroup]:
                 chosen = candidate
                 break
         if chosen is None:
+            chosen = _sibling_reduction(op, groups, dataflow)
+        if chosen is None:
             chosen = LoopGroup(_iteration_shape(op))
             groups.append(chosen)
         chosen.members.append(op)
@@ -233,6 +235,30 @@ def _recompute_target(
         ):
             return None  # the operand is not stored: moving the op would store it
     return target
+
+
+def _sibling_reduction(
+    op: Operation, groups: list[LoopGroup], dataflow: nx.DiGraph
+) -> LoopGroup | None:
+    """A group `op`, a reduction, joins as a sibling at once (not only in
+    `_merge_siblings`): same shape and reduced dims, a shared producer, no edge between
+    them. Then an op reading both reductions (the loss `logsumexp - target logit` from
+    one GEMM's two partials) finds them in one group and runs in the same kernel."""
+    if not isinstance(op, graph.ReduceOp):
+        return None
+    probe = LoopGroup(_iteration_shape(op), [op], op.reduced_dims)
+    for group in groups:
+        if (group.shape, group.reduce_dims) != (probe.shape, probe.reduce_dims):
+            continue
+        if any(isinstance(m, graph.ConcatOp) for m in group.members):
+            continue
+        if not _sources(group) & _sources(probe):
+            continue
+        if any(dataflow.has_edge(m, op) or dataflow.has_edge(op, m) for m in group.members):
+            continue
+        if can_contract(dataflow, [*group.members, op]):
+            return group
+    return None
 
 
 def _sources(group: LoopGroup) -> set[object]:
@@ -359,6 +385,8 @@ def _gemm_label(gemm: epilogue.GemmOp) -> str:
             labels.append("residual")
         elif isinstance(op, epilogue.ScaleOp):
             labels.append("scale")
+        elif isinstance(op, epilogue.ReduceOp):
+            labels.append(op.kind.data)
     return "_".join(dict.fromkeys(labels))
 
 

@@ -70,3 +70,23 @@ def test_lifted_tensor_constants_become_inputs() -> None:
     torch.manual_seed(0)
     run = check_training_step(LiftedConstant(), torch.randn(3, 4))  # strict: must compile
     assert [r.kind for r in run.launches if r.graph == "forward"] == ["gemm"]
+
+
+def test_broadcast_comparisons_stay_in_the_graph() -> None:
+    """A one-hot mask `iota == target` of constants is [tokens, vocab]: folding it would
+    make a buffer of what the kernel reading it computes for free. Its inputs fold."""
+
+    def fn(logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        target = (torch.arange(6) * 7) % 5
+        onehot = torch.arange(5).view(1, 5) == target.view(6, 1)
+        small = torch.arange(5) == 3  # no bigger than its inputs: folded
+        return (torch.where(onehot, logits, 0.0) + small,)
+
+    gm = make_fx(fn)(torch.randn(6, 5))
+    folded = fold_constants(gm, torch.device("cpu"))
+    targets = [str(n.target) for n in folded.gm.graph.nodes if n.op == "call_function"]
+    assert targets.count("aten.eq.Tensor") == 1 and "aten.eq.Scalar" not in targets
+    shapes = sorted(tuple(c.shape) for c in folded.constants)
+    assert shapes == [(1, 5), (5,), (6, 1)], shapes
+    logits = torch.randn(6, 5)
+    torch.testing.assert_close(folded.gm(logits, *folded.constants)[0], fn(logits)[0])

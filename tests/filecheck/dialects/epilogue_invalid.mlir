@@ -279,3 +279,47 @@ func.func @sums_do_not_match_products(%x: tensor<8x32xf32>, %w: tensor<32x16xf32
   func.return
 }
 // CHECK: error: 'epilogue.gemm' sums [2] do not describe its 2 product operands (two per product, at least one product per accumulator)
+
+// -----
+
+func.func @partials_of_the_wrong_shape(%x: tensor<4x8xf32>, %w: tensor<8x70xf32>) {
+  %p = epilogue.gemm %x, %w : (tensor<4x8xf32>, tensor<8x70xf32>) -> (tensor<4x2xf32>) {
+  ^tile(%acc: !epilogue.tile<f32>):
+    epilogue.reduce "sum" %acc : !epilogue.tile<f32> -> result 0 columns 32
+  }
+  func.return
+}
+// CHECK: error: 'epilogue.gemm' result 0 has shape [4, 2], its partials cover [4, 3]
+
+// -----
+
+func.func @unknown_partial_kind(%x: tensor<4x8xf32>, %w: tensor<8x64xf32>) {
+  %p = epilogue.gemm %x, %w : (tensor<4x8xf32>, tensor<8x64xf32>) -> (tensor<4x2xf32>) {
+  ^tile(%acc: !epilogue.tile<f32>):
+    epilogue.reduce "mean" %acc : !epilogue.tile<f32> -> result 0 columns 32
+  }
+  func.return
+}
+// CHECK: error: 'epilogue.reduce' kind must be one of sum, max, sumsq, logsumexp, got "mean"
+
+// -----
+
+func.func @columns_not_a_power_of_two(%x: tensor<4x8xf32>, %w: tensor<8x64xf32>) {
+  %p = epilogue.gemm %x, %w : (tensor<4x8xf32>, tensor<8x64xf32>) -> (tensor<4x3xf32>) {
+  ^tile(%acc: !epilogue.tile<f32>):
+    epilogue.reduce "sum" %acc : !epilogue.tile<f32> -> result 0 columns 24
+  }
+  func.return
+}
+// CHECK: error: 'epilogue.reduce' columns must be a power of two, got 24
+
+// -----
+
+func.func @partials_not_f32(%x: tensor<4x8xf32>, %w: tensor<8x64xf32>) {
+  %p = epilogue.gemm %x, %w : (tensor<4x8xf32>, tensor<8x64xf32>) -> (tensor<4x2xbf16>) {
+  ^tile(%acc: !epilogue.tile<f32>):
+    epilogue.reduce "max" %acc : !epilogue.tile<f32> -> result 0 columns 32
+  }
+  func.return
+}
+// CHECK: error: 'epilogue.reduce' partials are f32, result 0 is tensor<4x2xbf16>

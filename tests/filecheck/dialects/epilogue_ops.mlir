@@ -163,3 +163,22 @@ func.func @merged(%x: tensor<8x32xf32>, %wg: tensor<32x16xf32>, %wu: tensor<32x1
 // CHECK-LABEL: func.func @merged
 // CHECK-NEXT:    %h = epilogue.gemm %x, %wg | %x, %wu + %d, %wd : (tensor<8x32xf32>, tensor<32x16xf32>, tensor<8x32xf32>, tensor<32x16xf32>, tensor<8x24xf32>, tensor<24x16xf32>) -> (tensor<8x16xf32>) {
 // CHECK-NEXT:    ^tile(%gate: !epilogue.tile<f32>, %up: !epilogue.tile<f32>):
+
+// Partial row reductions: each writes [M, ceil(N / columns)] partials, here 70 / 32 -> 3.
+func.func @partials(%x: tensor<4x8xf32>, %w: tensor<8x70xf32>) -> (tensor<4x3xf32>, tensor<4x3xf32>, tensor<4x70xf32>) {
+  %s, %l, %y = epilogue.gemm %x, %w : (tensor<4x8xf32>, tensor<8x70xf32>) -> (tensor<4x3xf32>, tensor<4x3xf32>, tensor<4x70xf32>) {
+  ^tile(%acc: !epilogue.tile<f32>):
+    epilogue.reduce "sumsq" %acc : !epilogue.tile<f32> -> result 0 columns 32
+    epilogue.reduce "logsumexp" %acc : !epilogue.tile<f32> -> result 1 columns 32
+    epilogue.store %acc : !epilogue.tile<f32> -> result 2
+  }
+  func.return %s, %l, %y : tensor<4x3xf32>, tensor<4x3xf32>, tensor<4x70xf32>
+}
+
+// CHECK-LABEL: func.func @partials
+// CHECK-NEXT:    %s, %l, %y = epilogue.gemm %x, %w : (tensor<4x8xf32>, tensor<8x70xf32>) -> (tensor<4x3xf32>, tensor<4x3xf32>, tensor<4x70xf32>) {
+// CHECK-NEXT:    ^tile(%acc: !epilogue.tile<f32>):
+// CHECK-NEXT:      epilogue.reduce "sumsq" %acc : !epilogue.tile<f32> -> result 0 columns 32
+// CHECK-NEXT:      epilogue.reduce "logsumexp" %acc : !epilogue.tile<f32> -> result 1 columns 32
+// CHECK-NEXT:      epilogue.store %acc : !epilogue.tile<f32> -> result 2
+// CHECK-NEXT:    }

@@ -45,7 +45,7 @@ func.func @reduce_kind(%a: tensor<4x8xf32>) {
   %0 = graph.reduce "median" %a dims array<i64: 1> : tensor<4x8xf32> -> tensor<4xf32>
   func.return
 }
-// CHECK: error: 'graph.reduce' kind must be one of sum, mean, amax, amin, got "median"
+// CHECK: error: 'graph.reduce' kind must be one of sum, mean, amax, amin, logsumexp, got "median"
 
 // -----
 

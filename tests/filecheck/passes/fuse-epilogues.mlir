@@ -157,3 +157,27 @@ func.func @square_for_a_reduction_stays_outside(%x: tensor<8x16xf32>, %w: tensor
 // CHECK-NEXT:      epilogue.store %[[H]] : !epilogue.tile<f32> -> result 0
 // CHECK-NEXT:    }
 // CHECK-NEXT:    %sq = graph.pointwise "square"(%h)
+
+// Cross-entropy backward on the recomputed logits: (exp(logits - lse) - onehot) * scale.
+// The one-hot mask is built from a row (iota) and a column (targets) only: it joins
+// the epilogue through the ops that use it, so no [8, 96] mask is ever written.
+// CHECK-LABEL: func.func @softmax_minus_onehot
+func.func @softmax_minus_onehot(%h: tensor<8x16xf32>, %w: tensor<16x96xf32>, %lse: tensor<8x1xf32>, %iota: tensor<1x96xi64>, %t: tensor<8x1xi64>, %s: tensor<8x1xf32>) -> tensor<8x96xf32> {
+  %logits = graph.matmul %h, %w : (tensor<8x16xf32>, tensor<16x96xf32>) -> tensor<8x96xf32>
+  %0 = graph.pointwise "sub"(%logits, %lse) : (tensor<8x96xf32>, tensor<8x1xf32>) -> tensor<8x96xf32>
+  %1 = graph.pointwise "exp"(%0) : (tensor<8x96xf32>) -> tensor<8x96xf32>
+  %onehot = graph.pointwise "eq"(%iota, %t) : (tensor<1x96xi64>, tensor<8x1xi64>) -> tensor<8x96xi1>
+  %one = graph.constant 1.000000e+00 : f32 -> tensor<f32>
+  %zero = graph.constant 0.000000e+00 : f32 -> tensor<f32>
+  %2 = graph.pointwise "where"(%onehot, %one, %zero) : (tensor<8x96xi1>, tensor<f32>, tensor<f32>) -> tensor<8x96xf32>
+  %3 = graph.pointwise "sub"(%1, %2) : (tensor<8x96xf32>, tensor<8x96xf32>) -> tensor<8x96xf32>
+  %4 = graph.pointwise "mul"(%3, %s) : (tensor<8x96xf32>, tensor<8x1xf32>) -> tensor<8x96xf32>
+  func.return %4 : tensor<8x96xf32>
+}
+// CHECK:         %{{.*}} = epilogue.gemm %h, %w inputs(%lse, %iota, %t, %s) : (tensor<8x16xf32>, tensor<16x96xf32>, tensor<8x1xf32>, tensor<1x96xi64>, tensor<8x1xi64>, tensor<8x1xf32>) -> (tensor<8x96xf32>) {
+// CHECK:           epilogue.map "eq"(%{{.*}}, %{{.*}}) : (!epilogue.row<i64>, !epilogue.col<i64>) -> !epilogue.tile<i1>
+// CHECK:           epilogue.map "where"
+// CHECK:           epilogue.scale
+// CHECK-NEXT:      epilogue.store %{{.*}} : !epilogue.tile<f32> -> result 0
+// CHECK-NEXT:    }
+// CHECK-NOT:     graph.pointwise

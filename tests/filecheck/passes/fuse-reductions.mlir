@@ -1,0 +1,37 @@
+// RUN: lowerc %s -p fuse-epilogues,fuse-reductions | filecheck %s
+
+// The LM head of cross-entropy: logsumexp of the logits and the target logit, picked
+// by a one-hot mask (iota == target) that fuses as well. Only reductions read the
+// logits, so the GEMM writes two [8, 3] partials (96 columns / 32) and no [8, 96]
+// result; a finalize of each kind combines the partials.
+// CHECK-LABEL: func.func @lm_head_cross_entropy
+func.func @lm_head_cross_entropy(%h: tensor<8x16xf32>, %w: tensor<16x96xf32>, %iota: tensor<1x96xi64>, %t: tensor<8x1xi64>) -> (tensor<8x1xf32>, tensor<8x1xf32>) {
+  %logits = graph.matmul %h, %w : (tensor<8x16xf32>, tensor<16x96xf32>) -> tensor<8x96xf32>
+  %lse = graph.reduce "logsumexp" %logits dims array<i64: 1> keepdim : tensor<8x96xf32> -> tensor<8x1xf32>
+  %onehot = graph.pointwise "eq"(%iota, %t) : (tensor<1x96xi64>, tensor<8x1xi64>) -> tensor<8x96xi1>
+  %zero = graph.constant 0.000000e+00 : f32 -> tensor<f32>
+  %masked = graph.pointwise "where"(%onehot, %logits, %zero) : (tensor<8x96xi1>, tensor<8x96xf32>, tensor<f32>) -> tensor<8x96xf32>
+  %picked = graph.reduce "sum" %masked dims array<i64: 1> keepdim : tensor<8x96xf32> -> tensor<8x1xf32>
+  func.return %lse, %picked : tensor<8x1xf32>, tensor<8x1xf32>
+}
+// CHECK:         %[[LSE_P:.*]], %[[PICK_P:.*]] = epilogue.gemm %h, %w inputs(%iota, %t) : (tensor<8x16xf32>, tensor<16x96xf32>, tensor<1x96xi64>, tensor<8x1xi64>) -> (tensor<8x3xf32>, tensor<8x3xf32>) {
+// CHECK:           epilogue.map "eq"
+// CHECK:           epilogue.map "where"
+// CHECK-NOT:       epilogue.store
+// CHECK:           epilogue.reduce "logsumexp" %acc : !epilogue.tile<f32> -> result 0 columns 32
+// CHECK-NEXT:      epilogue.reduce "sum" %{{.*}} : !epilogue.tile<f32> -> result 1 columns 32
+// CHECK-NEXT:    }
+// CHECK-DAG:     %{{.*}} = graph.reduce "sum" %[[PICK_P]] dims array<i64: 1> keepdim : tensor<8x3xf32> -> tensor<8x1xf32>
+// CHECK-DAG:     %{{.*}} = graph.reduce "logsumexp" %[[LSE_P]] dims array<i64: 1> keepdim : tensor<8x3xf32> -> tensor<8x1xf32>
+
+// A result read by something besides a reduction is written anyway: the loop kernel
+// that reads it reduces it in the same pass, so nothing changes.
+// CHECK-LABEL: func.func @also_read_elementwise
+func.func @also_read_elementwise(%x: tensor<8x16xf32>, %w: tensor<16x64xf32>) -> (tensor<8x1xf32>, tensor<8x64xf32>) {
+  %0 = graph.matmul %x, %w : (tensor<8x16xf32>, tensor<16x64xf32>) -> tensor<8x64xf32>
+  %1 = graph.reduce "amax" %0 dims array<i64: 1> keepdim : tensor<8x64xf32> -> tensor<8x1xf32>
+  %2 = graph.pointwise "sub"(%0, %1) : (tensor<8x64xf32>, tensor<8x1xf32>) -> tensor<8x64xf32>
+  func.return %1, %2 : tensor<8x1xf32>, tensor<8x64xf32>
+}
+// CHECK-NOT:     epilogue.reduce
+// CHECK:         graph.reduce "amax" %{{.*}} dims array<i64: 1> keepdim : tensor<8x64xf32> -> tensor<8x1xf32>
