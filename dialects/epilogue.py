@@ -253,14 +253,7 @@ class StoreOp(IRDLOperation):
         super().__init__(operands=[value], properties={"index": IntegerAttr(index, i64)})
 
     def verify_(self) -> None:
-        gemm = self.parent_op()
-        assert isinstance(gemm, GemmOp)  # HasParent
-        index = self.index.value.data
-        if not 0 <= index < len(gemm.outputs):
-            raise VerifyException(
-                f"'epilogue.store' to result {index}, but the gemm has "
-                f"{len(gemm.outputs)} result(s)"
-            )
+        gemm, index = _target_result(self)
         want = gemm.outputs[index].type.element_type
         if self.value.type.element_type != want:
             raise VerifyException(
@@ -325,18 +318,23 @@ class ReduceOp(IRDLOperation):
             )
         if not isinstance(self.value.type.element_type, AnyFloat):
             raise VerifyException(f"'epilogue.reduce' of a {self.value.type}: floats only")
-        gemm = self.parent_op()
-        assert isinstance(gemm, GemmOp)  # HasParent
-        index = self.index.value.data
-        if not 0 <= index < len(gemm.outputs):
-            raise VerifyException(
-                f"'epilogue.reduce' to result {index}, but the gemm has "
-                f"{len(gemm.outputs)} result(s)"
-            )
+        gemm, index = _target_result(self)
         if gemm.outputs[index].type.element_type != f32:
             raise VerifyException(
                 f"'epilogue.reduce' partials are f32, result {index} is {gemm.outputs[index].type}"
             )
+
+
+def _target_result(op: StoreOp | ReduceOp) -> tuple[GemmOp, int]:
+    """The enclosing gemm and the result index `op` writes, checked to exist."""
+    gemm = op.parent_op()
+    assert isinstance(gemm, GemmOp)  # HasParent
+    index = op.index.value.data
+    if not 0 <= index < len(gemm.outputs):
+        raise VerifyException(
+            f"'{op.name}' to result {index}, but the gemm has {len(gemm.outputs)} result(s)"
+        )
+    return gemm, index
 
 
 def _verify_result_is_tile_type(op: IRDLOperation, tile: SSAValue) -> None:

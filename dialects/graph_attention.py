@@ -103,8 +103,20 @@ def _check_result(
         )
 
 
+class _AttentionProperties:
+    """The properties both attention ops share (`scale`, `causal`), as Python values."""
+
+    @property
+    def scale_value(self) -> float:
+        return self.scale.value.data  # type: ignore[attr-defined]
+
+    @property
+    def is_causal(self) -> bool:
+        return self.causal is not None  # type: ignore[attr-defined]
+
+
 @irdl_op_definition
-class AttentionOp(IRDLOperation):
+class AttentionOp(_AttentionProperties, IRDLOperation):
     """softmax(scale * q @ k^T + mask, causal) @ v, and the rows' logsumexp."""
 
     name = "graph.attention"
@@ -139,14 +151,6 @@ class AttentionOp(IRDLOperation):
             properties=_properties(scale, causal),
         )
 
-    @property
-    def scale_value(self) -> float:
-        return self.scale.value.data
-
-    @property
-    def is_causal(self) -> bool:
-        return self.causal is not None
-
     def verify_(self) -> None:
         out = verify_attention_operands(self, self.query, self.key, self.value, self.mask)
         _check_result(self, "out", self.out, out, _element(self.query))
@@ -154,7 +158,7 @@ class AttentionOp(IRDLOperation):
 
 
 @irdl_op_definition
-class AttentionBackwardOp(IRDLOperation):
+class AttentionBackwardOp(_AttentionProperties, IRDLOperation):
     """Gradients of graph.attention: dq, dk, dv from dout and the saved out and lse
     (the probabilities are recomputed from lse, never stored)."""
 
@@ -194,14 +198,6 @@ class AttentionBackwardOp(IRDLOperation):
             result_types=[q.type, k.type, v.type],
             properties=_properties(scale, causal),
         )
-
-    @property
-    def scale_value(self) -> float:
-        return self.scale.value.data
-
-    @property
-    def is_causal(self) -> bool:
-        return self.causal is not None
 
     def verify_(self) -> None:
         out = verify_attention_operands(self, self.query, self.key, self.value, self.mask)
