@@ -314,9 +314,10 @@ class _GemmGenerator:
             tile=tile,
         )
 
-    def _mainloops(self) -> list[_Mainloop]:
+    def _mainloops(self) -> tuple[list[_Mainloop], dict[str, int]]:
         """One loop per contraction size: it adds every product over that K to its
-        accumulator, loading each operand tile once however many products share it."""
+        accumulator, loading each operand tile once however many products share it.
+        Also the kernel parameter naming each contraction size (K, K1, ...)."""
         gemm = self.gemm
         accs = [self.var[arg] for arg in gemm.body.block.args[: len(gemm.accumulators)]]
         by_k: dict[int, list[tuple[str, SSAValue, SSAValue]]] = {}
@@ -324,9 +325,9 @@ class _GemmGenerator:
             for lhs, rhs in products:
                 by_k.setdefault(tensor_shape(lhs)[-1], []).append((acc, lhs, rhs))
         single = len(gemm.products) == 2
-        self.k_sizes = {"K" if i == 0 else f"K{i}": k for i, k in enumerate(by_k)}
+        k_sizes = {"K" if i == 0 else f"K{i}": k for i, k in enumerate(by_k)}
         loops = []
-        for k_size, products in zip(self.k_sizes, by_k.values(), strict=True):
+        for k_size, products in zip(k_sizes, by_k.values(), strict=True):
             operands: dict[tuple[str, SSAValue], _Operand] = {}
             dots = []
             for acc, lhs, rhs in products:
@@ -338,7 +339,7 @@ class _GemmGenerator:
                     tiles.append(operands[role, value].tile)
                 dots.append((acc, *tiles))
             loops.append(self._mainloop(k_size, list(operands.values()), dots))
-        return loops
+        return loops, k_sizes
 
     def _mainloop(
         self, k_size: str, operands: list[_Operand], dots: list[tuple[str, str, str]]
@@ -376,7 +377,7 @@ class _GemmGenerator:
         for arg in args[:count]:
             # the accumulators keep their IR names (acc, acc_1, ...) where they are free
             self.var[arg] = "acc" if count == 1 else self.namer.fresh(self.ir.name(arg)[1:])
-        mainloops = self._mainloops()
+        mainloops, k_sizes = self._mainloops()
         inputs = [
             self._input(i, value, arg)
             for i, (value, arg) in enumerate(zip(gemm.inputs, args[count:], strict=True))
@@ -427,8 +428,8 @@ class _GemmGenerator:
             ],
             # sizes of batch dims 1, 2, ... (kernel parameters); dim 0's is never needed
             batch_sizes=[f"B{d}" for d in range(1, len(self.batch_dims))],
-            size_names=["M", "N", *self.k_sizes],
-            sizes=(out_shape[-2], out_shape[-1], *self.k_sizes.values()),
+            size_names=["M", "N", *k_sizes],
+            sizes=(out_shape[-2], out_shape[-1], *k_sizes.values()),
             shapes=tuple(tensor_shape(v) for v in (*operands, *self.kernel.terminator.values)),
             batch=tuple(out_shape[:-2]),
             num_batches=prod(out_shape[:-2]),
