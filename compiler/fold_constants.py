@@ -76,16 +76,22 @@ def _packet(node: fx.Node) -> Any:
     return getattr(node.target, "_overloadpacket", None)
 
 
+def constant_nodes(graph: fx.Graph) -> set[fx.Node]:
+    """The nodes that depend on no graph input: the same tensor on every call."""
+    constant: set[fx.Node] = set()
+    for node in graph.nodes:
+        if _foldable(node, constant):
+            constant.add(node)
+    return constant
+
+
 def fold_constants(gm: fx.GraphModule, device: torch.device) -> FoldedGraph:
     """Fold a copy of `gm`'s graph; `gm` itself is left as it is. The copy shares the
     module's tensor attributes: deep-copying them under the fake mode AOTAutograd has
     active fails."""
     gm = fx.GraphModule(gm, copy.deepcopy(gm.graph))
     graph = gm.graph
-    constant: set[fx.Node] = set()
-    for node in graph.nodes:
-        if _foldable(node, constant):
-            constant.add(node)
+    constant = constant_nodes(graph)
     # fold where constant values flow into the rest of the graph
     boundary = [
         node
