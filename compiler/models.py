@@ -72,8 +72,11 @@ class LlamaBlock(nn.Module):
         super().__init__()
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, d // heads
         self.norm1, self.norm2 = RMSNorm(d), RMSNorm(d)
+        # separate q, k and v projections, as Hugging Face's Llama has them: coda merges
+        # the ones of one width into one kernel (q, k, v; or k and v under GQA)
         self.q = nn.Linear(d, d, bias=False)
-        self.kv = nn.Linear(d, 2 * kv_heads * self.head_dim, bias=False)
+        self.k = nn.Linear(d, kv_heads * self.head_dim, bias=False)
+        self.v = nn.Linear(d, kv_heads * self.head_dim, bias=False)
         self.o = nn.Linear(d, d, bias=False)
         self.gate, self.up = nn.Linear(d, ffn, bias=False), nn.Linear(d, ffn, bias=False)
         self.down = nn.Linear(ffn, d, bias=False)
@@ -91,7 +94,8 @@ class LlamaBlock(nn.Module):
         b, s, d = x.shape
         h = self.norm1(x)
         q = self.q(h).view(b, s, self.heads, self.head_dim).transpose(1, 2)
-        k, v = self.kv(h).view(b, s, 2 * self.kv_heads, self.head_dim).transpose(1, 2).chunk(2, 1)
+        k = self.k(h).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v(h).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
         q, k = self.rope(q), self.rope(k)
         # grouped-query attention as Hugging Face's Llama runs it: one SDPA call, the
         # key/value heads shared by groups of query heads (no repeat_interleave copy)
