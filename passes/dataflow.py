@@ -10,8 +10,15 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 
 import networkx as nx
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.func import FuncOp
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.traits import IsTerminator
+
+
+def function_bodies(module: ModuleOp) -> list[Block]:
+    """The body of each function of `module` that has one (declarations have none)."""
+    return [f.body.block for f in list(module.walk()) if isinstance(f, FuncOp) and f.body.blocks]
 
 
 def dataflow_graph(block: Block) -> nx.DiGraph:

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType, i1
-from xdsl.dialects.func import FuncOp
 from xdsl.ir import Block, Operation
 from xdsl.passes import ModulePass
 
 from coda.dialects import graph
+from coda.passes.dataflow import function_bodies
 
 
 def expand(op: graph.ReduceOp, block: Block) -> None:
@@ -56,12 +56,10 @@ class ExpandLogsumexp(ModulePass):
     name = "expand-logsumexp"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for func in op.walk():
-            if isinstance(func, FuncOp) and func.body.blocks:
-                block = func.body.block
-                for reduce in [o for o in block.ops if isinstance(o, graph.ReduceOp)]:
-                    if reduce.kind.data == "logsumexp":
-                        expand(reduce, block)
+        for block in function_bodies(op):
+            for reduce in [o for o in block.ops if isinstance(o, graph.ReduceOp)]:
+                if reduce.kind.data == "logsumexp":
+                    expand(reduce, block)
 
 
 __all__ = ["ExpandLogsumexp"]

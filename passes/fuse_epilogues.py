@@ -21,12 +21,11 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType
-from xdsl.dialects.func import FuncOp
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
 from coda.dialects import epilogue, graph
-from coda.passes.dataflow import topological_reorder, users_outside
+from coda.passes.dataflow import function_bodies, topological_reorder, users_outside
 from coda.passes.epilogue_groups import (
     EpilogueGroup,
     grow_group,
@@ -211,9 +210,8 @@ class FuseEpilogues(ModulePass):
     name = "fuse-epilogues"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for func in op.walk():
-            if isinstance(func, FuncOp) and func.body.blocks:
-                fuse_epilogues_in(func.body.block)
+        for block in function_bodies(op):
+            fuse_epilogues_in(block)
 
 
 __all__ = ["FuseEpilogues", "fuse_epilogues_in"]

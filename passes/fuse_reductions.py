@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType, f32
-from xdsl.dialects.func import FuncOp
 from xdsl.ir import Block, Region, SSAValue
 from xdsl.passes import ModulePass
 
 from coda.dialects import epilogue, graph
+from coda.passes.dataflow import function_bodies
 
 #: graph.reduce kind -> (epilogue.reduce kind, kind of the finalize over the partials)
 _PARTIAL_KINDS = {
@@ -127,9 +127,8 @@ class FuseReductions(ModulePass):
     name = "fuse-reductions"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for func in op.walk():
-            if isinstance(func, FuncOp) and func.body.blocks:
-                fuse_reductions_in(func.body.block)
+        for block in function_bodies(op):
+            fuse_reductions_in(block)
 
 
 __all__ = ["FuseReductions", "fuse_reductions_in"]

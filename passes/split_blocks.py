@@ -38,13 +38,18 @@ from dataclasses import dataclass, field
 import networkx as nx
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
-from xdsl.dialects.func import FuncOp
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
 from coda.dialects import epilogue, graph, kernel
 from coda.dialects.view_layout import is_strided_view
-from coda.passes.dataflow import can_contract, dataflow_graph, topological_reorder, users_outside
+from coda.passes.dataflow import (
+    can_contract,
+    dataflow_graph,
+    function_bodies,
+    topological_reorder,
+    users_outside,
+)
 from coda.passes.epilogue_groups import EpilogueGroup
 from coda.passes.fuse_epilogues import fuse_group
 
@@ -550,6 +555,5 @@ class SplitBlocks(ModulePass):
     name = "split-blocks"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        for func in list(op.walk()):
-            if isinstance(func, FuncOp) and func.body.blocks:
-                split_block(func.body.block)
+        for block in function_bodies(op):
+            split_block(block)
