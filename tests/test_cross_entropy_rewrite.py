@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
-from torch._functorch.aot_autograd import aot_function
+from torch._functorch.aot_autograd import aot_function, make_boxed_func
 from torch._functorch.partitioners import min_cut_rematerialization_partition
 
 from coda.compiler.backend import DECOMPOSITIONS
@@ -29,7 +29,10 @@ def _joint_of(fn: Callable[..., torch.Tensor], *args: torch.Tensor) -> fx.GraphM
         return min_cut_rematerialization_partition(joint, joint_inputs, **kwargs)
 
     compiled = aot_function(
-        fn, fw_compiler=lambda gm, _: gm, decompositions=DECOMPOSITIONS, partition_fn=partition
+        fn,
+        fw_compiler=lambda gm, _: make_boxed_func(gm),
+        decompositions=DECOMPOSITIONS,
+        partition_fn=partition,
     )
     compiled(*args).backward()
     return captured[0]
