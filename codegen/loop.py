@@ -619,17 +619,19 @@ class _LoopGenerator:
         final = f"{var} = tl.reduce({acc}, 1, {combine})"
         finals.append(Stmt(text, [final + (" / R" if kind == "mean" else "")]))
 
+    def _operand(self, value: SSAValue, in_loop: bool) -> str:
+        """How an op reads `value`: in a later pass over the rows, a reduction's result
+        is one value per row of the block; after the loop, a per-row operand is its
+        row-wise load."""
+        if not in_loop:
+            return self.row_var.get(value, self.var[value])
+        if value in self.reduced_space:
+            return f"{self.var[value]}[:, None]"
+        return self.var[value]
+
     def _pointwise_expr(self, op: PointwiseOp) -> str:
-        # in a later pass, a reduction's result is one value per row of the block
         in_loop = op not in self.post_reduce
-        operands = [
-            f"{self.var[v]}[:, None]"
-            if in_loop and v in self.reduced_space
-            else self.row_var.get(v, self.var[v])
-            if not in_loop
-            else self.var[v]
-            for v in op.inputs
-        ]
+        operands = [self._operand(v, in_loop) for v in op.inputs]
         if op.fn.data == "cast":
             return cast_expr(operands[0], element_type(op.inputs[0]), element_type(op.result))
         return pointwise_expr(op.fn.data, operands, self.helpers)
