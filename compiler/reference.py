@@ -194,16 +194,21 @@ def _evaluate_gemm(op: epilogue.GemmOp, args: Sequence[Any]) -> list[Any]:
             results[index] = vals[0].to(_dtype(op.outputs[index]))
         elif isinstance(inner, epilogue.ReduceOp):
             results[inner.index.value.data] = partial_reduce(
-                inner.kind.data, vals[0], inner.columns.value.data
+                inner.kind.data, vals[0], inner.group_size, inner.axis.data
             )
         else:
             raise NotImplementedError(f"no reference semantics for '{inner.name}'")
     return results
 
 
-def partial_reduce(kind: str, tile: torch.Tensor, columns: int) -> torch.Tensor:
+def partial_reduce(
+    kind: str, tile: torch.Tensor, columns: int, axis: str = "columns"
+) -> torch.Tensor:
     """epilogue.reduce on a whole [..., M, N] output: one value per row and group of
-    `columns` columns (the last group padded with the kind's identity)."""
+    `columns` columns (the last group padded with the kind's identity); for
+    axis="rows", one per column and group of rows."""
+    if axis == "rows":
+        return partial_reduce(kind, tile.transpose(-1, -2), columns).transpose(-1, -2)
     n = tile.shape[-1]
     groups = -(-n // columns)
     identity = float("-inf") if kind in ("max", "logsumexp") else 0.0

@@ -35,3 +35,28 @@ func.func @also_read_elementwise(%x: tensor<8x16xf32>, %w: tensor<16x64xf32>) ->
 }
 // CHECK-NOT:     epilogue.reduce
 // CHECK:         graph.reduce "amax" %{{.*}} dims array<i64: 1> keepdim : tensor<8x64xf32> -> tensor<8x1xf32>
+
+// RMSNorm's backward: the row sum of dy * w * x and the norm weight's gradient, a
+// column sum over every token, both of GEMM results seen through a reshape to
+// [batch, seq, hidden]. Row partials [32, 2], column partials [1, 64]; each finalize
+// reduces its partials viewed in the reduction's own shape, so the per-row work after
+// it runs in its loop kernel, and neither [32, 64] result is written.
+// CHECK-LABEL: func.func @norm_backward_sums
+func.func @norm_backward_sums(%dz: tensor<32x16xf32>, %w: tensor<16x64xf32>, %x: tensor<32x64xf32>) -> (tensor<2x16x1xf32>, tensor<1x1x64xf32>) {
+  %g = graph.matmul %dz, %w : (tensor<32x16xf32>, tensor<16x64xf32>) -> tensor<32x64xf32>
+  %gx = graph.pointwise "mul"(%g, %x) : (tensor<32x64xf32>, tensor<32x64xf32>) -> tensor<32x64xf32>
+  %gx3 = graph.view "reshape" %gx : tensor<32x64xf32> -> tensor<2x16x64xf32>
+  %row = graph.reduce "sum" %gx3 dims array<i64: 2> keepdim : tensor<2x16x64xf32> -> tensor<2x16x1xf32>
+  %g3 = graph.view "reshape" %g : tensor<32x64xf32> -> tensor<2x16x64xf32>
+  %col = graph.reduce "sum" %g3 dims array<i64: 0, 1> keepdim : tensor<2x16x64xf32> -> tensor<1x1x64xf32>
+  func.return %row, %col : tensor<2x16x1xf32>, tensor<1x1x64xf32>
+}
+// CHECK:         %row_partials, %col_partials = epilogue.gemm %dz, %w inputs(%x) : (tensor<32x16xf32>, tensor<16x64xf32>, tensor<32x64xf32>) -> (tensor<32x2xf32>, tensor<1x64xf32>) {
+// CHECK-NOT:       epilogue.store
+// CHECK:           epilogue.reduce "sum" %{{.*}} : !epilogue.tile<f32> -> result 0 columns 32
+// CHECK-NEXT:      epilogue.reduce "sum" %acc : !epilogue.tile<f32> -> result 1 rows 32
+// CHECK-NEXT:    }
+// CHECK-DAG:     %[[R:.*]] = graph.view "reshape" %row_partials : tensor<32x2xf32> -> tensor<2x16x2xf32>
+// CHECK-DAG:     graph.reduce "sum" %[[R]] dims array<i64: 2> keepdim : tensor<2x16x2xf32> -> tensor<2x16x1xf32>
+// CHECK-DAG:     %[[C:.*]] = graph.view "reshape" %col_partials : tensor<1x64xf32> -> tensor<1x1x64xf32>
+// CHECK-DAG:     graph.reduce "sum" %[[C]] dims array<i64: 0, 1> keepdim : tensor<1x1x64xf32> -> tensor<1x1x64xf32>
