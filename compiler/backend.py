@@ -36,7 +36,7 @@ from coda.compiler.fold_constants import fold_constants
 from coda.compiler.fuse_cross_entropy import fuse_cross_entropy
 from coda.compiler.fx_import import UnsupportedGraph, import_graph
 from coda.compiler.pipeline import lower
-from coda.compiler.saved_values import prefer_saving
+from coda.compiler.saved_values import prefer_recomputing, prefer_saving
 
 if TYPE_CHECKING:
     from coda.codegen.targets import Target
@@ -184,10 +184,11 @@ def partition(joint: fx.GraphModule, joint_inputs: Sequence[Any], **kwargs: Any)
     cannot express (q's `[B*S, H*D] -> [B*H, S, D]` head split) would need a copy.
     Cross-entropy is rewritten first (`fuse_cross_entropy`) so that the forward saves
     the LM head's operands and logsumexp instead of `[tokens, vocab]` log-probabilities,
-    and the residual stream and constants are saved rather than recomputed
-    (`saved_values`)."""
+    and the residual stream and constants are saved rather than recomputed, a gated
+    MLP's projections recomputed rather than saved (`saved_values`)."""
     fuse_cross_entropy(joint)
     prefer_saving(joint)
+    prefer_recomputing(joint)
     with torch._functorch.config.patch(recompute_views=True):
         return min_cut_rematerialization_partition(joint, joint_inputs, **kwargs)
 
