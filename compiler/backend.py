@@ -36,6 +36,7 @@ from coda.compiler.fold_constants import fold_constants
 from coda.compiler.fuse_cross_entropy import fuse_cross_entropy
 from coda.compiler.fx_import import UnsupportedGraph, import_graph
 from coda.compiler.pipeline import lower
+from coda.compiler.rotary import fuse_rotary
 from coda.compiler.saved_values import prefer_recomputing, prefer_saving
 
 if TYPE_CHECKING:
@@ -187,6 +188,7 @@ def partition(joint: fx.GraphModule, joint_inputs: Sequence[Any], **kwargs: Any)
     and the residual stream and constants are saved rather than recomputed, a gated
     MLP's projections recomputed rather than saved (`saved_values`)."""
     fuse_cross_entropy(joint)
+    fuse_rotary(joint)
     prefer_saving(joint)
     prefer_recomputing(joint)
     with torch._functorch.config.patch(recompute_views=True):
@@ -198,6 +200,7 @@ def inference_graph(gm: fx.GraphModule) -> fx.GraphModule:
     cross-entropy rewrite as training (no partition sees this graph), so an LM head
     under `no_grad` writes no [tokens, vocab] logits either."""
     fuse_cross_entropy(gm)
+    fuse_rotary(gm)
     return gm
 
 

@@ -64,7 +64,7 @@ def _is_gemm_output(node: object) -> bool:
     return isinstance(node, fx.Node) and node.target in _GEMMS
 
 
-def _backward_nodes(joint: fx.Graph) -> set[fx.Node]:
+def backward_nodes(joint: fx.Graph) -> set[fx.Node]:
     """Nodes that depend on an output gradient (the joint graph's `tangents_*`)."""
     found: set[fx.Node] = set()
     for node in joint.nodes:
@@ -88,7 +88,7 @@ def prefer_saving(joint: fx.GraphModule) -> int:
     """Mark the forward's residual adds and the constants other nodes read must-save
     (min-cut then never recomputes them; it saves them only where the backward reads
     them). Returns how many nodes were marked."""
-    backward = _backward_nodes(joint.graph)
+    backward = backward_nodes(joint.graph)
     constant = constant_nodes(joint.graph)
     marked = 0
     for node in joint.graph.nodes:
@@ -129,7 +129,7 @@ def prefer_recomputing(joint: fx.GraphModule) -> int:
     """Mark the gate and up projections of gated MLPs must-recompute (and their product
     must-save) where that moves fewer bytes (see the module docstring). Returns how
     many gated MLPs were marked."""
-    backward = _backward_nodes(joint.graph)
+    backward = backward_nodes(joint.graph)
     marked = 0
     for node in joint.graph.nodes:
         if node in backward or node.op != "call_function":
