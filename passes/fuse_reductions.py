@@ -11,8 +11,10 @@ own partials):
 - over every dim but the last (column sums: a bias or norm-weight gradient): partials
   `[ceil(M / 32), N]`, finalized over their first dim.
 A result nothing else reads is no longer stored at all: the LM head's logits feed only
-logsumexp and the masked sum that gathers the target logit. Only results that nothing
-but such reductions read are fused (see fuse_reductions_in).
+logsumexp and the masked sum that gathers the target logit. A result other GEMMs read
+(GPT-2's pre-GELU gradient, read by two GEMMs and summed for the bias gradient) is
+written for them, with its partials beside it. Results elementwise ops read are left
+alone (see fuse_reductions_in).
 """
 
 from __future__ import annotations
@@ -180,16 +182,33 @@ def _readers(value: SSAValue) -> list[Operation]:
     return readers
 
 
+def _read_by_gemms_only(ops: list[Operation]) -> bool:
+    """Every op is a GEMM, or a view only GEMMs read (a transposed weight-gradient
+    operand): a loop kernel would read the result for nothing but the reduction."""
+    for op in ops:
+        if isinstance(op, graph.ViewOp):
+            if not _read_by_gemms_only([use.operation for use in op.result.uses]):
+                return False
+        elif not isinstance(op, epilogue.GemmOp | graph.MatmulOp):
+            return False
+    return True
+
+
 def fuse_reductions_in(block: Block) -> None:
-    """Fuse the reductions of each GEMM result that only reductions read: a result
-    written anyway (a softmax's scores, read again by its loop kernel) gains nothing
-    from partials, the loop kernel reduces it in the pass that reads it."""
+    """Fuse the reductions of each GEMM result that only reductions and other GEMMs read.
+    A result that only reductions read is not written at all; one that GEMMs read is
+    written for them, and its reductions (a bias gradient's column sum) cost a small side
+    output instead of another pass over it. A result an elementwise op reads (a
+    softmax's scores) is left alone: its loop kernel reduces it in the pass that reads
+    it anyway."""
     for op in [op for op in block.ops if isinstance(op, graph.ReduceOp)]:
         if op.parent is None or _candidate(op) is None:
             continue  # erased with an earlier sibling's fusion, or not over a GEMM tile
         users = _readers(_gemm_result(op.input))
-        if all(isinstance(u, graph.ReduceOp) and _candidate(u) is not None for u in users):
-            for user in dict.fromkeys(users):
+        reductions = [u for u in users if isinstance(u, graph.ReduceOp) and _candidate(u)]
+        others = [u for u in users if u not in reductions]
+        if _read_by_gemms_only(others):
+            for user in dict.fromkeys(reductions):
                 fuse_reduction(user, block)
 
 
