@@ -24,7 +24,7 @@ import torch.fx as fx
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import SSAValue
 
-from coda.compiler import rotary  # registers torch.ops.coda.rotary
+from coda.compiler import rotary  # noqa: F401 (registers torch.ops.coda.rotary)
 from coda.compiler.fx_import import (
     LOWERINGS,
     MULTI_RESULT_LOWERINGS,
@@ -138,7 +138,7 @@ def _rotary(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
     return imp.emit(op)
 
 
-LOWERINGS[rotary.rotary._opoverload._overloadpacket] = _rotary
+LOWERINGS[torch.ops.coda.rotary] = _rotary
 
 MULTI_RESULT_LOWERINGS.update(
     {

@@ -3,7 +3,8 @@
 Models write RoPE as `x * cos + rotate_half(x) * sin` with
 `rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2])` (Hugging Face's Llama, the
 built-in LlamaBlock), and autograd's backward of it as
-`g * cos + cat(z[..., D/2:], -z[..., :D/2])` with `z = g * sin`. Both are one linear map
+`g * cos + cat(z[..., D/2:], -z[..., :D/2])` with `z = g * sin` (or, where
+rotate_half slices x, the concat as two slice_backwards added to g * cos). Both are one linear map
 per position, R and its transpose R^T. This rewrite replaces each with
 
     coda::rotary(x, cos, sin, transpose=False)   # R x
@@ -163,6 +164,79 @@ def _backward(add: fx.Node) -> tuple[fx.Node, fx.Node, fx.Node] | None:
     return None
 
 
+def _add_terms(node: fx.Node) -> list[Any]:
+    """The terms of a tree of adds (inner adds read only by the tree)."""
+    terms = []
+    for arg in node.args:
+        inner = _is(arg, aten.add.Tensor) and len(arg.users) == 1 and len(arg.args) == 2
+        terms += _add_terms(arg) if inner else [arg]
+    return terms
+
+
+def _placed_half(node: Any) -> tuple[fx.Node, int] | None:
+    """(v, start) for slice_backward(v, sizes, last dim, start, start + D/2, 1): v placed
+    at columns [start, start + D/2) of zeros (autograd's backward of a slice)."""
+    if not _is(node, aten.slice_backward.default):
+        return None
+    grad, sizes, dim, start, end, step = node.args[:6]
+    d = sizes[-1]
+    if not (_last_dim(node, dim) and step == 1 and d % 2 == 0 and start in (0, d // 2)):
+        return None
+    if min(end, d) - start != d // 2 or not isinstance(grad, fx.Node):
+        return None
+    return grad, start
+
+
+def _transposed_halves(first: Any, second: Any) -> fx.Node | None:
+    """z when the two terms are rotate_half^T(z) = cat(z_hi, -z_lo) written as
+    slice_backward(z_hi, at 0) + slice_backward(-z_lo, at D/2), in either order."""
+    placed = [_placed_half(first), _placed_half(second)]
+    if None in placed:
+        return None
+    by_start = {start: value for value, start in placed}  # type: ignore[misc]
+    if set(by_start) != {0, first.args[1][-1] // 2}:
+        return None
+    hi, neg = by_start[0], by_start[first.args[1][-1] // 2]
+    if not _is(neg, aten.neg.default):
+        return None
+    hi_half, lo_half = _half(hi), _half(neg.args[0])
+    if hi_half is None or lo_half is None or hi_half[0] is not lo_half[0]:
+        return None
+    return hi_half[0] if (hi_half[1], lo_half[1]) == (1, 0) else None
+
+
+def _backward_of_slices(add: fx.Node) -> tuple[fx.Node, fx.Node, fx.Node] | None:
+    """(g, cos, sin) for g * cos + rotate_half^T(g * sin) with the transpose in autograd's
+    slice_backward form (Hugging Face's rotate_half slices x): three added terms."""
+    terms = _add_terms(add)
+    if len(terms) != 3:
+        return None
+    for i, scaled in enumerate(terms):
+        rest = [t for j, t in enumerate(terms) if j != i]
+        z = _transposed_halves(*rest)
+        if z is None or not _is(z, aten.mul.Tensor):
+            continue
+        for g, sin in (z.args, z.args[::-1]):
+            if isinstance(g, fx.Node) and isinstance(sin, fx.Node):
+                cos = _mul_of(scaled, g)
+                if cos is not None:
+                    return g, cos, sin
+    return None
+
+
+def _drop_empty_concats(graph: fx.Graph) -> None:
+    """cat([empty, x]) -> x: Hugging Face's Llama concatenates k and v to an empty KV
+    cache even in training, which would hide k's rotation from attention."""
+    for node in graph.nodes:
+        if not _is(node, aten.cat.default):
+            continue
+        inputs = [a for a in node.args[0] if a.meta["val"].numel() != 0]
+        val = node.meta.get("val")
+        if len(inputs) == 1 and inputs[0].meta["val"].shape == getattr(val, "shape", None):
+            if inputs[0].meta["val"].dtype == val.dtype:
+                node.replace_all_uses_with(inputs[0])
+
+
 def _same_result(node: fx.Node, x: fx.Node, cos: fx.Node, sin: fx.Node) -> bool:
     """The op computes what `node` did: same shape and dtype (no broadcast beyond x, no
     type promotion by the tables)."""
@@ -191,13 +265,14 @@ def fuse_rotary(gm: fx.GraphModule) -> int:
     place; forward ones of a joint graph are marked must-recompute. Returns how many
     were rewritten. The decomposed nodes left without users are removed."""
     backward = backward_nodes(gm.graph)
+    _drop_empty_concats(gm.graph)
     rewritten = 0
     for node in list(gm.graph.nodes):
         if not _is(node, aten.add.Tensor) or len(node.args) != 2:
             continue
         found, transpose = _forward(node), False
         if found is None:
-            found, transpose = _backward(node), True
+            found, transpose = _backward(node) or _backward_of_slices(node), True
         if found is None or not _same_result(node, *found):
             continue
         new = _replace(gm.graph, node, found, transpose)

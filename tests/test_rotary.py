@@ -178,3 +178,45 @@ def test_llama_block_rotates_q_and_k_inside_attention() -> None:
     assert not [name for name in loops if "concat" in name], loops
     kinds = [(r.graph, r.kind) for r in launches if r.kind == "attention"]
     assert kinds == [("forward", "attention"), ("backward", "attention")]
+
+
+class _SlicedRope(nn.Module):
+    """Hugging Face's form: rotate_half slices x (its backward is two slice_backwards),
+    the tables are [1, 1, S, D], and k passes through an empty KV-cache concat."""
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        seq, dim = q.shape[2], q.shape[3]
+        cos, sin = _tables(1, seq, dim, q.dtype)  # [1, 1, S, D]
+
+        def rotate_half(x: torch.Tensor) -> torch.Tensor:
+            return torch.cat((-x[..., dim // 2 :], x[..., : dim // 2]), dim=-1)
+
+        q = q * cos + rotate_half(q) * sin
+        k = torch.cat(
+            [k.new_zeros(k.shape[0], k.shape[1], 0, dim), k * cos + rotate_half(k) * sin], -2
+        )
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+
+
+def test_sliced_rotate_half_fuses_into_attention_and_matches_eager() -> None:
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    q = torch.randn(2, 4, 12, 16, requires_grad=True)
+    k, v = (torch.randn(2, 2, 12, 16, requires_grad=True) for _ in range(2))
+    expected = _SlicedRope()(q, k, v)
+    expected.square().sum().backward()
+    grads = [t.grad.clone() for t in (q, k, v)]
+    inputs = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+    compiled = torch.compile(_SlicedRope(), backend="coda", options={"strict": True})
+    with record_launches() as launches:
+        got = compiled(*inputs)
+        got.square().sum().backward()
+    torch.testing.assert_close(got, expected, atol=2e-5, rtol=2e-5)
+    for t, g in zip(inputs, grads, strict=True):
+        torch.testing.assert_close(t.grad, g, atol=1e-4, rtol=1e-4)
+    # one attention kernel each way, nothing falls back, and no loop kernel rotates
+    # q or k (the only ones left compute the tables)
+    kernels = [(r.graph, r.kind, r.kernel) for r in launches if r.kind != "gemm"]
+    attention = [(graph, kind) for graph, kind, _ in kernels if kind == "attention"]
+    assert attention == [("forward", "attention"), ("backward", "attention")], kernels
+    assert not [k for k in kernels if "concat" in k[2] or k[1] == "fallback"], kernels
