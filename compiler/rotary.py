@@ -227,7 +227,7 @@ def _backward_of_slices(add: fx.Node) -> tuple[fx.Node, fx.Node, fx.Node] | None
 def _drop_empty_concats(graph: fx.Graph) -> None:
     """cat([empty, x]) -> x: Hugging Face's Llama concatenates k and v to an empty KV
     cache even in training, which would hide k's rotation from attention."""
-    for node in graph.nodes:
+    for node in list(graph.nodes):
         if not _is(node, aten.cat.default):
             continue
         inputs = [a for a in node.args[0] if a.meta["val"].numel() != 0]
@@ -235,6 +235,7 @@ def _drop_empty_concats(graph: fx.Graph) -> None:
         if len(inputs) == 1 and inputs[0].meta["val"].shape == getattr(val, "shape", None):
             if inputs[0].meta["val"].dtype == val.dtype:
                 node.replace_all_uses_with(inputs[0])
+                graph.erase_node(node)
 
 
 def _same_result(node: fx.Node, x: fx.Node, cos: fx.Node, sin: fx.Node) -> bool:
@@ -247,6 +248,21 @@ def _same_result(node: fx.Node, x: fx.Node, cos: fx.Node, sin: fx.Node) -> bool:
     if not all(isinstance(t, torch.Tensor) and t.dtype == x_val.dtype for t in tables):
         return False
     return val.shape == x_val.shape and val.dtype == x_val.dtype
+
+
+#: the attention ops whose kernels rotate q and k (see coda.compiler.fx_attention)
+_ATTENTION = (
+    aten._scaled_dot_product_flash_attention_for_cpu.default,
+    aten._scaled_dot_product_flash_attention_for_cpu_backward.default,
+)
+
+
+def _attention_reads(rotation: fx.Node) -> bool:
+    """Only a rotation attention reads, with a head dim its kernels rotate on chip (a
+    power of two >= 16, as fuse-rotary requires), is recomputed rather than saved:
+    elsewhere a recomputation would be a loop kernel of its own in the backward."""
+    d = rotation.meta["val"].shape[-1]
+    return d >= 16 and d & (d - 1) == 0 and all(_is(user, *_ATTENTION) for user in rotation.users)
 
 
 def _replace(
@@ -276,7 +292,7 @@ def fuse_rotary(gm: fx.GraphModule) -> int:
         if found is None or not _same_result(node, *found):
             continue
         new = _replace(gm.graph, node, found, transpose)
-        if not transpose and node not in backward and backward:
+        if not transpose and node not in backward and backward and _attention_reads(new):
             new.meta["recompute"] = CheckpointPolicy.MUST_RECOMPUTE
         rewritten += 1
     if rewritten:

@@ -79,6 +79,15 @@ def test_joint_graph_rewrite_saves_q_and_k_before_the_rotation() -> None:
     assert not [n for n in saved if n.target == torch.ops.coda.rotary.default], saved
 
 
+def test_rotation_the_kernels_cannot_take_is_saved_not_recomputed() -> None:
+    """Heads of 8 are narrower than the attention kernels rotate on chip: the rotation
+    stays a loop kernel, and recomputing it would be a second one in the backward, so
+    the forward saves the rotated q and k as before."""
+    saved, rotaries = _saved_and_rotaries(LlamaBlock(32, 4, 2, 96), (2, 16, 32))
+    assert len([n for n in saved if n.target == torch.ops.coda.rotary.default]) == 2, saved
+    assert [n.args[3] for n in rotaries["backward"]] == [True, True]
+
+
 def _attention(q, k, v, cos, sin, scale, causal):  # type: ignore[no-untyped-def]
     def build(block: Block) -> list:
         b, h, s, _ = q.shape
