@@ -413,6 +413,7 @@ def _attention_label(op: graph.AttentionOp | graph.AttentionBackwardOp) -> str:
     labels += ["causal"] if op.is_causal else []
     labels += ["mask"] if op.mask is not None else []
     labels += ["gqa"] if heads[0] != heads[1] else []
+    labels += ["rotary"] if op.rotary is not None else []
     return "_".join(labels)
 
 

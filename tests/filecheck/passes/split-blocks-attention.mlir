@@ -44,3 +44,18 @@ func.func @attention(%x: tensor<8x64xf32>, %wq: tensor<64x64xf32>, %wkv: tensor<
 // CHECK-NEXT:      kernel.yield %o_1, %lse_1 : tensor<1x4x8x16xf32>, tensor<1x4x8xf32>
 // CHECK-NEXT:    }
 // CHECK-NEXT:    func.return %o : tensor<1x4x8x16xf32>
+
+// Rotary tables reach the attention kernel through their views ([S, D] broadcast to
+// [B, 1, S, D]), read in place; the label says the kernel rotates q and k.
+// CHECK-LABEL: func.func @rotary
+func.func @rotary(%q: tensor<2x4x8x16xf32>, %k: tensor<2x2x8x16xf32>, %v: tensor<2x2x8x16xf32>, %cos: tensor<8x16xf32>, %sin: tensor<8x16xf32>) -> tensor<2x4x8x16xf32> {
+  %c1 = graph.view "reshape" %cos : tensor<8x16xf32> -> tensor<1x1x8x16xf32>
+  %c = graph.view "expand" %c1 : tensor<1x1x8x16xf32> -> tensor<2x1x8x16xf32>
+  %s1 = graph.view "reshape" %sin : tensor<8x16xf32> -> tensor<1x1x8x16xf32>
+  %s = graph.view "expand" %s1 : tensor<1x1x8x16xf32> -> tensor<2x1x8x16xf32>
+  %o, %lse = graph.attention %q, %k, %v rotary %c, %s causal scale 2.500000e-01 : f64 : (tensor<2x4x8x16xf32>, tensor<2x2x8x16xf32>, tensor<2x2x8x16xf32>, tensor<2x1x8x16xf32>, tensor<2x1x8x16xf32>) -> (tensor<2x4x8x16xf32>, tensor<2x4x8xf32>)
+  func.return %o : tensor<2x4x8x16xf32>
+}
+// CHECK:         %o, %lse = kernel.attention "attn0_causal_gqa_rotary" (%{{.*}}) : (tensor<{{.*}}) -> (tensor<2x4x8x16xf32>, tensor<2x4x8xf32>) {
+// CHECK-NOT:     kernel.loop
+// CHECK:           graph.attention %{{.*}}, %{{.*}}, %{{.*}} rotary %c, %s causal scale
