@@ -533,6 +533,10 @@ class _LoopGenerator:
             else:
                 phase[op] = first
                 ready[op.result] = first
+        for op in self.ops:  # a literal only the ops before the first pass read goes there
+            uses = [use.operation for use in op.results[0].uses] if op.results else []
+            if isinstance(op, ConstantOp) and uses and all(phase[u] == -1 for u in uses):
+                phase[op] = -1
         return phase
 
     def _emit_phases(
@@ -580,7 +584,7 @@ class _LoopGenerator:
                 assert isinstance(op, ReduceOp)
                 prologue += self._emit_small_reduce(op)
             else:
-                self._emit(op, [], [], prologue)
+                self._emit(op, prologue, [], prologue)
         return prologue
 
     # -- ops -------------------------------------------------------------------------------

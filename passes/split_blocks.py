@@ -19,7 +19,11 @@
     a concat reads its inputs at shifted indices, so never from its own group; per-row
     work (one value per kept coordinate) that a reduction's ops combine with runs after
     that reduction's loop; a pointwise op used only by another loop kernel that can read
-    its operands is recomputed there instead of stored;
+    its operands is recomputed there instead of stored; a reduction-free group over S
+    that reads the per-row result of a small reduction (a kernel operand such as a GEMM
+    epilogue's row partials, with S's kept extents and a static extent of at most
+    MAX_SMALL_REDUCTION along S's reduced dims) absorbs it and its per-row work: the
+    kernel reduces the partials before its pass (a norm backward's finalize and dx);
   - a reshape that no strides can express, read outside kernels (returned, or by a
     fallback), gets a `copy` loop kernel before it;
   - `graph.view` and `graph.constant` stay outside kernels: they move no data. The
@@ -31,6 +35,7 @@ Constants a kernel reads are cloned into it so generated code sees literals.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,6 +57,10 @@ from coda.passes.dataflow import (
 )
 from coda.passes.epilogue_groups import EpilogueGroup
 from coda.passes.fuse_epilogues import fuse_group
+
+# The most values a small reduction reduces per kept coordinate: they are loaded as one
+# block per program, so they must fit in registers next to the pass's own blocks.
+MAX_SMALL_REDUCTION = 1024
 
 
 @dataclass
@@ -164,11 +173,6 @@ def _row_work_of(a: LoopGroup, b: LoopGroup) -> tuple[LoopGroup, LoopGroup] | No
     return None
 
 
-# The most values a small reduction reduces per kept coordinate: they are loaded as one
-# block per program, so they must fit in registers next to the pass's own blocks.
-MAX_SMALL_REDUCTION = 1024
-
-
 def _small_reduction_of(a: LoopGroup, b: LoopGroup) -> tuple[LoopGroup, LoopGroup] | None:
     """(pointwise group, small-reduction group) when one of `a`, `b` is reduction-free
     work over S and the other reduces kernel operands (the partials of a row sum, read
@@ -185,8 +189,8 @@ def _small_reduction_of(a: LoopGroup, b: LoopGroup) -> tuple[LoopGroup, LoopGrou
             continue
         if _kept_of(pw.shape, small.reduce_dims) != _kept_shape(small):
             continue
-        if _kept_of(pw.shape, small.reduce_dims) == pw.shape:
-            continue  # pw is per-row work: `_row_work_of` decides
+        if _kept_of(pw.shape, small.reduce_dims) == pw.shape or pw.shape == small.shape:
+            continue  # per-row work or a reduction over pw's shape: the other rules decide
         if small.after_reduction() != set(small.members):
             continue  # something iterates over the partials themselves
         per_row = {r for m in small.members for r in m.results}
@@ -195,7 +199,8 @@ def _small_reduction_of(a: LoopGroup, b: LoopGroup) -> tuple[LoopGroup, LoopGrou
             graph.tensor_shape(v) != kept for m in pw.members for v in m.operands if v in per_row
         ):
             continue  # the pass reads a per-row value broadcast back over the reduced dims
-        if all(_is_small_reduction(r, small) for r in small.reductions()):
+        members = {*pw.members, *small.members}
+        if all(_is_small_reduction(r, members) for r in small.reductions()):
             return pw, small
     return None
 
@@ -204,20 +209,17 @@ def _kept_of(shape: tuple[int, ...], dims: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(1 if d in dims else n for d, n in enumerate(shape))
 
 
-def _is_small_reduction(op: Operation, group: LoopGroup) -> bool:
-    """`op` reduces a value from outside `group` (seen through views) of static extent at
-    most MAX_SMALL_REDUCTION along its reduced dims."""
+def _is_small_reduction(op: Operation, members: set[Operation]) -> bool:
+    """`op` reduces a value the merged kernel reads as an operand (not one of `members`,
+    seen through views) with at most MAX_SMALL_REDUCTION values per kept coordinate."""
     assert isinstance(op, graph.ReduceOp)
     value = op.input
     while isinstance(value.owner, graph.ViewOp):
         value = value.owner.input
-    if value.owner in group.members:
+    if value.owner in members:
         return False
     shape = graph.tensor_shape(op.input)
-    extent = 1
-    for d in op.reduced_dims:
-        extent *= shape[d]
-    return extent <= MAX_SMALL_REDUCTION
+    return math.prod(shape[d] for d in op.reduced_dims) <= MAX_SMALL_REDUCTION
 
 
 def plan_loop_groups(block: Block) -> list[LoopGroup]:
