@@ -11,11 +11,20 @@ reshape that strides cannot express is read in place too:
 * with graph.reduce: blocks of [BLOCK_X, BLOCK_R], x over the kept coordinates and r over
   the reduced ones; each program loops over R, accumulates on a [BLOCK_X, BLOCK_R] tile
   and reduces it along r once at the end. S-shaped outputs are stored inside the loop,
-  reduce results (and pointwise ops on them) after it.
+  reduce results (and pointwise ops on them) after it;
+* small reductions (the per-32-column partials of a row sum that a GEMM epilogue wrote):
+  a graph.reduce of a kernel operand with S's kept extents and a different, static extent
+  along S's reduced dims. Each program loads them as one masked [BLOCK_X, P_BLOCK] block
+  before the loop over R, reduces it along axis 1 and runs the per-row ops on the result;
+  the pass over R then reads it as `[:, None]`. This is the finalize of a norm backward's
+  row sum and its elementwise pass (dx = t + c * h) in one launch. Small reductions run
+  beside one pointwise pass only, not beside a reduction over S (split-blocks plans no
+  such kernel; codegen rejects it).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -134,6 +143,7 @@ class _LoopGenerator:
                 f'kernel.loop "{kernel.kernel_name}" concatenates and reduces: a concat is '
                 "computed in pointwise loops only"
             )
+        self.small = self._small_reductions()
         self.shape, reduced = self._iteration_shape()
         self.post_reduce = self._post_reduce_ops()
         # A virtual leading dim keeps the index math uniform for rank-0 S (no reduce) and
@@ -151,10 +161,41 @@ class _LoopGenerator:
         self.inputs: dict[SSAValue, _Tensor] = {}  # loaded operand (or view) -> parameter
         self.row_var: dict[SSAValue, str] = {}  # a per-row operand loaded after the loop
         self.names: dict[SSAValue, str] = {}  # launch parameter per kernel operand
+        self.small_inputs: dict[SSAValue, _Tensor] = {}  # a small reduction's operand
+        self.small_index: dict[SSAValue, tuple[str, list[str]]] = {}  # flat, coordinates
+        # each small input loaded so far: the value padding its block (None: no padding)
+        self.small_identity: dict[SSAValue, str | None] = {}
         self.pieces: list[_Tensor] = []  # concat inputs, each read at shifted indices
         self.emitted_in: dict[SSAValue, int] = {}  # value -> last pass over R computing it
 
     # -- shape analysis ------------------------------------------------------------------
+
+    def _pass_shape(self) -> tuple[int, ...] | None:
+        """The broadcast of the pointwise results: the shape one pass over S covers."""
+        shapes = [tensor_shape(op.results[0]) for op in self.ops if isinstance(op, PointwiseOp)]
+        return broadcast_shapes(*shapes) if shapes else None
+
+    def _small_reductions(self) -> list[ReduceOp]:
+        """Reductions whose input is a kernel operand (or a view chain of one) of the pass
+        shape's rank and kept extents, with another extent along the reduced dims than
+        the pass covers: they run once per row before the loop over R."""
+        pass_shape = self._pass_shape()
+        if pass_shape is None:
+            return []
+        block = self.kernel.body.block
+        small = []
+        for op in self.reduces:
+            shape = tensor_shape(op.input)
+            root = _root(op.input)
+            if len(shape) != len(pass_shape) or not (
+                isinstance(root, BlockArgument) and root.block is block
+            ):
+                continue
+            dims = set(op.reduced_dims)
+            kept = all(shape[d] == pass_shape[d] for d in range(len(shape)) if d not in dims)
+            if kept and any(pass_shape[d] not in (1, shape[d]) for d in dims):
+                small.append(op)
+        return small
 
     def _iteration_shape(self) -> tuple[tuple[int, ...], set[int]]:
         """S and the reduced dims of S; checks the split pass's one-shape guarantee."""
@@ -169,12 +210,24 @@ class _LoopGenerator:
                     "a loop kernel without a reduction has one iteration shape"
                 )
             return shapes.pop(), set()
-        first = self.reduces[0]
-        shape, dims = tensor_shape(first.input), set(first.reduced_dims)
+        main = [op for op in self.reduces if op not in self.small]
+        if main and self.small:
+            raise CodegenError(
+                f"{name}: {self.ir.op(self.small[0])} is a small reduction beside the "
+                f"reduction {self.ir.op(main[0])}; small reductions run beside one "
+                "pointwise pass only"
+            )
+        first = (main or self.small)[0]
+        dims = set(first.reduced_dims)
+        shape = tensor_shape(first.input) if main else self._pass_shape()
+        assert shape is not None  # small reductions exist only beside a pass
         if not dims:
             raise CodegenError(f"{name}: {self.ir.op(first)} reduces over no dims")
-        for op in self.reduces[1:]:
-            if tensor_shape(op.input) != shape or set(op.reduced_dims) != dims:
+        for op in self.reduces:
+            if op is first:
+                continue
+            same_shape = op in self.small or tensor_shape(op.input) == shape
+            if not same_shape or set(op.reduced_dims) != dims:
                 raise CodegenError(
                     f"{name}: {self.ir.op(op)} and {self.ir.op(first)} reduce different "
                     "shapes or dims; one loop kernel runs one reduction pass"
@@ -264,11 +317,18 @@ class _LoopGenerator:
         return t
 
     def _view_input(
-        self, value: SSAValue, source: str, shift: tuple[_Dim, int] | None = None
+        self,
+        value: SSAValue,
+        source: str,
+        shift: tuple[_Dim, int] | None = None,
+        index: dict[int, str] | None = None,
     ) -> _Tensor:
         """A view chain of the operand launched as `source`, read through its layout
-        (at index - start along a dim when `shift` is given: a concat piece)."""
-        if shift is None:
+        (at index - start along a dim when `shift` is given: a concat piece). `index`
+        renames loop dims' coordinates (a small reduction's own reduced coordinates);
+        such an operand need not broadcast to S."""
+        index = index or {}
+        if shift is None and not index:
             self._check_s_shape(value, "operand")
         block = self.kernel.body.block
         root = value
@@ -284,7 +344,8 @@ class _LoopGenerator:
         by_source = {d.source: d for d in self.dims if d.source is not None}
         loop_dims = [by_source[len(self.shape) - len(shape) + j] for j in range(len(shape))]
         symbol = {
-            d.index: sympy.Symbol(f"i{d.index}", integer=True, nonnegative=True) for d in loop_dims
+            d.index: sympy.Symbol(index.get(d.index, f"i{d.index}"), integer=True, nonnegative=True)
+            for d in loop_dims
         }
         expr = access.offset([symbol[d.index] for d in loop_dims])
         if shift is not None and shift[1]:
@@ -365,7 +426,11 @@ class _LoopGenerator:
         # launch parameter per kernel operand (a direct use loads it under that name)
         names = self.names = {a: self.namer.fresh(self.ir.name(a)[1:]) for a in block.args}
         load_of: dict[SSAValue, Stmt] = {}
+        small_inputs = {op.input for op in self.small}
         for value in _loaded_values(block):
+            if value in small_inputs:
+                self._small_input(value)
+                continue
             if isinstance(value, BlockArgument):
                 inp = self._input(value, names[value])
                 comment = f"{self.ir.name(value)}: {value.type}"
@@ -385,8 +450,9 @@ class _LoopGenerator:
         inits: list[Stmt] = []
         finals: list[Stmt] = []
         phases: list[dict[str, list[Stmt]]] = []
+        prologue: list[Stmt] = []
         if self.reduces:
-            phases = self._emit_phases(load_of)
+            prologue, phases = self._emit_phases(load_of)
         else:
             for op in self.ops:
                 self._emit(op, body, inits, finals)
@@ -394,12 +460,13 @@ class _LoopGenerator:
         if phases:  # each S-shaped store runs in the last pass that computed its value
             for stmt, phase in zip(s_stores, self.s_store_phase, strict=True):
                 phases[phase]["body"].append(stmt)
-        operands = list(inputs.values()) + self.pieces + outputs
+        operands = [*inputs.values(), *self.small_inputs.values(), *self.pieces, *outputs]
         slots = dict(
             kernel_name=self.kernel.kernel_name,
             fn=self.fn,
             shape=list(self.shape),
             reduced_dims=[d.source for d in self.red],
+            main_reduction=not self.small,
             dims=self.dims,
             kept=self.kept,
             red=self.red,
@@ -418,6 +485,7 @@ class _LoopGenerator:
             body=body,
             inits=inits,
             finals=finals,
+            prologue=prologue,
             s_stores=s_stores,
             phases=phases,
             x_stores=x_stores,
@@ -448,10 +516,14 @@ class _LoopGenerator:
         iteration shape that reads it (x - amax of a softmax) runs in the next pass,
         which reads the inputs again. Ops of passes before are recomputed, not stored."""
         ready: dict[SSAValue, int] = {}  # first pass whose loop body may read the value
-        phase: dict[Operation, int] = {}
+        phase: dict[Operation, int] = {}  # -1: before the first pass (small reductions)
         for op in self.ops:
             first = max((ready.get(v, 0) for v in op.operands), default=0)
-            if isinstance(op, ReduceOp):
+            if op in self.small or (op in self.post_reduce and self.small):
+                # a small reduction, or per-row work in a kernel without a main reduction
+                phase[op] = -1
+                ready[op.result] = 0
+            elif isinstance(op, ReduceOp):
                 phase[op] = first
                 ready[op.result] = first + 1
             elif op in self.post_reduce:
@@ -461,11 +533,19 @@ class _LoopGenerator:
             else:
                 phase[op] = first
                 ready[op.result] = first
+        for op in self.ops:  # a literal only the ops before the first pass read goes there
+            uses = [use.operation for use in op.results[0].uses] if op.results else []
+            if isinstance(op, ConstantOp) and uses and all(phase[u] == -1 for u in uses):
+                phase[op] = -1
         return phase
 
-    def _emit_phases(self, load_of: dict[SSAValue, Stmt]) -> list[dict[str, list[Stmt]]]:
+    def _emit_phases(
+        self, load_of: dict[SSAValue, Stmt]
+    ) -> tuple[list[Stmt], list[dict[str, list[Stmt]]]]:
+        """Statements before the first pass, then each pass's inits, loop body, finals."""
         phase = self._plan_phases()
-        in_loop = [op for op in self.ops if op not in self.post_reduce]
+        prologue = self._emit_prologue([op for op in self.ops if phase[op] == -1])
+        in_loop = [op for op in self.ops if op not in self.post_reduce and phase[op] >= 0]
         count = 1 + max(phase[op] for op in in_loop)
         producers = {r: op for op in in_loop for r in op.results}
         phases = []
@@ -490,7 +570,22 @@ class _LoopGenerator:
                     for result in op.results:
                         self.emitted_in[result] = p
             phases.append({"inits": inits, "body": loads + body, "finals": finals})
-        return phases
+        return prologue, phases
+
+    def _emit_prologue(self, ops: list[Operation]) -> list[Stmt]:
+        """Small reductions and per-row ops on them, once per block of rows."""
+        prologue: list[Stmt] = []
+        for op in self.ops:  # literals are spliced in: known before any statement
+            if isinstance(op, ConstantOp):
+                self.var[op.result] = literal(op.value)
+                self.uniform.add(op.result)
+        for op in ops:
+            if op in self.small:
+                assert isinstance(op, ReduceOp)
+                prologue += self._emit_small_reduce(op)
+            else:
+                self._emit(op, prologue, [], prologue)
+        return prologue
 
     # -- ops -------------------------------------------------------------------------------
 
@@ -618,6 +713,72 @@ class _LoopGenerator:
         body.append(Stmt(text, [update]))
         final = f"{var} = tl.reduce({acc}, 1, {combine})"
         finals.append(Stmt(text, [final + (" / R" if kind == "mean" else "")]))
+
+    def _small_input(self, value: SSAValue) -> None:
+        """A small reduction's operand: kept coordinates as in the pass, its reduced
+        coordinates from a flat index over its own (static) reduced extent."""
+        base = self.ir.name(value)[1:]
+        flat = self.namer.fresh(f"{base}_p")
+        red = self.red
+        coords = [flat] if len(red) == 1 else [self.namer.fresh(f"{flat}{d.index}") for d in red]
+        index = {d.index: c for d, c in zip(red, coords, strict=True)}
+        t = self._view_input(value, self.names[_root(value)], index=index)
+        self.small_inputs[value] = t
+        self.small_index[value] = (flat, coords)
+
+    def _emit_small_reduce(self, op: ReduceOp) -> list[Stmt]:
+        """One masked [BLOCK_X, P_BLOCK] load of the values each row reduces (the identity
+        past the end), reduced along axis 1 with the combine helper of the loop's
+        reductions."""
+        kind = op.kind.data
+        text = self.ir.op(op)
+        if not (is_float(element_type(op.input)) and is_float(element_type(op.result))):
+            raise CodegenError(f"{text}: only float reductions are supported")
+        shape = tensor_shape(op.input)
+        count = math.prod(shape[d.source] for d in self.red if d.source is not None)
+        identity, combine = _REDUCTIONS[kind]
+        loaded = op.input in self.small_identity  # another reduction of it loaded it
+        stmts = [] if loaded else [self._small_load(op.input, identity)]
+        var = self.var[op.result] = self.namer.fresh(self.ir.name(op.result)[1:])
+        self.reduced_space.add(op.result)
+        t = self.small_inputs[op.input]
+        masked = t.var
+        padding = self.small_identity[op.input]
+        if padding is not None and padding != identity:
+            # the block was loaded for another kind: its masked lanes hold that identity
+            flat = self.small_index[op.input][0]
+            masked = f"tl.where(({flat} < {count})[None, :], {t.var}, {identity})"
+        final = f"{var} = tl.reduce({masked}, 1, {combine})"
+        final += f" / {count}" if kind == "mean" else ""
+        return [*stmts, Stmt(text, [final])]
+
+    def _small_load(self, value: SSAValue, identity: str) -> Stmt:
+        """Each row's values of a small reduction's operand as one block, padded to a
+        power of two with `identity`."""
+        t = self.small_inputs[value]
+        flat, coords = self.small_index[value]
+        shape = tensor_shape(value)
+        extents = [shape[d.source] for d in self.red if d.source is not None]
+        count = math.prod(extents)
+        width = 1 << max(count - 1, 0).bit_length()  # next power of two: a block's length
+        self.small_identity[value] = identity if width != count else None
+        lines = [f"{flat} = tl.arange(0, {width})"]
+        if len(coords) > 1:  # row-major coordinates of the flat index, static sizes
+            inner = count
+            for j, (coord, extent) in enumerate(zip(coords, extents, strict=True)):
+                inner //= extent
+                index = f"{flat} // {inner}" if inner > 1 else flat
+                if j > 0:  # no wrap outermost: lanes past P are out of range but masked
+                    index = f"({index}) % {extent}" if inner > 1 else f"{index} % {extent}"
+                lines.append(f"{coord} = {index}")
+        ptr, _ = self._view_access(t)
+        mask = "x_mask[:, None]"
+        if width != count:
+            mask += f" & ({flat} < {count})[None, :]"
+        load = f"tl.load({ptr}, mask={mask}, other={identity})"
+        lines.append(f"{t.var} = {load}{load_conversion(element_type(value))}")
+        comment = f"{self.ir.name(value)}: {value.type}, {count} values per row"
+        return Stmt(comment + ("" if width == count else f" (one block of {width})"), lines)
 
     def _operand(self, value: SSAValue, in_loop: bool) -> str:
         """How an op reads `value`: in a later pass over the rows, a reduction's result

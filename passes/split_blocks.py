@@ -19,7 +19,11 @@
     a concat reads its inputs at shifted indices, so never from its own group; per-row
     work (one value per kept coordinate) that a reduction's ops combine with runs after
     that reduction's loop; a pointwise op used only by another loop kernel that can read
-    its operands is recomputed there instead of stored;
+    its operands is recomputed there instead of stored; a reduction-free group over S
+    that reads the per-row result of a small reduction (a kernel operand such as a GEMM
+    epilogue's row partials, with S's kept extents and a static extent of at most
+    MAX_SMALL_REDUCTION along S's reduced dims) absorbs it and its per-row work: the
+    kernel reduces the partials before its pass (a norm backward's finalize and dx);
   - a reshape that no strides can express, read outside kernels (returned, or by a
     fallback), gets a `copy` loop kernel before it;
   - `graph.view` and `graph.constant` stay outside kernels: they move no data. The
@@ -31,6 +35,7 @@ Constants a kernel reads are cloned into it so generated code sees literals.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,6 +58,10 @@ from coda.passes.dataflow import (
 from coda.passes.epilogue_groups import EpilogueGroup
 from coda.passes.fuse_epilogues import fuse_group
 
+# The most values a small reduction reduces per kept coordinate: they are loaded as one
+# block per program, so they must fit in registers next to the pass's own blocks.
+MAX_SMALL_REDUCTION = 1024
+
 
 @dataclass
 class LoopGroup:
@@ -62,6 +71,11 @@ class LoopGroup:
 
     def reductions(self) -> set[Operation]:
         return {op for op in self.members if isinstance(op, graph.ReduceOp)}
+
+    def small_reductions(self) -> set[Operation]:
+        """Reductions of a kernel operand smaller than the group's shape along the reduced
+        dims (the partials of a row sum): computed in one block per row before the loop."""
+        return {op for op in self.reductions() if _iteration_shape(op) != self.shape}
 
     def after_reduction(self) -> set[Operation]:
         """Members computed once per kept coordinate: reductions and the pointwise ops
@@ -104,6 +118,8 @@ def _fits(group: LoopGroup, op: Operation) -> bool:
     assert isinstance(op, graph.ReduceOp)
     if any(isinstance(m, graph.ConcatOp) for m in group.members):
         return False  # a concatenation is computed in pointwise loops only
+    if group.small_reductions():
+        return False  # a kernel with small reductions runs one pointwise pass, no reduction
     return group.reduce_dims in (None, op.reduced_dims)
 
 
@@ -119,11 +135,21 @@ def _mergeable(a: LoopGroup, b: LoopGroup) -> bool:
         a.reduce_dims is not None or b.reduce_dims is not None
     ):
         return False  # a concatenation is computed in pointwise loops only
+    if _mixes_reductions(a, b):
+        return False
     members = set(a.members) | set(b.members)
     return not any(
         isinstance(op, graph.ConcatOp) and any(v.owner in members for v in op.inputs)
         for op in members
     )
+
+
+def _mixes_reductions(a: LoopGroup, b: LoopGroup) -> bool:
+    """Merging two groups of one shape would put a main reduction (over the shape) in a
+    kernel with small reductions: the loop codegen is planned for small reductions and
+    one pointwise pass only."""
+    small = a.small_reductions() | b.small_reductions()
+    return bool(small) and bool((a.reductions() | b.reductions()) - small)
 
 
 def _kept_shape(group: LoopGroup) -> tuple[int, ...] | None:
@@ -145,6 +171,55 @@ def _row_work_of(a: LoopGroup, b: LoopGroup) -> tuple[LoopGroup, LoopGroup] | No
         ):
             return red, row
     return None
+
+
+def _small_reduction_of(a: LoopGroup, b: LoopGroup) -> tuple[LoopGroup, LoopGroup] | None:
+    """(pointwise group, small-reduction group) when one of `a`, `b` is reduction-free
+    work over S and the other reduces kernel operands (the partials of a row sum, read
+    from outside the group) that have S's kept extents and a different, small extent
+    along the reduced dims, plus per-row work on the results (a norm backward's
+    finalize, then dx = t + c * h). The pointwise group absorbs the reductions: they run
+    before its loop over the rows, one block of partials per row. Only reduction-free
+    groups absorb them: a kernel runs small reductions and one pointwise pass, not a
+    main reduction as well."""
+    for pw, small in ((a, b), (b, a)):
+        if pw.reduce_dims is not None or small.reduce_dims is None:
+            continue
+        if any(isinstance(m, graph.ConcatOp) for m in pw.members):
+            continue
+        if _kept_of(pw.shape, small.reduce_dims) != _kept_shape(small):
+            continue
+        if _kept_of(pw.shape, small.reduce_dims) == pw.shape or pw.shape == small.shape:
+            continue  # per-row work or a reduction over pw's shape: the other rules decide
+        if small.after_reduction() != set(small.members):
+            continue  # something iterates over the partials themselves
+        per_row = {r for m in small.members for r in m.results}
+        kept = _kept_shape(small)
+        if any(
+            graph.tensor_shape(v) != kept for m in pw.members for v in m.operands if v in per_row
+        ):
+            continue  # the pass reads a per-row value broadcast back over the reduced dims
+        members = {*pw.members, *small.members}
+        if all(_is_small_reduction(r, members) for r in small.reductions()):
+            return pw, small
+    return None
+
+
+def _kept_of(shape: tuple[int, ...], dims: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(1 if d in dims else n for d, n in enumerate(shape))
+
+
+def _is_small_reduction(op: Operation, members: set[Operation]) -> bool:
+    """`op` reduces a value the merged kernel reads as an operand (not one of `members`,
+    seen through views) with at most MAX_SMALL_REDUCTION values per kept coordinate."""
+    assert isinstance(op, graph.ReduceOp)
+    value = op.input
+    while isinstance(value.owner, graph.ViewOp):
+        value = value.owner.input
+    if value.owner in members:
+        return False
+    shape = graph.tensor_shape(op.input)
+    return math.prod(shape[d] for d in op.reduced_dims) <= MAX_SMALL_REDUCTION
 
 
 def plan_loop_groups(block: Block) -> list[LoopGroup]:
@@ -181,11 +256,12 @@ def plan_loop_groups(block: Block) -> list[LoopGroup]:
             if other is None or other is chosen:
                 continue
             row_work = _row_work_of(chosen, other)
-            if not (_mergeable(chosen, other) or row_work):
+            small = None if row_work else _small_reduction_of(chosen, other)
+            if not (_mergeable(chosen, other) or row_work or small):
                 continue
             if not can_contract(dataflow, [*chosen.members, *other.members]):
                 continue
-            keep, gone = row_work or (chosen, other)
+            keep, gone = row_work or small or (chosen, other)
             keep.members = sorted([*keep.members, *gone.members], key=position.__getitem__)
             keep.reduce_dims = keep.reduce_dims or gone.reduce_dims
             for member in gone.members:
@@ -257,6 +333,8 @@ def _sibling_reduction(
             continue
         if any(isinstance(m, graph.ConcatOp) for m in group.members):
             continue
+        if group.small_reductions():
+            continue  # small reductions and a pointwise pass only
         if not _sources(group) & _sources(probe):
             continue
         if any(dataflow.has_edge(m, op) or dataflow.has_edge(op, m) for m in group.members):
@@ -292,6 +370,8 @@ def _merge_siblings(
     for group in groups:
         for other in merged:
             if (other.shape, other.reduce_dims) != (group.shape, group.reduce_dims):
+                continue
+            if _mixes_reductions(other, group):
                 continue
             if not _sources(other) & _sources(group):
                 continue

@@ -496,3 +496,120 @@ def test_bf16_stores_round_to_nearest_even(tmp_path: Path) -> None:
     nan = expected.isnan()
     assert torch.equal(out.isnan(), nan)
     assert torch.equal(out[~nan].view(torch.int16), expected[~nan].view(torch.int16))
+
+
+def _finalize_then_dx_kernel(rows: tuple[int, int], n: int, partials: int) -> str:
+    """A norm backward after fuse-reductions: the row sum arrives as `partials` values
+    per row ([rows, P], viewed in the reduction's shape), is finalized with the per-row
+    ops c = -0.5 * sum * rstd^3 / N, then dx = g + c * (2 * h) over all N columns."""
+    a, b = rows
+    t, k, p, flat = (
+        f"tensor<{a}x{b}x{n}xf32>",
+        f"tensor<{a}x{b}x1xf32>",
+        f"tensor<{a}x{b}x{partials}xf32>",
+        f"tensor<{a * b}x{partials}xf32>",
+    )
+    return f"""
+%r = kernel.loop "finalize_dx" (%part, %rstd, %h, %g) : ({flat}, {k}, {t}, {t}) -> ({t}) {{
+^bb0(%pa: {flat}, %ra: {k}, %ha: {t}, %ga: {t}):
+  %half = graph.constant -5.000000e-01 : f32 -> tensor<f32>
+  %n = graph.constant {float(n):e} : f32 -> tensor<f32>
+  %two = graph.constant 2.000000e+00 : f32 -> tensor<f32>
+  %v = graph.view "reshape" %pa : {flat} -> {p}
+  %0 = graph.reduce "sum" %v dims array<i64: 2> keepdim : {p} -> {k}
+  %1 = graph.pointwise "cube"(%ra) : ({k}) -> {k}
+  %2 = graph.pointwise "mul"(%0, %half) : ({k}, tensor<f32>) -> {k}
+  %3 = graph.pointwise "mul"(%2, %1) : ({k}, {k}) -> {k}
+  %4 = graph.pointwise "div"(%3, %n) : ({k}, tensor<f32>) -> {k}
+  %5 = graph.pointwise "mul"(%ha, %two) : ({t}, tensor<f32>) -> {t}
+  %6 = graph.pointwise "mul"(%4, %5) : ({k}, {t}) -> {t}
+  %7 = graph.pointwise "add"(%ga, %6) : ({t}, {t}) -> {t}
+  kernel.yield %7 : {t}
+}}"""
+
+
+def test_small_reduction_of_partials_runs_before_the_pass(tmp_path: Path) -> None:
+    """N = 72 columns leave P = 3 partials per row (a block of 4, one lane masked to the
+    identity); 15 rows are not a multiple of BLOCK_X = 8. The partials are summed and
+    the per-row ops run once per row before the loop; the pass reads c as `[:, None]`."""
+    t, k, flat = "tensor<3x5x72xf32>", "tensor<3x5x1xf32>", "tensor<15x3xf32>"
+    source, mod = build(
+        {"part": flat, "rstd": k, "h": t, "g": t}, _finalize_then_dx_kernel((3, 5), 72, 3), tmp_path
+    )
+    prologue, loop = source.split("for r_start in range(0, R, BLOCK_R):")
+    assert "# %v: tensor<3x5x3xf32>, 3 values per row (one block of 4)" in prologue
+    assert "mask=x_mask[:, None] & (v_p < 3)[None, :], other=0.0)" in prologue
+    assert "tl.reduce(v, 1, _sum)" in prologue and "ra_row * ra_row * ra_row" in prologue
+    assert "pass 2 of" not in source and "[:, None] * v" in loop
+    part, rstd = torch.randn(15, 3), torch.rand(3, 5, 1) + 0.5
+    h, g, out = torch.randn(3, 5, 72), torch.randn(3, 5, 72), torch.empty(3, 5, 72)
+    mod.launch(part, rstd, h, g, out)
+    c = -0.5 * part.view(3, 5, 3).sum(-1, keepdim=True) * rstd**3 / 72
+    close(out, g + c * (2 * h))
+
+
+# rows past X load the -inf padding everywhere (-inf - -inf): the stores drop them
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_small_reductions_over_two_dims_amax_and_mean(tmp_path: Path) -> None:
+    """Reduced dims (1, 2) of S = [6, 4, 8]: the small input's 3 x 2 values per row are
+    one flat block of 8 split into row-major coordinates; amax masks with -inf."""
+    t, k, p = "tensor<6x4x8xf32>", "tensor<6x1x1xf32>", "tensor<6x3x2xf32>"
+    source, mod = build(
+        {"p": p, "x": t},
+        f"""
+%r, %s = kernel.loop "amax_mean_shift" (%p, %x) : ({p}, {t}) -> ({t}, {k}) {{
+^bb0(%pa: {p}, %xa: {t}):
+  %0 = graph.reduce "amax" %pa dims array<i64: 1, 2> keepdim : {p} -> {k}
+  %1 = graph.reduce "mean" %pa dims array<i64: 1, 2> keepdim : {p} -> {k}
+  %2 = graph.pointwise "sub"(%0, %1) : ({k}, {k}) -> {k}
+  %3 = graph.pointwise "sub"(%xa, %2) : ({t}, {k}) -> {t}
+  kernel.yield %3, %2 : {t}, {k}
+}}""",
+        tmp_path,
+    )
+    assert "pa_p1 = pa_p // 2" in source and "pa_p2 = pa_p % 2" in source
+    # one load for both reductions; the mean masks the -inf padding back to 0
+    assert source.count("tl.load(pa_1_ptr") == 1 and 'other=float("-inf")' in source
+    assert "tl.where((pa_p < 6)[None, :], pa_1, 0.0), 1, _sum) / 6" in source
+    ps, x = torch.randn(6, 3, 2), torch.randn(6, 4, 8)
+    out, row = torch.empty(6, 4, 8), torch.empty(6, 1, 1)
+    mod.launch(ps, x, out, row)
+    shift = ps.amax((1, 2), keepdim=True) - ps.mean((1, 2), keepdim=True)
+    close(row, shift)
+    close(out, x - shift)
+
+
+def test_rejects_a_small_reduction_beside_a_main_reduction() -> None:
+    t, k, p = "tensor<4x8xf32>", "tensor<4x1xf32>", "tensor<4x2xf32>"
+    kernel = parse_kernel(
+        {"p": p, "x": t},
+        f"""
+%r = kernel.loop "both" (%p, %x) : ({p}, {t}) -> ({k}) {{
+^bb0(%pa: {p}, %xa: {t}):
+  %0 = graph.reduce "sum" %pa dims array<i64: 1> keepdim : {p} -> {k}
+  %1 = graph.pointwise "mul"(%xa, %0) : ({t}, {k}) -> {t}
+  %2 = graph.reduce "sum" %1 dims array<i64: 1> keepdim : {t} -> {k}
+  kernel.yield %2 : {k}
+}}""",
+    )
+    with pytest.raises(CodegenError, match="beside one pointwise pass only"):
+        generate_kernel_source(kernel)
+
+
+def test_small_reduction_kernel_compiles_for_gpu(tmp_path: Path) -> None:
+    """The finalize + dx kernel is valid Triton for an H100 (sm_90a), compiled here."""
+    from test_codegen_gemm import compile_for_sm90
+
+    kernel = parse_kernel(
+        {
+            "part": "tensor<64x3xf32>",
+            "rstd": "tensor<4x16x1xf32>",
+            "h": "tensor<4x16x72xf32>",
+            "g": "tensor<4x16x72xf32>",
+        },
+        _finalize_then_dx_kernel((4, 16), 72, 3),
+    )
+    mod = load(generate_kernel_source(kernel), tmp_path, interpret=False)
+    pointers = {f"{name}_ptr": "*fp32" for name in ("ra", "ha", "ga", "v", "out0")}
+    ptx = compile_for_sm90(mod.finalize_dx, pointers, {"BLOCK_X": 8, "BLOCK_R": 128})
+    assert "ld.global" in ptx and "st.global" in ptx
