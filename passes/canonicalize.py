@@ -7,7 +7,8 @@ Patterns (each small, each tested in tests/filecheck/passes/canonicalize.mlir):
     returned value (a returned copy must not alias an input);
   - pointwise ops over splat constants fold to a constant;
   - a reshape of a reduction (through scalar pointwise ops) that restores the reduced
-    dims as size 1 is the reduction with keepdim; sum / N is mean;
+    dims as size 1 is the reduction with keepdim; sum / N is mean; a reduction over
+    size-1 dims is a reshape of its input;
   - negated pieces of a concat become a sign concat multiplied in after it;
   - a concat of slices of f(a, b) is f of the concats of a's and b's slices;
   - an `expand` feeding a pointwise op is dropped where the op broadcasts anyway, or
@@ -156,6 +157,25 @@ class ReshapeOfReduceIsKeepdim(RewritePattern):
             reduce.kind.data, reduce.input, reduce.reduced_dims, True, op.result.type
         )
         rewriter.replace(op, new)
+
+
+class ReduceOverUnitDims(RewritePattern):
+    """A reduction over dims of size 1 (one element per output) is its input, reshaped:
+    sum, mean, amax, amin and logsumexp of one value are that value. A loop kernel
+    could otherwise hold a reduction of a reduction it cannot run in one pass (a softmax
+    over a size-1 dim of a max)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: graph.ReduceOp, rewriter: PatternRewriter) -> None:
+        shape = graph.tensor_shape(op.input)
+        if any(shape[d] != 1 for d in op.reduced_dims):
+            return
+        if op.input.type.element_type != op.result.type.element_type:
+            return
+        if op.input.type == op.result.type:
+            rewriter.replace(op, [], [op.input])
+        else:
+            rewriter.replace(op, graph.ViewOp("reshape", op.input, op.result.type))
 
 
 class SumOverCountIsMean(RewritePattern):
@@ -332,6 +352,7 @@ CANONICALIZATION_PATTERNS = (
     FoldConstantPointwise(),
     ReshapeBeforeScalarPointwise(),
     ReshapeOfReduceIsKeepdim(),
+    ReduceOverUnitDims(),
     SumOverCountIsMean(),
     NegOutOfConcat(),
     ExpandIsBroadcast(),

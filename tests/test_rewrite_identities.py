@@ -83,3 +83,40 @@ def test_rearranging_commutes_with_elementwise_functions() -> None:
     wide = b.expand(2, 3, 8)
     right = torch.cat([a[..., 4:], a[..., :4]], -1) * torch.cat([wide[..., 4:], wide[..., :4]], -1)
     assert torch.equal(left, right)
+
+
+def test_reduction_over_size_one_dims_is_the_input() -> None:
+    """canonicalize: every reduction kind over dims of size 1 returns its input exactly
+    (float32, bit for bit, including -inf and NaN), so dropping it changes nothing."""
+    x = torch.tensor([[[1.5]], [[-2.25]], [[float("-inf")]], [[float("nan")]]])
+    for reduce in (torch.sum, torch.mean, torch.amax, torch.amin, torch.logsumexp):
+        torch.testing.assert_close(
+            reduce(x, (1, 2), keepdim=True), x, rtol=0, atol=0, equal_nan=True
+        )
+
+
+class _MaxThenSoftmax(torch.nn.Module):
+    """The fuzzer's case: a max over a size-1 dim, then a softmax over it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(3, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -torch.softmax((x * self.w).amax(-1, keepdim=True), -1)
+
+
+def test_max_then_softmax_over_a_size_one_dim_compiles_and_matches_eager() -> None:
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    model = _MaxThenSoftmax()
+    x = torch.randn(3, 1, requires_grad=True)
+    expected = model(x)
+    expected.sum().backward()
+    grads = [x.grad.clone(), model.w.grad.clone()]
+    x.grad, model.w.grad = None, None
+    compiled = torch.compile(model, backend="coda", options={"strict": True})
+    got = compiled(x)
+    got.sum().backward()
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close([x.grad, model.w.grad], grads)

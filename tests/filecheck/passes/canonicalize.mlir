@@ -167,3 +167,13 @@ func.func @rotate_half_of_a_product(%dq: tensor<2x8xf32>, %sin: tensor<8xf32>) -
 // CHECK-DAG:     %[[T:.*]] = graph.concat %[[S1]], %[[S2]] dim 1
 // CHECK:         %[[R:.*]] = graph.pointwise "mul"(%[[D]], %[[T]])
 // CHECK-NEXT:    func.return %[[R]]
+
+// A reduction over size-1 dims is its input (reshaped when the dims are dropped).
+// CHECK-LABEL: func.func @reduce_over_unit_dims
+func.func @reduce_over_unit_dims(%x: tensor<3x1xf32>) -> (tensor<3x1xf32>, tensor<3xf32>) {
+  %m = graph.reduce "amax" %x dims array<i64: 1> keepdim : tensor<3x1xf32> -> tensor<3x1xf32>
+  %s = graph.reduce "sum" %m dims array<i64: 1> : tensor<3x1xf32> -> tensor<3xf32>
+  func.return %m, %s : tensor<3x1xf32>, tensor<3xf32>
+}
+// CHECK-NEXT:    %s = graph.view "reshape" %x : tensor<3x1xf32> -> tensor<3xf32>
+// CHECK-NEXT:    func.return %x, %s : tensor<3x1xf32>, tensor<3xf32>
