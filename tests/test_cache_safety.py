@@ -123,7 +123,8 @@ def test_truncated_entries_are_rebuilt(
     _assert_matches(second)
     assert _entries_hash_to_their_names(tmp_path) == files
     rebuilt = sorted(r.getMessage() for r in caplog.records if "corrupt" in r.getMessage())
-    assert rebuilt == sorted(f"coda: kernel cache entry {f.name} was corrupt; rebuilt" for f in files)
+    expected = [f"coda: kernel cache entry {f.name} was corrupt; rebuilt" for f in files]
+    assert rebuilt == sorted(expected)
 
 
 def test_cache_directory_is_private(tmp_path: Path) -> None:
