@@ -26,6 +26,7 @@ class CacheDirError(PermissionError):
     """The cache directory could be written by someone else: coda imports Python from it,
     so such a directory would let them run code in the user's process."""
 
+
 # Module names must be unique per load: two caches (different roots) may import the same
 # source, and each (source, interpret) pair needs its own module object.
 _module_ids = itertools.count()
