@@ -113,9 +113,7 @@ def _run_once(tmp_dir: Path) -> dict[int, dict[str, dict[str, object]]]:
     if not _results:
         # CODA_STRICT=1 and CODA_CACHE_DIR (tests/conftest.py) reach the children through
         # the environment: a graph coda cannot compile fails the run instead of going eager
-        ctx = torch_mp.spawn(
-            _worker, args=(_free_port(), str(tmp_dir)), nprocs=WORLD, join=False
-        )
+        ctx = torch_mp.spawn(_worker, args=(_free_port(), str(tmp_dir)), nprocs=WORLD, join=False)
         deadline = time.monotonic() + 240
         try:
             while not ctx.join(timeout=5):
