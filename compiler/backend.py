@@ -32,6 +32,7 @@ from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 from torch._functorch.partitioners import min_cut_rematerialization_partition
 
+from coda.compiler.dynamic import is_symbolic, specialize_per_size
 from coda.compiler.fold_constants import fold_constants
 from coda.compiler.fuse_cross_entropy import fuse_cross_entropy
 from coda.compiler.fx_import import UnsupportedGraph, import_graph
@@ -241,6 +242,19 @@ def coda_backend(
 ) -> Callable[..., Any]:
     """Dynamo backend; receives `options=`/`mode=` only when the user passes them."""
     options = CodaOptions.from_user(kwargs.get("options"))
+    if is_symbolic(example_inputs):
+        # coda's kernels have their sizes compiled in: the graph is compiled once per
+        # distinct set of concrete sizes, a bounded number of them (compiler/dynamic.py)
+        static = functools.partial(_compile_static, options=options)
+        return specialize_per_size(gm, static, strict=options.strict)
+    return _compile_static(gm, example_inputs, options=options)
+
+
+def _compile_static(
+    gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: CodaOptions
+) -> Callable[..., Any]:
+    """aot_autograd + coda's graph compiler for a graph of concrete sizes; a failure
+    outside compile_graph (AOTAutograd, joint rewrites, partitioning) runs `gm` eagerly."""
     compiler = functools.partial(compile_graph, options=options)
     try:
         return _aot(gm, example_inputs, compiler)
