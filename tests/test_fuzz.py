@@ -7,8 +7,8 @@ reductions, views (transpose, permute, flatten, unsqueeze, narrow, expand), norm
 softmax, residual adds; dims include 1 and sizes that are not tile multiples; float32 and
 bfloat16. coda compiles it strictly (CODA_STRICT=1, tests/conftest.py: a crash fails the
 test, nothing falls back to eager silently) and its outputs and gradients are compared
-with eager (float32) or checked to be about as accurate as eager against a float64
-reference (bfloat16).
+with eager (float32), or checked to be about as accurate as eager against a float64
+reference (bfloat16, and float32 where eager itself is off: ill-conditioned graphs).
 
     CI=1 pytest tests/test_fuzz.py                        # 300 graphs, derandomized
     CODA_FUZZ_EXAMPLES=5000 pytest tests/test_fuzz.py     # the long opt-in run
@@ -160,7 +160,10 @@ def graph_specs(draw: st.DrawFn) -> GraphSpec:
             d = draw(st.integers(-rank, rank - 1))
             step, new = Step(draw(st.sampled_from(("softmax", "log_softmax"))), (d,)), shape
         elif op == "reduce":
-            kind = draw(st.sampled_from(("sum", "mean", "amax")))
+            # bf16 amax gradients are a known bug (the xfail in REGRESSIONS): not generated
+            # until it is fixed, so that the fuzzer keeps finding new ones
+            kinds = ("sum", "mean", "amax") if dtype == "float32" else ("sum", "mean")
+            kind = draw(st.sampled_from(kinds))
             d = draw(st.integers(-rank, rank - 1))
             keep = draw(st.booleans())
             new = tuple(1 if i == d % rank else s for i, s in enumerate(shape))
@@ -292,16 +295,17 @@ def check(spec: GraphSpec, seed: int = 0) -> None:
     got = _outputs_and_grads(compiled, xs, seed)
     eager = _outputs_and_grads(fn, xs, seed)
     assert not any(torch.isnan(t).any() for t in eager), "the generator made a NaN"
-    if dtype == torch.float32:
-        errors = _relative_errors(got, eager)
-        assert max(errors) < 2e-4, f"coda differs from eager by {errors}"
+    tolerance = 2e-4 if dtype == torch.float32 else 2e-2
+    if dtype == torch.float32 and max(_relative_errors(got, eager)) < tolerance:
         return
-    # bfloat16: coda computes in float32 between stores, eager rounds after every op;
-    # both are compared with float64 and coda must be about as accurate as eager
+    # bfloat16 (coda computes in float32 between stores, eager rounds after every op) or
+    # an ill-conditioned float32 graph (e.g. a norm over one element, where 1/sqrt(eps)
+    # amplifies rounding): both are compared with float64, and coda must be about as
+    # accurate as eager
     exact = _outputs_and_grads(fn, [x.double() for x in xs], seed)
     ours, theirs = _relative_errors(got, exact), _relative_errors(eager, exact)
     for i, (e_ours, e_theirs) in enumerate(zip(ours, theirs, strict=True)):
-        assert e_ours <= 2 * e_theirs + 2e-2, (i, ours, theirs)
+        assert e_ours <= 2 * e_theirs + tolerance, (i, ours, theirs)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
@@ -319,6 +323,35 @@ def test_random_graphs_match_eager(spec: GraphSpec, seed: int) -> None:
 REGRESSIONS: list[Any] = [
     # a GEMM whose operands and output have only size-1 dims: scalar pointers in codegen
     GraphSpec("float32", ((1,), (1, 1)), (Step("linear", (1, -1)),), -1),
+    # a LayerNorm over one element: eager's float32 gradient is off by 1e-3 (1/sqrt(eps)
+    # amplifies rounding), coda's is exact; judged against float64
+    GraphSpec(
+        "float32",
+        ((17, 5, 1), (1,), (1,)),
+        (
+            Step("norm", ("layer_norm_affine", 1, 2)),
+            Step("flatten"),
+            Step("expand", (1, 8)),
+            Step("reduce", ("sum", 1, False)),
+        ),
+        1,
+    ),
+    pytest.param(
+        GraphSpec(
+            "bfloat16",
+            ((4, 31), (31,)),
+            (Step("binary", ("mul", "input", 1, False)), Step("reduce", ("amax", -1, True))),
+            -1,
+        ),
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="bf16 amax backward: the partitioner recomputes x * w in the backward, "
+            "coda's loop kernel keeps it in float32 and compares it with the bf16-rounded "
+            "amax, so no element equals the max and the gradient is 0/0 = NaN (eager "
+            "rounds x * w to bf16 first); needs rounding of bf16 intermediates that feed a "
+            "comparison in codegen/loop.py",
+        ),
+    ),
 ]
 
 
