@@ -11,10 +11,12 @@ with eager (float32), or checked to be about as accurate as eager against a floa
 reference (bfloat16, and float32 where eager itself is off: ill-conditioned graphs).
 
     CI=1 pytest tests/test_fuzz.py                        # 300 graphs, derandomized
-    CODA_FUZZ_EXAMPLES=5000 pytest tests/test_fuzz.py     # the long opt-in run
+    CODA_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz.py     # more; stops at a failure
+    python tests/test_fuzz.py 2500 1                      # long run: GRAPHS SEED, reports
+                                                          # every failure, no shrinking
 
-A local run without CI explores new random graphs (40 by default). A failing case
-prints as a `GraphSpec(...)`: paste it into `REGRESSIONS` below.
+Without CI it runs 40 graphs, also derandomized. A failing case prints as a
+`GraphSpec(...)` and its seed: add both to `REGRESSIONS` below.
 """
 
 from __future__ import annotations
@@ -311,9 +313,12 @@ def check(spec: GraphSpec, seed: int = 0) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
+# Derandomized (the same graphs every run) even outside CI: the open bugs in REGRESSIONS
+# would fail a random local run now and then; finding new graphs is the long run's job.
 @settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(spec=graph_specs(), seed=st.integers(0, 2**16))
@@ -324,19 +329,22 @@ def test_random_graphs_match_eager(spec: GraphSpec, seed: int) -> None:
 #: shrunk cases the fuzzer found, kept as regression tests
 REGRESSIONS: list[Any] = [
     # a GEMM whose operands and output have only size-1 dims: scalar pointers in codegen
-    GraphSpec("float32", ((1,), (1, 1)), (Step("linear", (1, -1)),), -1),
+    (GraphSpec("float32", ((1,), (1, 1)), (Step("linear", (1, -1)),), -1), 0),
     # a LayerNorm over one element: eager's float32 gradient is off by 1e-3 (1/sqrt(eps)
     # amplifies rounding), coda's is exact; judged against float64
-    GraphSpec(
-        "float32",
-        ((17, 5, 1), (1,), (1,)),
-        (
-            Step("norm", ("layer_norm_affine", 1, 2)),
-            Step("flatten"),
-            Step("expand", (1, 8)),
-            Step("reduce", ("sum", 1, False)),
+    (
+        GraphSpec(
+            "float32",
+            ((17, 5, 1), (1,), (1,)),
+            (
+                Step("norm", ("layer_norm_affine", 1, 2)),
+                Step("flatten"),
+                Step("expand", (1, 8)),
+                Step("reduce", ("sum", 1, False)),
+            ),
+            1,
         ),
-        1,
+        30713,
     ),
     pytest.param(
         GraphSpec(
@@ -345,6 +353,7 @@ REGRESSIONS: list[Any] = [
             (Step("binary", ("mul", "input", 1, False)), Step("reduce", ("amax", -1, True))),
             -1,
         ),
+        0,
         marks=pytest.mark.xfail(
             strict=True,
             raises=AssertionError,
@@ -367,6 +376,7 @@ REGRESSIONS: list[Any] = [
             ),
             0,
         ),
+        0,
         marks=pytest.mark.xfail(
             strict=True,
             raises=BackendCompilerFailed,
@@ -387,6 +397,7 @@ REGRESSIONS: list[Any] = [
             ),
             0,
         ),
+        0,
         marks=pytest.mark.xfail(
             strict=True,
             raises=NetworkXUnfeasible,
@@ -395,12 +406,77 @@ REGRESSIONS: list[Any] = [
             "(networkx NetworkXUnfeasible) in the backward graph",
         ),
     ),
+    pytest.param(
+        GraphSpec(
+            "bfloat16",
+            ((4, 5, 1), (1, 2), (4, 5, 2), (2,), (2,)),
+            (
+                Step("matmul", (1,)),
+                Step("binary", ("add", "input", 2, True)),
+                Step("unsqueeze", (0,)),
+                Step("norm", ("layer_norm_affine", 3, 4)),
+                Step("flatten"),
+            ),
+            0,
+        ),
+        3487,
+        marks=pytest.mark.xfail(
+            strict=True,
+            raises=AssertionError,
+            reason="bf16 LayerNorm over 2 elements after a K=1 matmul: coda's gradients of "
+            "the matmul operand and the norm's inputs are off by 35% of their scale against "
+            "float64, eager's by 1-3% (cause not yet found)",
+        ),
+    ),
+    pytest.param(
+        GraphSpec(
+            "bfloat16",
+            ((17,), (1,), (1, 1), (1,), (3, 1), (3,)),
+            (
+                Step("narrow", (2, 1)),
+                Step("unsqueeze", (0,)),
+                Step("flatten"),
+                Step("norm", ("rms_norm", 1, -1)),
+                Step("linear", (2, 3)),
+                Step("linear", (4, 5)),
+            ),
+            0,
+        ),
+        596,
+        marks=pytest.mark.xfail(
+            strict=True,
+            raises=AssertionError,
+            reason="bf16 RMSNorm over one element: coda's gradient of the norm weight is off "
+            "by 5.4% of its scale against float64, eager's by 0.15% (cause not yet found)",
+        ),
+    ),
+    pytest.param(
+        GraphSpec(
+            "float32",
+            ((8, 5, 4), (1, 4), (1,)),
+            (
+                Step("norm", ("layer_norm", -1, -1)),
+                Step("linear", (1, 2)),
+                Step("expand", (2, 33)),
+                Step("norm", ("layer_norm", -1, -1)),
+            ),
+            1,
+        ),
+        0,
+        marks=pytest.mark.xfail(
+            strict=True,
+            raises=AssertionError,
+            reason="float32 LayerNorm of constant rows (one value expanded to 33): coda's "
+            "output is off by 3e-4 against float64 where eager's is exact, i.e. x - mean "
+            "is not exactly 0 in coda (1/sqrt(eps) then amplifies it)",
+        ),
+    ),
 ]
 
 
-@pytest.mark.parametrize("spec", REGRESSIONS)
-def test_regression(spec: GraphSpec) -> None:
-    check(spec)
+@pytest.mark.parametrize("spec, seed", REGRESSIONS)
+def test_regression(spec: GraphSpec, seed: int) -> None:
+    check(spec, seed)
 
 
 def long_run(examples: int, seed: int) -> int:
