@@ -97,13 +97,23 @@ class _Address:
     mixed: str
     comment: str
 
-    def pointer(self, ptr: str, rows: str | None, cols: str | None) -> str:
-        """`ptr` plus the offsets; `rows`/`cols` name the hoisted vectors (None: inline)."""
+    def pointer(self, ptr: str, rows: str | None, cols: str | None, block: str) -> str:
+        """`ptr` plus the offsets; `rows`/`cols` name the hoisted vectors (None: inline).
+        `block` is the tile's shape (e.g. "(BLOCK_M, BLOCK_N)")."""
         parts = [ptr, self.base]
         parts.append(f"{rows or f'({self.rows})'}[:, None]" if self.rows else "")
         parts.append(f"{cols or f'({self.cols})'}[None, :]" if self.cols else "")
         parts.append(self.mixed)
-        return " + ".join(p for p in parts if p)
+        text = " + ".join(p for p in parts if p)
+        if not self.mixed and not (self.rows and self.cols):
+            # a size-1 dim has no offset term: the pointers would be a scalar or one row
+            # or column, which the tile's mask and stored value cannot broadcast into
+            text = f"tl.broadcast_to({text}, {block})"
+        return text
+
+
+#: the shape of an output tile, as the generated kernels spell it
+TILE = "(BLOCK_M, BLOCK_N)"
 
 
 def _address(
@@ -299,7 +309,8 @@ class _GemmGenerator:
         ptr = self.ptr_of[access.source]
         # the plain GEMM's a_ptrs/a_tile are template locals; merged GEMMs' are fresh
         ptrs = f"{prefix}_ptrs" if prefix in ("a", "b") else self.namer.fresh(f"{prefix}_ptrs")
-        lines.append(f"{ptrs} = {address.pointer(ptr, vectors['rows'], vectors['cols'])}")
+        block = "(BLOCK_M, BLOCK_K)" if role == "lhs" else "(BLOCK_K, BLOCK_N)"
+        lines.append(f"{ptrs} = {address.pointer(ptr, vectors['rows'], vectors['cols'], block)}")
         f32 = isinstance(element_type(value), Float32Type)
         upcast = "" if self._native_dot() or f32 else ".to(tl.float32)"
         rows, cols = ("mask_m", "mask_k") if role == "lhs" else ("mask_k", "mask_n")
@@ -469,14 +480,18 @@ class _GemmGenerator:
         if kind == "tile":
             ptrs = self.namer.fresh(f"{var}_ptrs")
             load.lines += [
-                f"{ptrs} = {address.pointer(ptr, None, None)}",
+                f"{ptrs} = {address.pointer(ptr, None, None, TILE)}",
                 f"{var} = tl.load({ptrs}, mask=mask){convert}",
             ]
         elif kind == "row":
             ptrs = " + ".join(p for p in (ptr, address.base, address.cols) if p)
+            if not address.cols:  # a row of one element: no offset vector to mask
+                ptrs = f"tl.broadcast_to({ptrs}, (BLOCK_N,))"
             load.lines.append(f"{var} = tl.load({ptrs}, mask=mask_n){convert}[None, :]")
         elif kind == "col":
             ptrs = " + ".join(p for p in (ptr, address.base, address.rows) if p)
+            if not address.rows:
+                ptrs = f"tl.broadcast_to({ptrs}, (BLOCK_M,))"
             load.lines.append(f"{var} = tl.load({ptrs}, mask=mask_m){convert}[:, None]")
         else:
             ptrs = " + ".join(p for p in (ptr, address.base) if p)
@@ -515,7 +530,7 @@ class _GemmGenerator:
             if out.address is not None:
                 lines += [
                     f"# stored through layout {out.address.comment}",
-                    f"{out.ptrs} = {out.address.pointer(out.ptr, None, None)}",
+                    f"{out.ptrs} = {out.address.pointer(out.ptr, None, None, TILE)}",
                 ]
             else:
                 batch = _batch_offset(self.batch_dims, out.strides)

@@ -32,6 +32,7 @@ from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 from torch._functorch.partitioners import min_cut_rematerialization_partition
 
+from coda.compiler.dynamic import is_symbolic, specialize_per_size
 from coda.compiler.fold_constants import fold_constants
 from coda.compiler.fuse_cross_entropy import fuse_cross_entropy
 from coda.compiler.fx_import import UnsupportedGraph, import_graph
@@ -129,9 +130,9 @@ def compile_graph(
         if options.strict:
             raise
         why = (
-            f": {err}"
+            f": {one_line(err)}"
             if isinstance(err, UnsupportedGraph)
-            else f" after an internal error: {type(err).__name__}: {err}"
+            else f" after an internal error: {type(err).__name__}: {one_line(err)}"
         )
         log.warning("coda: %s graph runs eagerly%s", graph_kind, why)
         return make_boxed_func(gm.forward)
@@ -141,7 +142,42 @@ def compile_graph(
         len(program.steps),
         time.perf_counter() - start,
     )
-    return _boxed(program, folded.constants)
+    run = _boxed(program, folded.constants)
+    return run if options.strict else _eager_if_first_run_fails(run, gm, graph_kind)
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of an exception's message: a warning must stay one log line."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+def _eager_if_first_run_fails(
+    run: Callable[[list[Any]], list[Any]], gm: fx.GraphModule, graph_kind: str
+) -> Callable[[list[Any]], list[Any]]:
+    """Kernels are imported and Triton-compiled at the first call, so compilation can
+    still fail there. The graph is functional (inputs are not mutated, the list is not
+    cleared), so rerunning it eagerly is safe; once a run succeeded, later errors are
+    the user's (e.g. out of memory) and propagate."""
+    state = {"run": run, "proven": False}
+
+    def guarded(args: list[Any]) -> list[Any]:
+        if state["proven"]:
+            return state["run"](args)
+        try:
+            result = state["run"](args)
+        except Exception as err:  # a failed first run must not break training
+            log.warning(
+                "coda: %s graph runs eagerly after its first compiled run failed: %s: %s",
+                graph_kind, type(err).__name__, one_line(err),
+            )  # fmt: skip
+            state["run"] = make_boxed_func(gm.forward)
+            result = state["run"](args)
+        state["proven"] = True
+        return result
+
+    guarded._boxed_call = True  # type: ignore[attr-defined]
+    return guarded
 
 
 def _ahead_of_time(module: Any, graph_kind: str, options: CodaOptions) -> dict[str, str] | None:
@@ -209,7 +245,37 @@ def coda_backend(
 ) -> Callable[..., Any]:
     """Dynamo backend; receives `options=`/`mode=` only when the user passes them."""
     options = CodaOptions.from_user(kwargs.get("options"))
+    if is_symbolic(example_inputs):
+        # coda's kernels have their sizes compiled in: the graph is compiled once per
+        # distinct set of concrete sizes, a bounded number of them (compiler/dynamic.py)
+        static = functools.partial(_compile_static, options=options)
+        return specialize_per_size(gm, static, strict=options.strict)
+    return _compile_static(gm, example_inputs, options=options)
+
+
+def _compile_static(
+    gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: CodaOptions
+) -> Callable[..., Any]:
+    """aot_autograd + coda's graph compiler for a graph of concrete sizes; a failure
+    outside compile_graph (AOTAutograd, joint rewrites, partitioning) runs `gm` eagerly."""
     compiler = functools.partial(compile_graph, options=options)
+    try:
+        return _aot(gm, example_inputs, compiler)
+    except Exception as err:
+        # AOTAutograd itself, the joint-graph rewrites or the partitioner failed: the
+        # whole Dynamo graph runs eagerly (each graph compile_graph sees falls back alone)
+        if options.strict:
+            raise
+        log.warning(
+            "coda: graph runs eagerly after an internal error: %s: %s",
+            type(err).__name__, one_line(err),
+        )  # fmt: skip
+        return gm.forward
+
+
+def _aot(
+    gm: fx.GraphModule, example_inputs: Sequence[Any], compiler: Callable[..., Any]
+) -> Callable[..., Any]:
     return aot_autograd(
         fw_compiler=functools.partial(compiler, graph_kind="forward"),
         bw_compiler=functools.partial(compiler, graph_kind="backward"),

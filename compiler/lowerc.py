@@ -19,15 +19,22 @@ are reported as `file:line:col: error: message` with exit code 1, never as a tra
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, NoReturn
 
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation
 from xdsl.parser import Parser
-from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
+from xdsl.utils.arg_spec import parse_pipeline
+from xdsl.utils.exceptions import (
+    ArgSpecParseError,
+    DiagnosticException,
+    ParseError,
+    VerifyException,
+)
 from xdsl.utils.lexer import Span
 from xdsl.xdsl_opt_main import xDSLOptMain
 
@@ -36,10 +43,21 @@ from coda.passes import PASSES
 
 if TYPE_CHECKING:
     from coda.codegen.targets import Target
+    from coda.compiler.models import ModelSpec
 
 EMIT_STAGES = ("fx", "graph", "epilogue", "kernel", "triton", "summary", "dot")
 #: stages compiled ahead of time for --target
 TARGET_STAGES = ("resources", "ptx", "amdgcn")
+
+
+class UsageError(ValueError):
+    """A mistake on the command line: reported as one line, exit code 1."""
+
+
+def _usage_error(message: str) -> NoReturn:
+    """argparse's `error`, raising (one line, exit code 1) instead of printing the whole
+    usage text and exiting with 2."""
+    raise UsageError(message)
 
 
 class LocatedVerifyError(VerifyException):
@@ -96,9 +114,20 @@ def _format_parse_error(err: ParseError) -> str:
 
 def _parse_shape(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(s) for s in text.lower().split("x"))
+        shape = tuple(int(s) for s in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a shape like 4x16") from None
+        shape = ()
+    if not shape or any(d <= 0 for d in shape):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a shape like 4x16")
+    return shape
+
+
+def _pipeline_error(spec: str, err: ArgSpecParseError) -> str:
+    """xDSL's pipeline syntax error (source, carets, message) as one line."""
+    lines = str(err).rstrip().splitlines()
+    where = lines[1] if len(lines) > 1 else ""  # pass-pipeline:LINE:COL
+    column = where.rsplit(":", 1)[-1]
+    return f"bad pass pipeline '{spec}' at column {column}: {lines[-1].strip()}"
 
 
 class Lowerc(xDSLOptMain):
@@ -106,6 +135,35 @@ class Lowerc(xDSLOptMain):
         super().__init__(
             description="coda's IR driver (an xdsl-opt with coda's dialects)", args=args
         )
+
+    def setup_pipeline(self) -> None:
+        """Check pass names and options first: xDSL reports them as a Python list or
+        a multi-line syntax error (a BaseException that would escape as a traceback)."""
+        spec = self.args.passes
+        try:
+            specs = list(parse_pipeline(spec))
+        except ArgSpecParseError as err:
+            raise UsageError(_pipeline_error(spec, err)) from None
+        for pass_spec in specs:
+            factory = self.available_passes.get(pass_spec.name)
+            if factory is None:
+                raise UsageError(
+                    f"unknown pass '{pass_spec.name}' (coda's passes: {', '.join(PASSES)})"
+                )
+            pass_cls = factory()
+            allowed = [
+                f.name.replace("_", "-")
+                for f in dataclasses.fields(pass_cls)
+                if f.init and f.name != "name"
+            ]
+            for option in pass_spec.parameters:
+                if option not in allowed and option.replace("_", "-") not in allowed:
+                    takes = f"options: {', '.join(allowed)}" if allowed else "it takes none"
+                    raise UsageError(f"pass '{pass_spec.name}' has no option '{option}' ({takes})")
+        try:
+            super().setup_pipeline()
+        except (ValueError, TypeError) as err:  # e.g. an option value of the wrong type
+            raise UsageError(f"bad pass pipeline '{spec}': {_one_line(err)}") from None
 
     def register_all_dialects(self) -> None:
         super().register_all_dialects()
@@ -136,6 +194,8 @@ class Lowerc(xDSLOptMain):
 
     def register_all_arguments(self, arg_parser: argparse.ArgumentParser) -> None:
         super().register_all_arguments(arg_parser)
+        # xDSLOptMain builds the parser; usage mistakes must raise, not print and exit 2
+        arg_parser.error = _usage_error  # type: ignore[method-assign]
         arg_parser.add_argument(
             "--model",
             help="a built-in model (mlp, llama-block, gpt2-block) or path.py:attr",
@@ -242,6 +302,7 @@ class Lowerc(xDSLOptMain):
         if dtype is None:
             raise ValueError(f"unknown dtype '{self.args.dtype}' (use one of {', '.join(DTYPES)})")
         spec = load_model(self.args.model, tuple(self.args.input_shape or ()) or None, dtype)
+        _check_model_runs(self.args.model, spec)
         captured = capture(spec, training=not self.args.inference)
         out = self.prepare_output()
         try:
@@ -270,6 +331,34 @@ class Lowerc(xDSLOptMain):
             raise AotError(f"{count} kernel diagnostic(s) for {self.args.gpu_target}")
 
 
+def _check_model_runs(name: str, spec: ModelSpec) -> None:
+    """Run the model eagerly once: a model that does not build or does not accept the
+    given input shapes is the user's mistake, reported as one line (Dynamo would report
+    it as a page of traceback and internal frames)."""
+    import torch
+
+    shapes = ", ".join("x".join(map(str, shape)) for shape in spec.input_shapes)
+    try:
+        model = spec.factory()
+        if not isinstance(model, torch.nn.Module):
+            raise UsageError(f"model '{name}' is a {type(model).__name__}, not a torch.nn.Module")
+        model = model.to(spec.dtype)
+        with torch.no_grad():
+            model(*(torch.randn(shape, dtype=spec.dtype) for shape in spec.input_shapes))
+    except UsageError:
+        raise
+    except Exception as err:
+        raise UsageError(
+            f"model '{name}' fails on inputs of shape {shapes}: "
+            f"{type(err).__name__}: {_one_line(err)}"
+        ) from None
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         Lowerc(args=argv).run()
@@ -279,8 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LocatedVerifyError as err:
         print(err, file=sys.stderr)
         return 1
-    except (DiagnosticException, ValueError, FileNotFoundError) as err:
-        print(f"lowerc: error: {err}", file=sys.stderr)
+    except FileNotFoundError as err:
+        print(f"lowerc: error: input file '{err.filename}' does not exist", file=sys.stderr)
+        return 1
+    except (DiagnosticException, ValueError) as err:
+        print(f"lowerc: error: {_one_line(err)}", file=sys.stderr)
         return 1
     except Exception as err:
         if os.environ.get("CODA_DEBUG"):

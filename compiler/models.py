@@ -182,9 +182,17 @@ def load_model(
     module_spec = importlib.util.spec_from_file_location("coda_user_model", path)
     assert module_spec is not None and module_spec.loader is not None
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:  # the user's file: one line, not a traceback into it
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise ValueError(f"cannot load '{path}': {type(err).__name__}: {first}") from None
     if not hasattr(module, attr):
         raise ValueError(f"'{path}' has no attribute '{attr}'")
     target = getattr(module, attr)
+    if not callable(target):
+        raise ValueError(
+            f"'{path}:{attr}' is a {type(target).__name__}, not a module or a factory of one"
+        )
     factory = (lambda: target) if isinstance(target, nn.Module) else target
     return ModelSpec(factory, input_shapes, dtype)

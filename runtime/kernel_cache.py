@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import itertools
+import logging
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +18,14 @@ from types import ModuleType
 import triton
 
 CACHE_DIR_ENV = "CODA_CACHE_DIR"
+
+log = logging.getLogger("coda.runtime")
+
+
+class CacheDirError(PermissionError):
+    """The cache directory could be written by someone else: coda imports Python from it,
+    so such a directory would let them run code in the user's process."""
+
 
 # Module names must be unique per load: two caches (different roots) may import the same
 # source, and each (source, interpret) pair needs its own module object.
@@ -44,12 +54,15 @@ class KernelCache:
 
     Files are named by content, so concurrent processes writing the same source write the
     same bytes; the write goes through a temporary file and `os.replace`, so a reader never
-    sees a partial file.
+    sees a partial file. An existing file is imported only after its content was checked
+    against the source it is named after (a file truncated or altered on disk is rewritten),
+    and `root` is created private to the user (0o700) and refused if others may write it.
     """
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
         self._modules: dict[tuple[str, bool], ModuleType] = {}
+        self._checked_root = False
 
     def path_for(self, source: str) -> Path:
         return self.root / f"{source_hash(source)}.py"
@@ -65,13 +78,46 @@ class KernelCache:
         return module
 
     def _write(self, key: str, source: str) -> Path:
+        if not self._checked_root:
+            private_dir(self.root)
+            self._checked_root = True
         path = self.root / f"{key}.py"
         # Checking the content (not just existence) repairs a file left truncated by a crash
-        # between a write and its flush, which os.replace alone does not rule out.
-        if _read_or_none(path) == source:
+        # or altered on disk; the name is the hash of the expected content, so an entry that
+        # does not hash to its name is never imported.
+        found = _read_or_none(path)
+        if found == source:
             return path
+        if found is not None:
+            log.warning("coda: kernel cache entry %s was corrupt; rebuilt", path.name)
         atomic_write(path, source)
         return path
+
+
+def private_dir(root: Path) -> None:
+    """Create `root` (and missing parents) readable only by the user; refuse an existing
+    directory that another user owns or that group/others may write."""
+    missing = []
+    for parent in (root, *root.parents):
+        if parent.exists():
+            break
+        missing.append(parent)
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:  # another process made it first: checked below
+            pass
+    info = root.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise CacheDirError(f"coda kernel cache {root} is not a directory")
+    if info.st_uid != os.getuid():
+        raise CacheDirError(f"coda kernel cache {root} belongs to another user")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise CacheDirError(
+            f"coda kernel cache {root} is writable by group or others "
+            f"(mode {stat.S_IMODE(info.st_mode):o}); use a private directory "
+            f"(chmod 700) or set {CACHE_DIR_ENV}"
+        )
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -82,6 +128,9 @@ def atomic_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            # on disk before the rename: a crash must not leave a named, empty file
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

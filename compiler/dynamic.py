@@ -1,0 +1,156 @@
+"""Graphs with symbolic sizes: specialized to the concrete sizes of each call, bounded.
+
+Dynamo recompiles a frame once with symbolic sizes when an input's size changes (or at
+once under `torch._dynamo.mark_dynamic` / `dynamic=True`), so coda receives one graph
+whose sizes are SymInts. coda's kernels have their sizes compiled in (tile offsets and
+masks come from layouts with concrete extents), so such a graph is compiled per distinct
+set of concrete sizes the first time they are seen: the symbolic graph is re-traced with
+the call's real inputs (`make_fx`, every size now an int) and goes through the static
+pipeline. Each specialization is logged; after `max_specializations()` distinct sizes a
+graph runs new sizes eagerly (logged once), so a run whose sizes never repeat does not
+compile without end. Kernels shared between sizes (e.g. a GEMM on weights only) are
+generated with the same source and come from the content-addressed kernel cache.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.fx as fx
+
+log = logging.getLogger("coda.compiler")
+
+MAX_SPECIALIZATIONS_ENV = "CODA_MAX_SPECIALIZATIONS"
+#: distinct size sets compiled per symbolic graph before new sizes run eagerly
+DEFAULT_MAX_SPECIALIZATIONS = 8
+
+_SYMBOLIC = (torch.SymInt, torch.SymFloat, torch.SymBool)
+
+
+def max_specializations() -> int:
+    return int(os.environ.get(MAX_SPECIALIZATIONS_ENV, DEFAULT_MAX_SPECIALIZATIONS))
+
+
+def is_symbolic(example_inputs: Sequence[Any]) -> bool:
+    """Whether Dynamo handed over a graph with symbolic sizes: a SymInt input, or a
+    tensor with a symbolic size, stride or offset."""
+    for value in example_inputs:
+        if isinstance(value, _SYMBOLIC):
+            return True
+        if isinstance(value, torch.Tensor) and any(
+            isinstance(d, torch.SymInt)
+            for d in (*value.shape, *value.stride(), value.storage_offset())
+        ):
+            return True
+    return False
+
+
+def _key(value: Any) -> tuple[Any, ...]:
+    if isinstance(value, torch.Tensor):
+        return (
+            "tensor",
+            tuple(value.shape),
+            value.stride(),
+            value.storage_offset(),
+            value.dtype,
+            value.device,
+            value.requires_grad,
+        )
+    return ("value", type(value).__name__, value)
+
+
+def bind_numbers(gm: fx.GraphModule, args: Sequence[Any]) -> fx.GraphModule:
+    """A copy of `gm` whose non-tensor inputs (the symbolic sizes) are the constants in
+    `args`; its remaining inputs are `args`' tensors, in order."""
+    graph = copy.deepcopy(gm.graph)
+    placeholders = list(graph.find_nodes(op="placeholder"))
+    if len(placeholders) != len(args):
+        raise ValueError(f"graph takes {len(placeholders)} inputs, got {len(args)}")
+    for node, value in zip(placeholders, args, strict=True):
+        if isinstance(value, torch.Tensor):
+            continue
+        for user in list(node.users):
+            user.args = fx.node.map_arg(user.args, lambda n, v=value, p=node: v if n is p else n)
+            user.kwargs = fx.node.map_arg(
+                user.kwargs, lambda n, v=value, p=node: v if n is p else n
+            )
+        graph.erase_node(node)
+    graph.lint()
+    return fx.GraphModule(gm, graph)
+
+
+def specialize_per_size(
+    gm: fx.GraphModule,
+    compile_static: Callable[[fx.GraphModule, list[torch.Tensor]], Callable[..., Any]],
+    *,
+    strict: bool,
+) -> Callable[..., Any]:
+    """A Dynamo-convention callable (positional arguments) that runs `gm`, a graph with
+    symbolic sizes, through `compile_static` once per distinct set of input sizes, at
+    most `max_specializations()` of them; later new sizes run `gm` eagerly."""
+    names = [n.name for n in gm.graph.find_nodes(op="placeholder")]
+    programs: dict[tuple[Any, ...], Callable[..., Any]] = {}
+    state = {"warned": False}
+
+    def run(*args: Any) -> Any:
+        key = tuple(_key(a) for a in args)
+        program = programs.get(key)
+        if program is None:
+            program = _specialize(args)
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        return program(*tensors)
+
+    def _specialize(args: Sequence[Any]) -> Callable[..., Any]:
+        limit = max_specializations()
+        sizes = ", ".join(
+            f"{name}={a}"
+            for name, a in zip(names, args, strict=True)
+            if not isinstance(a, torch.Tensor)
+        ) or "shapes " + ", ".join(str(tuple(a.shape)) for a in args if isinstance(a, torch.Tensor))
+        eager = functools.partial(_eager, gm, args)
+        if len(programs) >= limit:
+            if strict:
+                raise RuntimeError(
+                    f"coda: graph saw more than {limit} distinct sizes (now {sizes}); "
+                    f"set {MAX_SPECIALIZATIONS_ENV} to compile more"
+                )
+            if not state["warned"]:
+                state["warned"] = True
+                log.warning(
+                    "coda: graph runs new sizes eagerly after %d specializations (%s=%d)",
+                    limit, MAX_SPECIALIZATIONS_ENV, limit,
+                )  # fmt: skip
+            return eager
+        try:
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            program = compile_static(bind_numbers(gm, args), tensors)
+        except Exception as err:  # binding failed: these sizes run eagerly
+            if strict:
+                raise
+            first = (str(err).strip().splitlines() or ["(no message)"])[0]
+            log.warning(
+                "coda: graph runs eagerly for %s after an internal error: %s: %s",
+                sizes, type(err).__name__, first,
+            )  # fmt: skip
+            program = eager
+        programs[tuple(_key(a) for a in args)] = program
+        log.info(
+            "coda: graph with symbolic sizes specialized for %s (%d of at most %d)",
+            sizes, len(programs), limit,
+        )  # fmt: skip
+        return program
+
+    run.specializations = programs  # type: ignore[attr-defined]
+    return run
+
+
+def _eager(gm: fx.GraphModule, args: Sequence[Any], *tensors: torch.Tensor) -> Any:
+    """`gm` on this call's tensors and the sizes of the call that specialized it."""
+    it = iter(tensors)
+    return gm(*(next(it) if isinstance(a, torch.Tensor) else a for a in args))

@@ -1,0 +1,123 @@
+"""Varying sequence lengths and batch sizes: Dynamo compiles at most twice (static, then
+symbolic), coda compiles the symbolic graph once per distinct size (bounded, logged), and
+every size matches eager in the forward and the backward."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from coda.compiler.backend import coda_backend
+from coda.compiler.models import LlamaBlock
+from coda.runtime import record_launches
+
+
+def _counting_backend(calls: list[fx.GraphModule], **options: Any) -> Callable[..., Any]:
+    def backend(gm: fx.GraphModule, example_inputs: list[Any]) -> Any:
+        calls.append(gm)
+        return coda_backend(gm, example_inputs, options=options or None)
+
+    return backend
+
+
+def _step(
+    fn: Callable[..., torch.Tensor], model: nn.Module, x: torch.Tensor, dynamic_dim: int = -1
+) -> list[torch.Tensor]:
+    """Output, input gradient and parameter gradients of one training step."""
+    model.zero_grad()
+    x = x.detach().clone().requires_grad_()
+    if dynamic_dim >= 0:
+        torch._dynamo.mark_dynamic(x, dynamic_dim)
+    out = fn(x)
+    out.square().mean().backward()
+    return [out.detach(), x.grad, *(p.grad.clone() for p in model.parameters())]
+
+
+def _assert_close(got: list[torch.Tensor], want: list[torch.Tensor]) -> None:
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+
+
+def _specializations(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "specialized for" in r.getMessage()]
+
+
+def test_five_sequence_lengths_compile_at_most_twice(caplog: pytest.LogCaptureFixture) -> None:
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    model = LlamaBlock(d=32, heads=2, kv_heads=1, ffn=64)
+    calls: list[fx.GraphModule] = []
+    compiled = torch.compile(model, backend=_counting_backend(calls))
+    with caplog.at_level(logging.INFO, logger="coda"):
+        # (a length of 1 would be a third graph: Dynamo specializes sizes 0 and 1)
+        for seq in (8, 13, 5, 16, 3):
+            x = torch.randn(2, seq, 32)
+            with record_launches() as launches:
+                got = _step(compiled, model, x)
+            _assert_close(got, _step(model, model, x))
+            # coda's kernels ran (attention included), not an eager fallback
+            kinds = {(r.graph, r.kind) for r in launches}
+            assert {("forward", "attention"), ("backward", "gemm")} <= kinds, kinds
+    assert len(calls) == 2  # the first size static, then one graph with symbolic sizes
+    sizes = [m.split("specialized for ")[1].split(" (")[0] for m in _specializations(caplog)]
+    assert [s.split("=")[1] for s in sizes] == ["13", "5", "16", "3"]
+
+
+def test_mark_dynamic_compiles_once(caplog: pytest.LogCaptureFixture) -> None:
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    model = nn.Sequential(nn.Linear(12, 24), nn.GELU(), nn.Linear(24, 5))
+    calls: list[fx.GraphModule] = []
+    compiled = torch.compile(model, backend=_counting_backend(calls))
+    with caplog.at_level(logging.INFO, logger="coda"):
+        for batch in (6, 3, 6, 9):
+            x = torch.randn(batch, 12)
+            _assert_close(_step(compiled, model, x, dynamic_dim=0), _step(model, model, x))
+    assert len(calls) == 1
+    # a size seen before reuses its program: three distinct batch sizes, three programs
+    assert len(_specializations(caplog)) == 3
+
+
+class TwoLayer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(16, 32), nn.Linear(32, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.silu(self.fc1(x)))
+
+
+def test_specializations_are_bounded(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("CODA_MAX_SPECIALIZATIONS", "2")
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    model = TwoLayer()
+    compiled = torch.compile(model, backend="coda", dynamic=True, options={"strict": False})
+    with caplog.at_level(logging.INFO, logger="coda"):
+        for batch in (2, 3, 4, 5, 3):
+            x = torch.randn(batch, 16)
+            _assert_close(_step(compiled, model, x), _step(model, model, x))
+    assert len(_specializations(caplog)) == 2
+    limit = [r.getMessage() for r in caplog.records if "new sizes eagerly" in r.getMessage()]
+    assert limit == [
+        "coda: graph runs new sizes eagerly after 2 specializations (CODA_MAX_SPECIALIZATIONS=2)"
+    ]
+
+
+def test_strict_raises_past_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODA_MAX_SPECIALIZATIONS", "1")
+    torch._dynamo.reset()
+    compiled = torch.compile(TwoLayer(), backend="coda", dynamic=True, options={"strict": True})
+    with torch.no_grad():
+        compiled(torch.randn(2, 16))
+        with pytest.raises(Exception, match="saw more than 1 distinct sizes"):
+            compiled(torch.randn(3, 16))
