@@ -635,12 +635,14 @@ class _LoopGenerator:
                 continue
             t = self._piece(value, op.axis, start)
             self.pieces.append(t)
-            ptr, _ = self._access(t)
+            ptr, block = self._access(t)
             inside = [f"({index} >= {start})" if start else "", f"({index} < {end})"]
             if value is op.inputs[-1]:
                 inside[1] = ""
             mask = " & ".join(["mask", *(c for c in inside if c)])
-            load = f"tl.load({ptr}, mask={mask}, other=0)"
+            # a piece of one element is one scalar load (in bounds for every lane), which
+            # the select below broadcasts
+            load = f"tl.load({ptr}, mask={mask}, other=0)" if block else f"tl.load({ptr})"
             stmt.lines.append(f"{t.var} = {load}{load_conversion(element_type(value))}")
             parts.append(t.var)
         expr = parts[-1]
