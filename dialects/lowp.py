@@ -62,6 +62,7 @@ from xdsl.irdl import (
     operand_def,
     result_def,
     traits_def,
+    var_operand_def,
 )
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
@@ -339,6 +340,65 @@ def _verify_pair(op: IRDLOperation, plain: TensorType, scaled: ScaledType) -> No
         raise VerifyException(f"'{op.name}' high-precision side must be float, got {plain}")
 
 
-Lowp = Dialect("lowp", [QuantizeOp, DequantizeOp], [ScaledType])
+def element_bits(element: Attribute) -> int:
+    """Bits per element as stored (fp8 8, fp6 6, fp4 4, integers their width)."""
+    if isinstance(element, IntegerType):
+        return element.width.data
+    return {F6E3M2: 6, F6E2M3: 6, F4E2M1: 4}.get(type(element), 8)
 
-__all__ = ["DequantizeOp", "Lowp", "QuantizeOp", "ScaledType", "element_name", "f32"]
+
+def storage_types(scaled: ScaledType) -> list[TensorType]:
+    """The buffers a scaled tensor is stored in: codes packed densely along K as bytes
+    (ui8), then the scales (8-bit float scales travel as ui8: torch cannot pass
+    float8_e8m0fnu to a kernel), then NVFP4's float32 tensor scale."""
+    ui8 = IntegerType(8, Signedness.UNSIGNED)
+    rows, k = scaled.shape
+    codes = TensorType(ui8, [rows, -(-k * element_bits(scaled.element_type) // 8)])
+    scale_elem = (
+        ui8
+        if isinstance(scaled.scale_type, Float8E8M0FNUType | Float8E4M3FNType)
+        else (scaled.scale_type)
+    )
+    types = [codes, TensorType(scale_elem, list(scaled.scale_shape))]
+    if scaled.granularity.data == "nvfp4":
+        types.append(TensorType(f32, [1]))
+    return types
+
+
+@irdl_op_definition
+class AssembleOp(IRDLOperation):
+    """View packed codes and their scales (and NVFP4's tensor scale) as one scaled
+    tensor: no data moves. This is how a weight quantized ahead of time enters a
+    kernel, to be dequantized tile by tile in the GEMM mainloop that reads it."""
+
+    name = "lowp.assemble"
+    parts = var_operand_def(TensorType)
+    result = result_def(ScaledType)
+    traits = traits_def(Pure())
+    assembly_format = "$parts attr-dict `:` functional-type($parts, $result)"
+
+    def __init__(self, parts: Sequence[SSAValue], result_type: ScaledType):
+        super().__init__(operands=[list(parts)], result_types=[result_type])
+
+    def verify_(self) -> None:
+        want = storage_types(self.result.type)
+        got = [v.type for v in self.parts]
+        if got != want:
+            raise VerifyException(
+                f"'lowp.assemble' of {self.result.type} takes ({', '.join(map(str, want))}), "
+                f"got ({', '.join(map(str, got))})"
+            )
+
+
+Lowp = Dialect("lowp", [QuantizeOp, DequantizeOp, AssembleOp], [ScaledType])
+
+__all__ = [
+    "AssembleOp",
+    "DequantizeOp",
+    "Lowp",
+    "QuantizeOp",
+    "ScaledType",
+    "element_bits",
+    "element_name",
+    "storage_types",
+]

@@ -49,6 +49,12 @@ def _fold_views() -> type[ModulePass]:
     return FoldViews
 
 
+def _precision() -> type[ModulePass]:
+    from coda.passes.precision import Precision
+
+    return Precision
+
+
 #: pass name -> factory of the pass class (lazy, as xDSL's registries are)
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _canonicalize,
@@ -58,6 +64,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "split-blocks": _split_blocks,
     "fold-layouts": _fold_layouts,
     "fold-views": _fold_views,
+    "precision": _precision,
 }
 
 __all__ = ["PASSES"]
