@@ -38,6 +38,7 @@ from coda.codegen.common import (
 )
 from coda.codegen.dequantize import dequantize_operand, dequantized_source
 from coda.codegen.quantize import HELPERS_SOURCE
+from coda.codegen.quantize_epilogue import store_quantized_lines
 from coda.codegen.targets import Target
 from coda.codegen.tile_config import GemmTile, gemm_tile
 from coda.codegen.tiling import batch_indices, tile_offsets
@@ -53,7 +54,7 @@ from coda.dialects.epilogue import (
 )
 from coda.dialects.graph import ViewOp, tensor_shape
 from coda.dialects.kernel import GemmKernelOp, YieldOp
-from coda.dialects.lowp import AssembleOp, DequantizeOp
+from coda.dialects.lowp import AssembleOp, DequantizeOp, StoreQuantizedOp
 from coda.dialects.view_layout import (
     ViewAccess,
     ViewLayoutError,
@@ -498,6 +499,9 @@ class _GemmGenerator:
             return stmt
         if isinstance(op, ReduceOp):
             stmt.lines += self._partial_reduce(op)
+            return stmt
+        if isinstance(op, StoreQuantizedOp):
+            stmt.lines += store_quantized_lines(self, op)
             return stmt
         if isinstance(op, ConstantOp):
             # a literal needs no variable: its uses splice it in

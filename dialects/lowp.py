@@ -33,17 +33,20 @@ from collections.abc import Sequence
 from math import prod
 
 from xdsl.dialects.builtin import (
+    I64,
     AnyFloat,
     ArrayAttr,
     Float8E4M3FNType,
     Float8E5M2Type,
     Float8E8M0FNUType,
     IntAttr,
+    IntegerAttr,
     IntegerType,
     Signedness,
     StringAttr,
     TensorType,
     f32,
+    i64,
 )
 from xdsl.dialects.builtin import (
     Float4E2M1FNType as F4E2M1,
@@ -59,17 +62,20 @@ from xdsl.irdl import (
     IRDLOperation,
     irdl_attr_definition,
     irdl_op_definition,
+    lazy_traits_def,
     operand_def,
+    prop_def,
     result_def,
     traits_def,
     var_operand_def,
 )
 from xdsl.parser import AttrParser
 from xdsl.printer import Printer
-from xdsl.traits import Pure
+from xdsl.traits import HasParent, Pure
 from xdsl.utils.exceptions import VerifyException
 
 from coda.dialects import layout_algebra as la
+from coda.dialects.epilogue import GemmOp, TileType
 from coda.dialects.layout import LayoutAttr
 
 GRANULARITIES = ("tensor", "row", "block", "mx", "nvfp4")
@@ -390,7 +396,76 @@ class AssembleOp(IRDLOperation):
             )
 
 
-Lowp = Dialect("lowp", [QuantizeOp, DequantizeOp, AssembleOp], [ScaledType])
+@irdl_op_definition
+class StoreQuantizedOp(IRDLOperation):
+    """Inside an epilogue: quantize the output tile and store codes and scales to two
+    results of the enclosing epilogue.gemm (amax per block, scale, round, store: one
+    pass over the tile while it is on chip, no high-precision copy written).
+
+        lowp.store_quantized %t : !epilogue.tile<f32> -> results(1, 2)
+            as !lowp.scaled<tensor<64x96xf8E4M3FN>, mx<32, floor>, f8E8M0FNU>
+
+    The scale blocks must lie within one row (mx, nvfp4, block<1xB>): a tile then holds
+    whole blocks, as long as BLOCK_N is a multiple of the block (codegen checks)."""
+
+    name = "lowp.store_quantized"
+    value = operand_def(TileType)
+    codes = prop_def(IntegerAttr[I64])
+    scales = prop_def(IntegerAttr[I64])
+    format = prop_def(ScaledType)
+    traits = lazy_traits_def(lambda: (HasParent(GemmOp),))
+    assembly_format = (
+        "$value `:` type($value) `->` `results` `(` $codes `,` $scales `)` "
+        "`as` qualified($format) attr-dict"
+    )
+
+    def __init__(self, value: SSAValue, codes: int, scales: int, format: ScaledType):
+        super().__init__(
+            operands=[value],
+            properties={
+                "codes": IntegerAttr(codes, i64),
+                "scales": IntegerAttr(scales, i64),
+                "format": format,
+            },
+        )
+
+    def written_results(self, out_shape: Sequence[int]) -> dict[int, tuple[int, ...]]:
+        """Result index -> the shape this op stores there (epilogue.gemm's verifier)."""
+        codes, scales = storage_types(self.format)[:2]
+        return {
+            self.codes.value.data: tuple(codes.get_shape()),
+            self.scales.value.data: tuple(scales.get_shape()),
+        }
+
+    def verify_(self) -> None:
+        fmt = self.format
+        gemm = self.parent_op()
+        assert isinstance(gemm, GemmOp)  # HasParent
+        if fmt.shape != tuple(gemm.out_shape):
+            raise VerifyException(
+                f"'lowp.store_quantized' format shape {list(fmt.shape)} is not the output "
+                f"tile's {list(gemm.out_shape)}"
+            )
+        if fmt.block_shape[0] != 1 or fmt.granularity.data in ("tensor", "row"):
+            raise VerifyException(
+                f"'lowp.store_quantized' quantizes blocks within a row (mx, nvfp4, block<1xB>), "
+                f"not {fmt.granularity.data} {fmt.block_shape[0]}x{fmt.block_shape[1]}"
+            )
+        want = storage_types(fmt)
+        for index, ty in zip((self.codes, self.scales), want, strict=False):
+            i = index.value.data
+            if not 0 <= i < len(gemm.outputs):
+                raise VerifyException(
+                    f"'lowp.store_quantized' to result {i}, but the gemm has "
+                    f"{len(gemm.outputs)} result(s)"
+                )
+            if gemm.outputs[i].type != ty:
+                raise VerifyException(
+                    f"'lowp.store_quantized' result {i} must be {ty}, got {gemm.outputs[i].type}"
+                )
+
+
+Lowp = Dialect("lowp", [QuantizeOp, DequantizeOp, AssembleOp, StoreQuantizedOp], [ScaledType])
 
 __all__ = [
     "AssembleOp",
@@ -398,6 +473,7 @@ __all__ = [
     "Lowp",
     "QuantizeOp",
     "ScaledType",
+    "StoreQuantizedOp",
     "element_bits",
     "element_name",
     "storage_types",

@@ -114,3 +114,27 @@ func.func @dequantize_to_int(%x: tensor<64x32xf32>) {
   func.return
 }
 // CHECK: lowp_invalid.mlir:113:3: error: 'lowp.dequantize' high-precision side must be float, got tensor<64x32xi32>
+
+// -----
+
+func.func @store_quantized_scales(%x: tensor<16x32xf32>, %w: tensor<32x64xf32>) {
+  %y, %c, %s = epilogue.gemm %x, %w : (tensor<16x32xf32>, tensor<32x64xf32>) -> (tensor<16x64xf32>, tensor<16x64xui8>, tensor<16x2xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+    lowp.store_quantized %acc : !epilogue.tile<f32> -> results(1, 2) as !lowp.scaled<tensor<16x64xf8E4M3FN>, mx<32, floor>, f8E8M0FNU>
+  }
+  func.return
+}
+// CHECK: lowp_invalid.mlir:124:5: error: 'lowp.store_quantized' result 2 must be tensor<16x2xui8>, got tensor<16x2xf32>
+
+// -----
+
+func.func @store_quantized_rowwise(%x: tensor<16x32xf32>, %w: tensor<32x64xf32>) {
+  %y, %c, %s = epilogue.gemm %x, %w : (tensor<16x32xf32>, tensor<32x64xf32>) -> (tensor<16x64xf32>, tensor<16x64xui8>, tensor<16x1xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+    lowp.store_quantized %acc : !epilogue.tile<f32> -> results(1, 2) as !lowp.scaled<tensor<16x64xf8E4M3FN>, row, f32>
+  }
+  func.return
+}
+// CHECK: lowp_invalid.mlir:136:5: error: 'lowp.store_quantized' quantizes blocks within a row (mx, nvfp4, block<1xB>), not row 1x64

@@ -42,3 +42,15 @@ func.func @swizzled(%x: tensor<128x128xf32>) {
   %0 = lowp.quantize %x : tensor<128x128xf32> -> !lowp.scaled<tensor<128x128xf8E4M3FN>, mx<32, floor>, f8E8M0FNU, #layout.cute<((32,4),(32,4)):((0,1),(16,4))>>
   func.return
 }
+
+// Quantize in the epilogue: the tile's codes and MX scales go to results 1 and 2.
+// CHECK-LABEL: func.func @epilogue_quantize
+// CHECK: lowp.store_quantized %{{.*}} : !epilogue.tile<f32> -> results(1, 2) as !lowp.scaled<tensor<16x64xf8E4M3FN>, mx<32, floor>, f8E8M0FNU, #layout.cute<((32,2),(1,16)):((0,1),(0,2))>>
+func.func @epilogue_quantize(%x: tensor<16x32xf32>, %w: tensor<32x64xf32>) {
+  %y, %c, %s = epilogue.gemm %x, %w : (tensor<16x32xf32>, tensor<32x64xf32>) -> (tensor<16x64xf32>, tensor<16x64xui8>, tensor<16x2xui8>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    epilogue.store %acc : !epilogue.tile<f32> -> result 0
+    lowp.store_quantized %acc : !epilogue.tile<f32> -> results(1, 2) as !lowp.scaled<tensor<16x64xf8E4M3FN>, mx<32, floor>, f8E8M0FNU>
+  }
+  func.return
+}
