@@ -22,10 +22,16 @@ from xdsl.dialects.builtin import BFloat16Type, Float16Type, IntegerType, Signed
 from xdsl.ir import SSAValue
 
 from coda.codegen.common import CodegenError
-from coda.codegen.quantize import decode_call, unpack_call
+from coda.codegen.quantize import decode_call, e8m0_decode_expr, unpack_call
 from coda.dialects.graph import ViewOp
-from coda.dialects.lowp import AssembleOp, DequantizeOp, ScaledType, element_bits
-from coda.runtime.quantize import E2M1, E4M3FN, IntFormat
+from coda.dialects.lowp import (
+    AssembleOp,
+    DequantizeOp,
+    ScaledType,
+    element_bits,
+    element_name,
+)
+from coda.runtime.quantize import E4M3FN, FLOAT_FORMATS, IntFormat
 
 if TYPE_CHECKING:
     from coda.codegen.gemm import _GemmGenerator, _Operand
@@ -56,10 +62,16 @@ def dequantize_operand(
     from coda.codegen.gemm import _Operand
 
     name = f'kernel.gemm "{gen.kernel.kernel_name}"'
-    if role != "rhs" or not _is_transpose(value, deq.result):
+    if role == "rhs" and _is_transpose(value, deq.result):
+        # nn.Linear's [N, K] weight read as [K, N]: k runs down the tile
+        row, k_of, mask = "offs_n[None, :]", "[:, None]", "mask_k[:, None] & mask_n[None, :]"
+    elif role == "lhs" and value is deq.result:
+        # an [M, K] activation: k runs along the tile's rows
+        row, k_of, mask = "offs_m[:, None]", "[None, :]", "mask_m[:, None] & mask_k[None, :]"
+    else:
         raise CodegenError(
-            f"{name}: a dequantized operand must be the right-hand [N, K] weight read "
-            "transposed (as nn.Linear's weight is)"
+            f"{name}: a dequantized operand must be a left-hand [M, K] operand or the "
+            "right-hand [N, K] weight read transposed (as nn.Linear's weight is)"
         )
     assemble = deq.input.owner
     if not isinstance(assemble, AssembleOp):
@@ -79,27 +91,32 @@ def dequantize_operand(
     lines = [
         f"{v['first']} = (kk * {bits}) // 8",
         f"{v['shift']} = (kk * {bits}) % 8",
-        f"{v['mask']} = mask_k[:, None] & mask_n[None, :]",
-        f"{v['lo']} = tl.load({cptr} + offs_n[None, :] * {cs0} + {v['first']}[:, None] * {cs1},"
+        f"{v['mask']} = {mask}",
+        f"{v['lo']} = tl.load({cptr} + {row} * {cs0} + {v['first']}{k_of} * {cs1},"
         f" mask={v['mask']}, other=0)",
         # the next byte only where the code straddles into it
-        f"{v['hi']} = tl.load({cptr} + offs_n[None, :] * {cs0} + ({v['first']}[:, None] + 1)"
-        f" * {cs1}, mask={v['mask']} & ({v['shift']}[:, None] + {bits} > 8), other=0)",
-        f"{v['s']} = tl.load({sptr} + offs_n[None, :] * {ss0} + (kk // {group})[:, None] * {ss1},"
+        f"{v['hi']} = tl.load({cptr} + {row} * {cs0} + ({v['first']}{k_of} + 1)"
+        f" * {cs1}, mask={v['mask']} & ({v['shift']}{k_of} + {bits} > 8), other=0)",
+        f"{v['s']} = tl.load({sptr} + {row} * {ss0} + (kk // {group}){k_of} * {ss1},"
         f" mask={v['mask']}, other=0)",
     ]
     elem = scaled.element_type
-    shift = f"{v['shift']}[:, None]"
+    shift = f"{v['shift']}{k_of}"
+    kind = scaled.granularity.data
     if isinstance(elem, IntegerType):
         fmt = IntFormat(bits, elem.signedness.data == Signedness.SIGNED)
-        values = f"{unpack_call(v['lo'], v['hi'], shift, fmt)}.to(tl.float32) * {v['s']}"
-    elif scaled.granularity.data == "nvfp4":
+        elements = f"{unpack_call(v['lo'], v['hi'], shift, fmt)}.to(tl.float32)"
+    else:
+        code = unpack_call(v["lo"], v["hi"], shift, IntFormat(bits, signed=False))
+        elements = decode_call(code, FLOAT_FORMATS[element_name(elem)])
+    if kind == "nvfp4":
         gscale = gen.namer.fresh(f"{p}_gscale")
         setup.append(f"{gscale} = tl.load({gen.ptr_of[assemble.parts[2]]})")
-        code = unpack_call(v["lo"], v["hi"], shift, IntFormat(4, signed=False))
-        values = f"{decode_call(code, E2M1)} * ({decode_call(v['s'], E4M3FN)} * {gscale})"
+        values = f"{elements} * ({decode_call(v['s'], E4M3FN)} * {gscale})"
+    elif kind == "mx":
+        values = f"{elements} * {e8m0_decode_expr(v['s'])}"
     else:
-        raise CodegenError(f"{name}: no mainloop dequantize for {scaled}")
+        values = f"{elements} * {v['s']}"
     target = deq.result.type.element_type
     if isinstance(target, BFloat16Type):
         gen.helpers.add("round_bf16")
@@ -110,8 +127,8 @@ def dequantize_operand(
     return _Operand(
         name=gen.ir.name(value),
         comment=(
-            f"{gen.ir.name(value)} = {gen.ir.name(deq.result)} transposed, dequantized in the "
-            f"mainloop from {gen.ir.name(codes)} ({bits}-bit codes) and {gen.ir.name(scale)}"
+            f"{gen.ir.name(value)} = {gen.ir.name(deq.result)}, dequantized in the mainloop "
+            f"from {gen.ir.name(codes)} ({bits}-bit codes) and {gen.ir.name(scale)}"
         ),
         setup=setup,
         address=lines,

@@ -55,6 +55,18 @@ def _precision() -> type[ModulePass]:
     return Precision
 
 
+def _fuse_quantize() -> type[ModulePass]:
+    from coda.passes.fuse_quantize import FuseQuantize
+
+    return FuseQuantize
+
+
+def _fuse_dequantize() -> type[ModulePass]:
+    from coda.passes.fuse_dequantize import FuseDequantize
+
+    return FuseDequantize
+
+
 #: pass name -> factory of the pass class (lazy, as xDSL's registries are)
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _canonicalize,
@@ -65,6 +77,8 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "fold-layouts": _fold_layouts,
     "fold-views": _fold_views,
     "precision": _precision,
+    "fuse-quantize": _fuse_quantize,
+    "fuse-dequantize": _fuse_dequantize,
 }
 
 __all__ = ["PASSES"]

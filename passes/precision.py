@@ -160,7 +160,7 @@ def _quantize_weight(func: FuncOp, index: int, fmt: WeightFormat) -> None:
         [a.type for a in block.args], func.function_type.outputs.data
     )
     for use in list(weight.uses):
-        _dequantize_in_kernel(use.operation, use.index, parts, scaled)
+        dequantize_in_kernel(use.operation, use.index, parts, scaled)
 
 
 def _append_arg_attrs(func: FuncOp, attrs: dict[str, Attribute | str]) -> None:
@@ -179,10 +179,11 @@ def _set_format(func: FuncOp, indices: list[int], scaled: lowp.ScaledType) -> No
     func.arg_attrs = ArrayAttr(current)
 
 
-def _dequantize_in_kernel(
-    op: kernel.GemmKernelOp, operand: int, parts: list[BlockArgument], scaled: lowp.ScaledType
+def dequantize_in_kernel(
+    op: kernel.GemmKernelOp, operand: int, parts: list[SSAValue], scaled: lowp.ScaledType
 ) -> None:
-    """Replace kernel operand `operand` (the weight) by `parts`, dequantized inside."""
+    """Replace kernel operand `operand` by `parts` (codes, scales...) and dequantize
+    them inside the kernel where it read the operand (also used by fuse-dequantize)."""
     body: Block = op.body.block
     old = body.args[operand]
     new_args = [body.insert_arg(p.type, len(body.args)) for p in parts]
