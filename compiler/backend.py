@@ -35,8 +35,11 @@ from torch._functorch.partitioners import min_cut_rematerialization_partition
 from coda.compiler.fold_constants import fold_constants
 from coda.compiler.fuse_cross_entropy import fuse_cross_entropy
 from coda.compiler.fx_import import UnsupportedGraph, import_graph
-from coda.compiler.pipeline import lower
-from coda.compiler.precision_policy import PrecisionPolicy, apply_weight_only
+from coda.compiler.precision_policy import (
+    PrecisionPolicy,
+    apply_weight_only,
+    lower_with_policy,
+)
 from coda.compiler.saved_values import prefer_saving
 
 if TYPE_CHECKING:
@@ -123,7 +126,7 @@ def compile_graph(
     try:
         folded = fold_constants(gm, device)
         imported = import_graph(folded.gm, graph_kind)
-        lower(imported.module, "kernel")
+        lower_with_policy(imported.module, options.precision)
         packed = apply_weight_only(imported.func, options.precision, graph_kind, params or {})
         sources = _ahead_of_time(imported.module, graph_kind, options)
         # a GPU runs what was checked for it; the interpreter keeps its small tiles

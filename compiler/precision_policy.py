@@ -15,6 +15,17 @@ kernels that read them to dequantize packed storage in their mainloops, and
 `pack_arguments` fills that storage from the parameters' values, once, when the graph
 is compiled. Training graphs compile without a weight-only policy (logged).
 
+Activation policies (training and inference):
+
+    mxfp8-act  every activation a GEMM epilogue produces and another GEMM reads as its
+               left operand (forward and backward graphs alike) is MX-quantized
+               (e4m3fn, blocks of 32 along K, E8M0 scale, floor rule) in the producing
+               epilogue and dequantized in the reading GEMM's mainloop. Weights, the
+               optimizer's master weights and the gradients the backward returns stay
+               float32; other readers of an activation (residual adds, values saved for
+               the backward) read it in high precision. The weight and gradient
+               quantization of a full MXFP8 recipe is not part of it yet.
+
 Each compile records what it packed in `PACKED_WEIGHTS` (bytes at the packed width
 against the full-precision parameter), which is how the memory saving is measured.
 """
@@ -33,6 +44,7 @@ from xdsl.dialects.builtin import (
     DictionaryAttr,
     IntegerAttr,
     IntegerType,
+    ModuleOp,
     Signedness,
     StringAttr,
     TensorType,
@@ -40,11 +52,19 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.dialects.func import FuncOp
 
-from coda.dialects.lowp import ScaledType, element_bits
+from coda.dialects.lowp import ScaledType, StoreQuantizedOp, element_bits
 from coda.passes.precision import WEIGHT_MARK, WEIGHT_ONLY_POLICIES
 from coda.runtime import quantize as Q
 
 log = logging.getLogger("coda.compiler")
+
+
+#: per graph lowered with an activation policy: how many activations its epilogues
+#: quantize (lowp.store_quantized ops), in compile order
+QUANTIZED_ACTIVATIONS: list[int] = []
+
+#: activation policy -> MX element of the activations between GEMMs
+ACTIVATION_POLICIES = {"mxfp8-act": "e4m3fn"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +76,11 @@ class PrecisionPolicy:
     @property
     def weight_only(self) -> bool:
         return self.name in WEIGHT_ONLY_POLICIES
+
+    @property
+    def activation_element(self) -> str | None:
+        """The MX element type of an activation policy (None: not one)."""
+        return ACTIVATION_POLICIES.get(self.name)
 
     @classmethod
     def from_user(cls, value: Any) -> PrecisionPolicy:
@@ -69,7 +94,7 @@ class PrecisionPolicy:
                 f"got {value!r}"
             )
         name = value.get("policy", "none")
-        known = ("none", *WEIGHT_ONLY_POLICIES)
+        known = ("none", *WEIGHT_ONLY_POLICIES, *ACTIVATION_POLICIES)
         if name not in known:
             raise ValueError(f"precision policy must be one of {', '.join(known)}, got {name!r}")
         return cls(name, tuple(value.get("exclude", ())))
@@ -217,3 +242,25 @@ def apply_weight_only(
     # AOTAutograd compiles under a fake-tensor mode: packing computes on the real values
     with unset_fake_temporarily():
         return pack_arguments(func, values, {i: n for i, (n, _) in weights.items()}, policy.name)
+
+
+def lower_with_policy(module: ModuleOp, policy: PrecisionPolicy) -> None:
+    """The default pipeline to the kernel stage; an activation policy adds
+    quantize-activations right before fuse-quantize (after the epilogues are formed)."""
+    from coda.compiler.pipeline import STAGES, lower
+    from coda.dialects import make_context
+    from coda.passes import PASSES
+    from coda.passes.quantize_activations import QuantizeActivations
+
+    element = policy.activation_element
+    if element is None:
+        lower(module, "kernel")
+        return
+    ctx = make_context()
+    for passes in STAGES.values():
+        for name in passes:
+            if name == "fuse-quantize":
+                QuantizeActivations(element=element).apply(ctx, module)
+            PASSES[name]()().apply(ctx, module)
+    module.verify()
+    QUANTIZED_ACTIVATIONS.append(sum(isinstance(op, StoreQuantizedOp) for op in module.walk()))

@@ -67,6 +67,12 @@ def _fuse_dequantize() -> type[ModulePass]:
     return FuseDequantize
 
 
+def _quantize_activations() -> type[ModulePass]:
+    from coda.passes.quantize_activations import QuantizeActivations
+
+    return QuantizeActivations
+
+
 #: pass name -> factory of the pass class (lazy, as xDSL's registries are)
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _canonicalize,
@@ -79,6 +85,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "precision": _precision,
     "fuse-quantize": _fuse_quantize,
     "fuse-dequantize": _fuse_dequantize,
+    "quantize-activations": _quantize_activations,
 }
 
 __all__ = ["PASSES"]
