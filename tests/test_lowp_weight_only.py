@@ -9,6 +9,7 @@ differ from the full-precision model by the quantization error.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,21 @@ def _precision_func(policy: str):  # noqa: ANN202 - a FuncOp
         PASSES[name]()().apply(ctx, module)
     PASSES["precision"]()(policy=policy).apply(ctx, module)
     return next(iter(module.ops))
+
+
+def test_bf16_block_is_as_accurate_as_eager_bf16() -> None:
+    """A bf16 model: each dequantized tile is rounded to bf16 (to nearest even, on
+    every backend) as the bf16 reference's weights are; against the float32 run of the
+    same dequantized weights, coda is as accurate as eager bf16."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = LlamaBlock().to(torch.bfloat16)
+    ref = dequantized_copy(model.float(), "w4a16").to(torch.bfloat16)
+    model = model.to(torch.bfloat16)
+    exact = copy.deepcopy(ref).float()  # the bf16-rounded dequantized weights, in f32
+    x = torch.randn(2, 16, 64, dtype=torch.bfloat16)
+    options = {"strict": True, "precision": "w4a16"}
+    with torch.no_grad():
+        y = torch.compile(model, backend="coda", options=options)(x).float()
+        eager, want = ref(x).float(), exact(x.float())
+    assert (y - want).abs().max() <= 2 * (eager - want).abs().max()
