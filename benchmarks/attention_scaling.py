@@ -2,7 +2,8 @@
 
 The reference Llama block (hidden 256, 4 heads of 64, float32, batch 2) is captured on
 the meta device at two sequence lengths; the attention kernels' bytes (the launch
-log's rule: q, k, v, out, lse, and dout, dq, dk, dv in the backward, once each) grow
+log's rule: q, k, v, out, lse, and dout, dq, dk, dv in the backward, once each, and
+the [S, D] rotary tables the kernels rotate q and k with) grow
 8x when S grows 8x: O(S * d) per head. Materialized scores, what matmul + softmax +
 matmul stores and reads back, would be S^2 floats per head and grow 64x.
 """

@@ -126,6 +126,8 @@ class _Generator:
             names, values = ["dout", *names, "out", "lse"], [op.grad_out, *values, op.out, op.lse]
         if op.mask is not None:
             names, values = [*names, "mask"], [*values, op.mask]
+        if op.rotary is not None:
+            names, values = [*names, "cos", "sin"], [*values, *op.rotary]
         roles: dict[SSAValue, list[str]] = {}
         for name, value in zip(names, values, strict=True):
             while not isinstance(value, BlockArgument):
@@ -206,6 +208,7 @@ class _Generator:
             k=self.operand(op.key, "hk"),
             v=self.operand(op.value, "hk"),
             mask=self.operand(op.mask, "h") if op.mask is not None else None,
+            **self._rotary(d),
         )
         helpers: set[str] = set()
         if not self.backward:
@@ -225,6 +228,20 @@ class _Generator:
             stores={g: store_expr(g, f"{g}_ptr", q_elem, helpers) for g in ("dq", "dk", "dv")},
         )
         return render("attention_backward.py.j2", helpers=self._helpers(helpers), **slots)
+
+    def _rotary(self, head_dim: int) -> dict[str, object]:
+        """The rotary tables, [B, 1, S, D]: one per (batch, position), for every head."""
+        op = self.op
+        if op.rotary is None:
+            return {"rotary": False}
+        if head_dim < 16 or head_dim & (head_dim - 1):
+            raise CodegenError(
+                f'kernel.attention "{self.kernel.kernel_name}": rotary embeddings swap the '
+                f"halves of a head on chip, which needs a power-of-two head dim >= 16, "
+                f"got {head_dim}"
+            )
+        cos, sin = op.rotary
+        return {"rotary": True, "cos": self.operand(cos, "0"), "sin": self.operand(sin, "0")}
 
     @staticmethod
     def _helpers(names: set[str]) -> list[tuple[str, str, str]]:

@@ -543,72 +543,87 @@ class _GemmGenerator:
     def _partial_reduce(self, op: ReduceOp) -> list[str]:
         """epilogue.reduce: the tile as [BLOCK_M, BLOCK_N / columns, columns] groups,
         reduced over the last axis; program pid_n writes partials pid_n * (BLOCK_N /
-        columns) onwards. Columns past N hold the kind's identity."""
-        columns = op.columns.value.data
-        if self.tile.block_n % columns:
+        columns) onwards. Over rows, the same on the transposed tile: [BLOCK_N,
+        BLOCK_M / rows, rows], program pid_m writing rows pid_m * (BLOCK_M / rows) on.
+        Elements past the edge hold the kind's identity."""
+        group = op.group_size
+        lanes, across, block = (
+            ("BLOCK_N", "BLOCK_M", self.tile.block_m)
+            if op.over_rows
+            else ("BLOCK_M", "BLOCK_N", self.tile.block_n)
+        )
+        if block % group:
             raise CodegenError(
-                f'kernel.gemm "{self.kernel.kernel_name}": BLOCK_N {self.tile.block_n} is not '
-                f"a multiple of the {columns} columns per partial"
+                f'kernel.gemm "{self.kernel.kernel_name}": {across} {block} is not '
+                f"a multiple of the {group} {op.axis.data} per partial"
             )
         kind = op.kind.data
         x = self.var[op.value]
-        groups = f"BLOCK_N // {columns}"
+        groups = f"{across} // {group}"
         name = self.namer.fresh(f"{self.ir.name(op.value)[1:]}_{kind}")
         identity = 'float("-inf")' if kind in ("max", "logsumexp") else "0.0"
         value = f"{x} * {x}" if kind == "sumsq" else x
-        lines = [
-            f"{name} = tl.reshape(tl.where(mask, {value}, {identity}), "
-            f"(BLOCK_M, {groups}, {columns}))"
-        ]
+        masked = f"tl.where(mask, {value}, {identity})"
+        if op.over_rows:
+            masked = f"tl.trans({masked})"
+        lines = [f"{name} = tl.reshape({masked}, ({lanes}, {groups}, {group}))"]
         if kind in ("sum", "sumsq"):
-            lines += self._tree(name, "+", columns)
+            lines += self._tree(name, "+", lanes, groups, group)
         elif kind == "max":
-            lines += self._tree(name, "max", columns)
+            lines += self._tree(name, "max", lanes, groups, group)
         else:
             # max-shifted; a group with no column in range (all -inf) gives -inf, not NaN
             top = self.namer.fresh(f"{name}_max")
             lines.append(f"{top} = {name}")
-            lines += self._tree(top, "max", columns)
+            lines += self._tree(top, "max", lanes, groups, group)
             lines.append(f'{top} = tl.where({top} == float("-inf"), 0.0, {top})')
             lines.append(f"{name} = tl.exp({name} - {top}[:, :, None])")
-            lines += self._tree(name, "+", columns)
+            lines += self._tree(name, "+", lanes, groups, group)
             lines.append(f"{name} = {top} + tl.log({name})")
         index = op.index.value.data
         offs = self.namer.fresh(f"{name}_offs")
-        lines.append(f"{offs} = pid_n * ({groups}) + tl.arange(0, {groups})")
-        partials = tensor_shape(self.gemm.outputs[index])[-1]
+        pid = "pid_m" if op.over_rows else "pid_n"
+        lines.append(f"{offs} = {pid} * ({groups}) + tl.arange(0, {groups})")
+        shape = tensor_shape(self.gemm.outputs[index])
+        partials = shape[-2] if op.over_rows else shape[-1]
         for out in (o for o in self.outputs if o.index == index):
             if out.address is not None:
                 raise CodegenError(
                     f'kernel.gemm "{self.kernel.kernel_name}": partials are stored in place'
                 )
             batch = _batch_offset(self.batch_dims, out.strides)
-            lines += [
-                f"{out.ptrs} = {out.ptr}{batch} + offs_m[:, None] * {out.strides['m']}"
-                f" + {offs}[None, :] * {out.strides['n']}",
-                f"tl.store({out.ptrs}, {name}, "
-                f"mask=mask_m[:, None] & ({offs} < {partials})[None, :])",
-            ]
+            if op.over_rows:  # [BLOCK_N, groups]: partial rows along axis 1
+                ptrs = (
+                    f"{out.ptr}{batch} + {offs}[None, :] * {out.strides['m']}"
+                    f" + offs_n[:, None] * {out.strides['n']}"
+                )
+                mask = f"mask_n[:, None] & ({offs} < {partials})[None, :]"
+            else:
+                ptrs = (
+                    f"{out.ptr}{batch} + offs_m[:, None] * {out.strides['m']}"
+                    f" + {offs}[None, :] * {out.strides['n']}"
+                )
+                mask = f"mask_m[:, None] & ({offs} < {partials})[None, :]"
+            lines += [f"{out.ptrs} = {ptrs}", f"tl.store({out.ptrs}, {name}, mask={mask})"]
         return lines
 
-    def _tree(self, var: str, combine: str, columns: int) -> list[str]:
-        """Reduce `var`, [BLOCK_M, groups, columns], over its last axis by halving it
-        (adjacent pairs via tl.split), leaving [BLOCK_M, groups]. Elementwise steps:
+    def _tree(self, var: str, combine: str, lanes: str, groups: str, group: int) -> list[str]:
+        """Reduce `var`, [lanes, groups, group], over its last axis by halving it
+        (adjacent pairs via tl.split), leaving [lanes, groups]. Elementwise steps:
         tl.reduce with a module-local combine runs element by element in the
         interpreter (its fast paths know only triton.language's own combines, which
         cannot run here: helpers.j2), and the halving is as valid on a GPU."""
         lines = []
-        width = columns
+        width = group
         while width > 1:
             width //= 2
             lo, hi = self.namer.fresh(f"{var}_lo"), self.namer.fresh(f"{var}_hi")
             lines.append(
-                f"{lo}, {hi} = tl.split(tl.reshape({var}, (BLOCK_M, BLOCK_N // {columns}, "
-                f"{width}, 2)))"
+                f"{lo}, {hi} = tl.split(tl.reshape({var}, ({lanes}, {groups}, {width}, 2)))"
             )
             both = f"tl.maximum({lo}, {hi})" if combine == "max" else f"{lo} + {hi}"
             lines.append(f"{var} = {both}")
-        lines.append(f"{var} = tl.reshape({var}, (BLOCK_M, BLOCK_N // {columns}))")
+        lines.append(f"{var} = tl.reshape({var}, ({lanes}, {groups}))")
         return lines
 
     def _map_expr(self, op: MapOp) -> str:

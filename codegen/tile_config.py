@@ -93,15 +93,20 @@ def sixteen_bit_operands(gemm: GemmOp) -> bool:
     return len(types) == 1 and issubclass(types.pop(), BFloat16Type | Float16Type)
 
 
-def partial_columns(gemm: GemmOp) -> int:
-    """Columns per partial of the epilogue's partial reductions (1: it has none). Their
-    side outputs' shapes were fixed at planning time, so BLOCK_N must be a multiple."""
-    widths = [op.columns.value.data for op in gemm.body.block.ops if isinstance(op, ReduceOp)]
+def partial_columns(gemm: GemmOp, axis: str = "columns") -> int:
+    """Columns (axis="rows": rows) per partial of the epilogue's partial reductions (1: it
+    has none). Their side outputs' shapes were fixed at planning time, so BLOCK_N
+    (BLOCK_M) must be a multiple."""
+    ops = gemm.body.block.ops
+    widths = [op.group_size for op in ops if isinstance(op, ReduceOp) and op.axis.data == axis]
     return max(widths, default=1)
 
 
 def fits_partials(tile: GemmTile, gemm: GemmOp) -> bool:
-    return tile.block_n % partial_columns(gemm) == 0
+    return (
+        tile.block_n % partial_columns(gemm) == 0
+        and tile.block_m % partial_columns(gemm, "rows") == 0
+    )
 
 
 def gemm_tile(target: Target | None, gemm: GemmOp) -> GemmTile:

@@ -40,7 +40,8 @@ from coda.compiler.precision_policy import (
     apply_weight_only,
     lower_with_policy,
 )
-from coda.compiler.saved_values import prefer_saving
+from coda.compiler.rotary import fuse_rotary
+from coda.compiler.saved_values import prefer_recomputing, prefer_saving
 
 if TYPE_CHECKING:
     from coda.codegen.targets import Target
@@ -194,10 +195,12 @@ def partition(joint: fx.GraphModule, joint_inputs: Sequence[Any], **kwargs: Any)
     cannot express (q's `[B*S, H*D] -> [B*H, S, D]` head split) would need a copy.
     Cross-entropy is rewritten first (`fuse_cross_entropy`) so that the forward saves
     the LM head's operands and logsumexp instead of `[tokens, vocab]` log-probabilities,
-    and the residual stream and constants are saved rather than recomputed
-    (`saved_values`)."""
+    and the residual stream and constants are saved rather than recomputed, a gated
+    MLP's projections recomputed rather than saved (`saved_values`)."""
     fuse_cross_entropy(joint)
+    fuse_rotary(joint)
     prefer_saving(joint)
+    prefer_recomputing(joint)
     with torch._functorch.config.patch(recompute_views=True):
         return min_cut_rematerialization_partition(joint, joint_inputs, **kwargs)
 
@@ -207,6 +210,7 @@ def inference_graph(gm: fx.GraphModule) -> fx.GraphModule:
     cross-entropy rewrite as training (no partition sees this graph), so an LM head
     under `no_grad` writes no [tokens, vocab] logits either."""
     fuse_cross_entropy(gm)
+    fuse_rotary(gm)
     return gm
 
 

@@ -7,7 +7,11 @@ the backward, which recomputes the probabilities from it. What the kernels do no
 handle (dropout, a boolean or non-broadcasting mask, float64, very wide heads) declines
 and runs through torch with the reason logged.
 
-Registered into `fx_import.MULTI_RESULT_LOWERINGS` when `fx_import` is imported.
+`coda::rotary` (rotary position embeddings, see `coda.compiler.rotary`) becomes
+`graph.rotary`, which fuse-rotary moves into these kernels.
+
+Registered into `fx_import.MULTI_RESULT_LOWERINGS` / `LOWERINGS` when `fx_import` is
+imported.
 """
 
 from __future__ import annotations
@@ -20,7 +24,15 @@ import torch.fx as fx
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import SSAValue
 
-from coda.compiler.fx_import import MULTI_RESULT_LOWERINGS, Decline, Importer, _meta, tensor_type
+from coda.compiler import rotary  # noqa: F401 (registers torch.ops.coda.rotary)
+from coda.compiler.fx_import import (
+    LOWERINGS,
+    MULTI_RESULT_LOWERINGS,
+    Decline,
+    Importer,
+    _meta,
+    tensor_type,
+)
 from coda.dialects import graph
 
 aten = torch.ops.aten
@@ -116,6 +128,17 @@ def _flash_backward(imp: Importer, node: fx.Node) -> list[SSAValue]:
     imp.block.add_op(op)
     return list(op.results)
 
+
+def _rotary(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
+    """coda::rotary(x, cos, sin, transpose) -> graph.rotary."""
+    x, cos, sin, transpose = node.args
+    op = graph.RotaryOp(imp.value(x), imp.value(cos), imp.value(sin), bool(transpose))
+    if op.result.type != out:
+        raise Decline(f"rotary of {op.result.type} into {out}")
+    return imp.emit(op)
+
+
+LOWERINGS[torch.ops.coda.rotary] = _rotary
 
 MULTI_RESULT_LOWERINGS.update(
     {

@@ -373,6 +373,31 @@ def _slice(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
     return imp.emit(graph.ViewOp("slice", source, out, slice=(dim, start, step)))
 
 
+def _slice_backward(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
+    """aten.slice_backward(g, input_sizes, dim, start, end, step): g placed at
+    [start:end] of zeros, a concat of zeros, g and zeros (step 1 only)."""
+    grad, sizes, dim, start, end, step = node.args[:6]
+    shape = tuple(out.get_shape())
+    if step != 1 or not all(isinstance(v, int) for v in (dim, start, end)):
+        raise Decline("slice_backward with a step or symbolic bounds")
+    dim %= len(shape)
+    start = min(start + shape[dim], shape[dim]) if start < 0 else min(start, shape[dim])
+    value = imp.value(grad)
+    width = graph.tensor_shape(value)[dim]
+    pieces = []
+    for size in (start, shape[dim] - start - width):
+        if size:
+            piece = list(shape)
+            piece[dim] = size
+            pieces.append(imp.emit(graph.ConstantOp(0, TensorType(out.element_type, piece))))
+        else:
+            pieces.append(None)
+    inputs = [p for p in (pieces[0], value, pieces[1]) if p is not None]
+    if len(inputs) == 1:
+        return value
+    return imp.emit(graph.ConcatOp(inputs, dim, out))
+
+
 def _permute_rule(perm_of: Callable[[fx.Node, int], list[int]]) -> Rule:
     def rule(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
         source = imp.value(node.args[0])
@@ -515,6 +540,7 @@ LOWERINGS: dict[Any, Rule] = {
     aten.flatten: _reshape,
     aten.expand: _expand,
     aten.slice: _slice,
+    aten.slice_backward: _slice_backward,
     aten.t: _permute_rule(_transpose_perm),
     aten.transpose: _permute_rule(_transpose_perm),
     aten.permute: _permute_rule(_permute_perm),

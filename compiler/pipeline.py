@@ -13,7 +13,7 @@ from coda.passes import PASSES
 
 #: stage name -> the passes that produce it from the previous stage
 STAGES: dict[str, tuple[str, ...]] = {
-    "graph": ("canonicalize", "fold-views"),
+    "graph": ("fuse-rotary", "canonicalize", "fold-views"),
     "epilogue": ("fuse-epilogues", "fuse-reductions", "expand-logsumexp", "fuse-quantize"),
     "kernel": ("split-blocks", "fuse-dequantize"),
 }

@@ -16,6 +16,7 @@ from xdsl.dialects.builtin import TensorType
 from xdsl.dialects.func import ReturnOp
 from xdsl.ir import Block, Operation, SSAValue
 
+from coda.compiler.rotary import apply_rotary
 from coda.dialects import epilogue, graph, kernel
 from coda.dialects.dtypes import torch_dtype_of
 from coda.dialects.pointwise_fns import POINTWISE_FNS
@@ -137,6 +138,8 @@ def evaluate(op: Operation, args: Sequence[Any], device: torch.device) -> list[A
         return list(result) if isinstance(result, tuple | list) else [result]
     elif isinstance(op, graph.AttentionOp | graph.AttentionBackwardOp):
         return _evaluate_attention(op, args)
+    elif isinstance(op, graph.RotaryOp):
+        out = apply_rotary(*args, transpose=op.is_transpose)
     elif isinstance(op, epilogue.GemmOp):
         return _evaluate_gemm(op, args)
     elif isinstance(op, kernel.KernelOp):
@@ -151,17 +154,24 @@ def _evaluate_attention(
 ) -> list[Any]:
     """torch's own flash attention (the ops the importer recognizes), so the saved lse
     means the same thing on both sides of a fallback."""
-    mask = args[-1] if op.mask is not None else None
+    tail = list(args[op.POSITIONAL :])
+    mask = tail.pop(0) if op.mask is not None else None
     kwargs = {"attn_mask": mask, "scale": op.scale_value}
     if isinstance(op, graph.AttentionOp):
         q, k, v = args[:3]
+        if op.rotary is not None:  # cos, sin: the rest of the operands
+            q, k = apply_rotary(q, *tail), apply_rotary(k, *tail)
         out = aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, op.is_causal, **kwargs)
-    else:
-        grad_out, q, k, v, o, lse = args[:6]
-        out = aten._scaled_dot_product_flash_attention_for_cpu_backward(
-            grad_out, q, k, v, o, lse, 0.0, op.is_causal, **kwargs
-        )
-    return list(out)
+        return list(out)
+    grad_out, q, k, v, o, lse = args[:6]
+    if op.rotary is not None:
+        q, k = apply_rotary(q, *tail), apply_rotary(k, *tail)
+    dq, dk, dv = aten._scaled_dot_product_flash_attention_for_cpu_backward(
+        grad_out, q, k, v, o, lse, 0.0, op.is_causal, **kwargs
+    )
+    if op.rotary is not None:  # the gradients before the rotation
+        dq, dk = (apply_rotary(g, *tail, transpose=True).to(g.dtype) for g in (dq, dk))
+    return [dq, dk, dv]
 
 
 def _evaluate_gemm(op: epilogue.GemmOp, args: Sequence[Any]) -> list[Any]:
@@ -194,16 +204,21 @@ def _evaluate_gemm(op: epilogue.GemmOp, args: Sequence[Any]) -> list[Any]:
             results[index] = vals[0].to(_dtype(op.outputs[index]))
         elif isinstance(inner, epilogue.ReduceOp):
             results[inner.index.value.data] = partial_reduce(
-                inner.kind.data, vals[0], inner.columns.value.data
+                inner.kind.data, vals[0], inner.group_size, inner.axis.data
             )
         else:
             raise NotImplementedError(f"no reference semantics for '{inner.name}'")
     return results
 
 
-def partial_reduce(kind: str, tile: torch.Tensor, columns: int) -> torch.Tensor:
+def partial_reduce(
+    kind: str, tile: torch.Tensor, columns: int, axis: str = "columns"
+) -> torch.Tensor:
     """epilogue.reduce on a whole [..., M, N] output: one value per row and group of
-    `columns` columns (the last group padded with the kind's identity)."""
+    `columns` columns (the last group padded with the kind's identity); for
+    axis="rows", one per column and group of rows."""
+    if axis == "rows":
+        return partial_reduce(kind, tile.transpose(-1, -2), columns).transpose(-1, -2)
     n = tile.shape[-1]
     groups = -(-n // columns)
     identity = float("-inf") if kind in ("max", "logsumexp") else 0.0

@@ -267,43 +267,101 @@ class StoreOp(IRDLOperation):
 #: another logsumexp, so one side output suffices instead of a (max, sum-exp) pair.
 PARTIAL_REDUCE_KINDS = ("sum", "max", "sumsq", "logsumexp")
 
-#: columns per partial that planning uses: the narrowest BLOCK_N of any target's tile
-#: (coda.codegen.tile_config keeps every BLOCK_N a multiple of it), so the side output's
-#: shape is fixed before a target is chosen and each program writes BLOCK_N / 32 partials
+#: columns (or rows) per partial that planning uses: the narrowest BLOCK_N (BLOCK_M) of
+#: any target's tile (coda.codegen.tile_config keeps every one a multiple of it), so the
+#: side output's shape is fixed before a target is chosen and each program writes
+#: BLOCK_N / 32 partials per row (BLOCK_M / 32 per column)
 PARTIAL_COLUMNS = 32
+PARTIAL_ROWS = 32
+
+#: what a partial reduction groups: "columns" reduces each row over groups of columns
+#: (row statistics), "rows" reduces each column over groups of rows (column sums:
+#: bias and norm-weight gradients)
+PARTIAL_AXES = ("columns", "rows")
 
 
-def partial_shape(out_shape: Sequence[int], columns: int) -> tuple[int, ...]:
-    """Shape of the side output of a partial reduction over an `out_shape` tile grid."""
-    return (*out_shape[:-1], ceil(out_shape[-1] / columns))
+def partial_shape(out_shape: Sequence[int], group: int, axis: str = "columns") -> tuple[int, ...]:
+    """Shape of the side output of a partial reduction over an `out_shape` tile grid:
+    [..., M, ceil(N / group)] for groups of columns, [..., ceil(M / group), N] for rows."""
+    if axis == "columns":
+        return (*out_shape[:-1], ceil(out_shape[-1] / group))
+    return (*out_shape[:-2], ceil(out_shape[-2] / group), out_shape[-1])
 
 
 @irdl_op_definition
 class ReduceOp(IRDLOperation):
-    """Reduce each row of the tile over groups of `columns` columns and write one
-    partial per (row, group) to result `index`, of shape [..., M, ceil(N / columns)].
-    Columns past N do not take part. A finalize (a graph.reduce over the last dim of
-    the partials) completes the reduction: sum for sum/sumsq, max, logsumexp."""
+    """Reduce the tile over groups of `columns` columns of each row (or `rows` rows of
+    each column) and write one partial per group to result `index`: of shape
+    [..., M, ceil(N / columns)] (or [..., ceil(M / rows), N]). Elements past the edge do
+    not take part. A finalize (a graph.reduce over the partials' grouped dim) completes
+    the reduction: sum for sum/sumsq, max, logsumexp."""
 
     name = "epilogue.reduce"
     kind = prop_def(StringAttr)
     value = operand_def(TileType)
     index = prop_def(IntegerAttr[I64])
-    columns = prop_def(IntegerAttr[I64])
+    axis = prop_def(StringAttr)
+    group = prop_def(IntegerAttr[I64])
     traits = lazy_traits_def(lambda: (HasParent(GemmOp),))
-    assembly_format = (
-        "$kind $value `:` type($value) `->` `result` $index `columns` $columns attr-dict"
-    )
 
-    def __init__(self, kind: str, value: SSAValue, index: int, columns: int = PARTIAL_COLUMNS):
+    def __init__(
+        self,
+        kind: str,
+        value: SSAValue,
+        index: int,
+        group: int = PARTIAL_COLUMNS,
+        axis: str = "columns",
+    ):
         super().__init__(
             operands=[value],
             properties={
                 "kind": StringAttr(kind),
                 "index": IntegerAttr(index, i64),
-                "columns": IntegerAttr(columns, i64),
+                "axis": StringAttr(axis),
+                "group": IntegerAttr(group, i64),
             },
         )
+
+    def print(self, printer: Printer) -> None:
+        # `"sum" %t : !epilogue.tile<f32> -> result 1 rows 32`
+        printer.print_string(" ")
+        printer.print_attribute(self.kind)
+        printer.print_string(" ")
+        printer.print_operand(self.value)
+        printer.print_string(" : ")
+        printer.print_attribute(self.value.type)
+        printer.print_string(
+            f" -> result {self.index.value.data} {self.axis.data} {self.group_size}"
+        )
+        printer.print_op_attributes(self.attributes)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> ReduceOp:
+        kind = parser.parse_str_literal("reduction kind")
+        operand = parser.parse_unresolved_operand()
+        parser.parse_punctuation(":")
+        tile = parser.parse_type()
+        parser.parse_punctuation("->")
+        parser.parse_keyword("result")
+        index = parser.parse_integer(allow_boolean=False, allow_negative=False)
+        pos = parser.pos
+        axis = parser.parse_optional_keyword("columns") or parser.parse_optional_keyword("rows")
+        if axis is None:
+            parser.raise_error("expected 'columns' or 'rows' (what a partial groups)", pos)
+        group = parser.parse_integer(allow_boolean=False, allow_negative=False)
+        attributes = parser.parse_optional_attr_dict()
+        op = cls(kind, parser.resolve_operand(operand, tile), index, group, axis)
+        op.attributes.update(attributes)
+        return op
+
+    @property
+    def group_size(self) -> int:
+        return self.group.value.data
+
+    @property
+    def over_rows(self) -> bool:
+        """True for column partials (each column reduced over groups of rows)."""
+        return self.axis.data == "rows"
 
     def verify_(self) -> None:
         if self.kind.data not in PARTIAL_REDUCE_KINDS:
@@ -311,10 +369,18 @@ class ReduceOp(IRDLOperation):
                 f"'epilogue.reduce' kind must be one of {', '.join(PARTIAL_REDUCE_KINDS)}, "
                 f'got "{self.kind.data}"'
             )
-        columns = self.columns.value.data
-        if columns <= 0 or columns & (columns - 1):
+        if self.axis.data not in PARTIAL_AXES:
             raise VerifyException(
-                f"'epilogue.reduce' columns must be a power of two, got {columns}"
+                f"'epilogue.reduce' groups columns or rows, got \"{self.axis.data}\""
+            )
+        group = self.group_size
+        if group <= 0 or group & (group - 1):
+            raise VerifyException(
+                f"'epilogue.reduce' {self.axis.data} must be a power of two, got {group}"
+            )
+        if self.over_rows and self.kind.data not in ("sum", "sumsq", "max"):
+            raise VerifyException(
+                f"'epilogue.reduce' over rows: sum, sumsq or max, got \"{self.kind.data}\""
             )
         if not isinstance(self.value.type.element_type, AnyFloat):
             raise VerifyException(f"'epilogue.reduce' of a {self.value.type}: floats only")
@@ -534,7 +600,7 @@ class GemmOp(IRDLOperation):
                 continue
             writer = stored[i]
             want = (
-                partial_shape(out, writer.columns.value.data)
+                partial_shape(out, writer.group_size, writer.axis.data)
                 if isinstance(writer, ReduceOp)
                 else out
             )

@@ -46,7 +46,7 @@ from xdsl.irdl import (
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
-from coda.dialects.graph_attention import AttentionBackwardOp, AttentionOp
+from coda.dialects.graph_attention import AttentionBackwardOp, AttentionOp, RotaryOp
 from coda.dialects.pointwise_fns import POINTWISE_FNS
 
 
@@ -468,6 +468,7 @@ Graph = Dialect(
         OpaqueOp,
         AttentionOp,
         AttentionBackwardOp,
+        RotaryOp,
     ],
     [],
 )
@@ -475,6 +476,7 @@ Graph = Dialect(
 __all__ = [
     "AttentionBackwardOp",
     "AttentionOp",
+    "RotaryOp",
     "ConcatOp",
     "ConstantOp",
     "Graph",

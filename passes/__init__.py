@@ -13,6 +13,12 @@ def _canonicalize() -> type[ModulePass]:
     return Canonicalize
 
 
+def _fuse_rotary() -> type[ModulePass]:
+    from coda.passes.fuse_rotary import FuseRotary
+
+    return FuseRotary
+
+
 def _fuse_epilogues() -> type[ModulePass]:
     from coda.passes.fuse_epilogues import FuseEpilogues
 
@@ -76,6 +82,7 @@ def _quantize_activations() -> type[ModulePass]:
 #: pass name -> factory of the pass class (lazy, as xDSL's registries are)
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _canonicalize,
+    "fuse-rotary": _fuse_rotary,
     "fuse-epilogues": _fuse_epilogues,
     "fuse-reductions": _fuse_reductions,
     "expand-logsumexp": _expand_logsumexp,

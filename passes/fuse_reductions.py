@@ -1,13 +1,20 @@
-"""fuse-reductions: row reductions of a GEMM-epilogue result become partial reductions
-in that epilogue, so the full [M, N] result need not be written.
+"""fuse-reductions: row and column reductions of a GEMM-epilogue result become partial
+reductions in that epilogue, so the full [M, N] result need not be written.
 
-After fuse-epilogues, a `graph.reduce` over the last dim of an `epilogue.gemm` result
-(sum, amax or logsumexp of a stored tile) becomes an `epilogue.reduce` of the same tile,
-written to a new side output of partials `[..., M, ceil(N / PARTIAL_COLUMNS)]`, and a
-finalize `graph.reduce` over the partials' last dim (sum, amax, logsumexp: each kind
-combines its own partials). A result nothing else reads is no longer stored at all: the
-LM head's logits feed only logsumexp and the masked sum that gathers the target logit.
-Only results that nothing but such reductions read are fused (see fuse_reductions_in).
+After fuse-epilogues, a `graph.reduce` of an `epilogue.gemm` result (sum, amax or
+logsumexp of a stored tile, seen through reshapes that keep the last dim) becomes an
+`epilogue.reduce` of the same tile, written to a new side output of partials, and a
+finalize `graph.reduce` over the partials (sum, amax, logsumexp: each kind combines its
+own partials):
+- over the last dim (row statistics: a norm backward's sum of dy * y, the LM head's
+  logsumexp): partials `[..., M, ceil(N / 32)]`, finalized over their last dim;
+- over every dim but the last (column sums: a bias or norm-weight gradient): partials
+  `[ceil(M / 32), N]`, finalized over their first dim.
+A result nothing else reads is no longer stored at all: the LM head's logits feed only
+logsumexp and the masked sum that gathers the target logit. A result other GEMMs read
+(GPT-2's pre-GELU gradient, read by two GEMMs and summed for the bias gradient) is
+written for them, with its partials beside it. Results elementwise ops read are left
+alone (see fuse_reductions_in).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType, f32
-from xdsl.ir import Block, Region, SSAValue
+from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
 from coda.dialects import epilogue, graph
@@ -38,18 +45,44 @@ def _stored_tile(gemm: epilogue.GemmOp, index: int) -> SSAValue | None:
     return None
 
 
-def _candidate(op: graph.ReduceOp) -> tuple[epilogue.GemmOp, int] | None:
-    source = op.input
+def _is_reshape(op: Operation | None) -> bool:
+    return isinstance(op, graph.ViewOp) and op.kind.data == "reshape"
+
+
+def _gemm_result(value: SSAValue) -> SSAValue:
+    """`value` seen through the reshapes that produce it."""
+    while _is_reshape(value.owner):
+        value = value.owner.input
+    return value
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    gemm: epilogue.GemmOp
+    index: int
+    axis: str  # "columns": a reduction of each row; "rows": of each column
+
+
+def _candidate(op: graph.ReduceOp) -> _Candidate | None:
+    source = _gemm_result(op.input)
     gemm = source.owner
     if not isinstance(gemm, epilogue.GemmOp) or op.kind.data not in _PARTIAL_KINDS:
         return None
-    rank = len(graph.tensor_shape(source))
     index = list(gemm.results).index(source)
-    if op.reduced_dims != (rank - 1,) or _stored_tile(gemm, index) is None:
+    if _stored_tile(gemm, index) is None:
         return None
     if not isinstance(source.type.element_type, type(f32)):
         return None  # partials are f32; a narrower result would round before reducing
-    return gemm, index
+    viewed = graph.tensor_shape(op.input)
+    if viewed[-1:] != gemm.out_shape[-1:]:
+        return None  # a reshape that regroups the columns
+    rank = len(viewed)
+    if op.reduced_dims == (rank - 1,):
+        return _Candidate(gemm, index, "columns")
+    rows_only = len(gemm.out_shape) == 2 and op.kind.data != "logsumexp"
+    if rows_only and op.reduced_dims == tuple(range(rank - 1)):
+        return _Candidate(gemm, index, "rows")
+    return None
 
 
 def _rebuilt(gemm: epilogue.GemmOp, block: Block, drop: set[int]) -> epilogue.GemmOp:
@@ -69,7 +102,9 @@ def _rebuilt(gemm: epilogue.GemmOp, block: Block, drop: set[int]) -> epilogue.Ge
         types.append(
             gemm.results[old].type
             if old < len(gemm.results)
-            else TensorType(f32, epilogue.partial_shape(gemm.out_shape, writer.columns.value.data))
+            else TensorType(
+                f32, epilogue.partial_shape(gemm.out_shape, writer.group_size, writer.axis.data)
+            )
         )
         writer.index = type(writer.index)(position, writer.index.type)
     new = epilogue.GemmOp(gemm.accumulators, list(gemm.inputs), types, Region())
@@ -84,41 +119,96 @@ def _rebuilt(gemm: epilogue.GemmOp, block: Block, drop: set[int]) -> epilogue.Ge
     return new
 
 
+def _erase_dead_reshapes(value: SSAValue, block: Block) -> None:
+    for use in list(value.uses):
+        user = use.operation
+        if _is_reshape(user) and user.parent is block:
+            _erase_dead_reshapes(user.result, block)
+            if not user.result.uses:
+                block.erase_op(user)
+
+
 def fuse_reduction(op: graph.ReduceOp, block: Block) -> bool:
     found = _candidate(op)
     if found is None:
         return False
-    gemm, index = found
+    gemm, index, axis = found.gemm, found.index, found.axis
     tile = _stored_tile(gemm, index)
     assert tile is not None
     kind, finalize_kind = _PARTIAL_KINDS[op.kind.data]
-    gemm.body.block.add_op(epilogue.ReduceOp(kind, tile, len(gemm.results)))
+    group = epilogue.PARTIAL_ROWS if axis == "rows" else epilogue.PARTIAL_COLUMNS
+    gemm.body.block.add_op(epilogue.ReduceOp(kind, tile, len(gemm.results), group, axis))
     gemm = _rebuilt(gemm, block, set())
     partials = gemm.results[-1]
-    partials.name_hint = f"{op.result.name_hint or 'row'}_partials"
-    rank = len(graph.tensor_shape(partials))
+    partials.name_hint = f"{op.result.name_hint or axis[:-1]}_partials"
+    # the finalize reduces the partials seen in the reduction's own shape ([2, 16, 2]
+    # for a [2, 16, 64] row sum), so per-row work after it joins its loop kernel
+    viewed = list(graph.tensor_shape(op.input))
+    shape = graph.tensor_shape(partials)
+    if axis == "rows":
+        viewed[:-1] = [1] * (len(viewed) - 2) + [shape[0]]
+    else:
+        viewed[-1] = shape[-1]
+    result: Operation = graph.ViewOp("reshape", partials, TensorType(f32, viewed))
+    block.insert_op_after(result, gemm)
+    if tuple(viewed) == shape:
+        block.erase_op(result)
+        result = gemm
     finalize = graph.ReduceOp(
-        finalize_kind, partials, [rank - 1], op.keepdim is not None, op.result.type
+        finalize_kind,
+        partials if result is gemm else result.results[0],
+        list(op.reduced_dims),
+        op.keepdim is not None,
+        op.result.type,
     )
-    block.insert_op_after(finalize, gemm)
-    finalize.result.name_hint = op.result.name_hint
-    op.result.replace_all_uses_with(finalize.result)
+    block.insert_op_after(finalize, result)
+    result = finalize
+    result.results[0].name_hint = op.result.name_hint
+    op.result.replace_all_uses_with(result.results[0])
     block.erase_op(op)
-    if not gemm.results[index].uses:  # only reduced: the [M, N] result is never written
+    source = gemm.results[index]
+    _erase_dead_reshapes(source, block)
+    if not source.uses:  # only reduced: the [M, N] result is never written
         _rebuilt(gemm, block, {index})
     return True
 
 
+def _readers(value: SSAValue) -> list[Operation]:
+    """The ops that read `value`, seen through reshapes."""
+    readers = []
+    for use in value.uses:
+        user = use.operation
+        readers += _readers(user.result) if _is_reshape(user) else [user]
+    return readers
+
+
+def _read_by_gemms_only(ops: list[Operation]) -> bool:
+    """Every op is a GEMM, or a view only GEMMs read (a transposed weight-gradient
+    operand): a loop kernel would read the result for nothing but the reduction."""
+    for op in ops:
+        if isinstance(op, graph.ViewOp):
+            if not _read_by_gemms_only([use.operation for use in op.result.uses]):
+                return False
+        elif not isinstance(op, epilogue.GemmOp | graph.MatmulOp):
+            return False
+    return True
+
+
 def fuse_reductions_in(block: Block) -> None:
-    """Fuse the reductions of each GEMM result that only reductions read: a result
-    written anyway (a softmax's scores, read again by its loop kernel) gains nothing
-    from partials, the loop kernel reduces it in the pass that reads it."""
+    """Fuse the reductions of each GEMM result that only reductions and other GEMMs read.
+    A result that only reductions read is not written at all; one that GEMMs read is
+    written for them, and its reductions (a bias gradient's column sum) cost a small side
+    output instead of another pass over it. A result an elementwise op reads (a
+    softmax's scores) is left alone: its loop kernel reduces it in the pass that reads
+    it anyway."""
     for op in [op for op in block.ops if isinstance(op, graph.ReduceOp)]:
         if op.parent is None or _candidate(op) is None:
             continue  # erased with an earlier sibling's fusion, or not over a GEMM tile
-        users = [use.operation for use in op.input.uses]
-        if all(isinstance(u, graph.ReduceOp) and _candidate(u) is not None for u in users):
-            for user in dict.fromkeys(users):
+        users = _readers(_gemm_result(op.input))
+        reductions = [u for u in users if isinstance(u, graph.ReduceOp) and _candidate(u)]
+        others = [u for u in users if u not in reductions]
+        if _read_by_gemms_only(others):
+            for user in dict.fromkeys(reductions):
                 fuse_reduction(user, block)
 
 

@@ -153,7 +153,9 @@ def test_attention_bytes_grow_linearly_with_the_sequence() -> None:
         growth = rows[(long, graph)]["bytes"] / rows[(short, graph)]["bytes"]
         assert abs(growth - long / short) < 0.01 * long / short, (graph, growth)
     head_dim = HIDDEN // HEADS
-    # forward: q, k, v, out (fp32) and lse once each
-    assert rows[(short, "forward")]["bytes"] == BATCH * HEADS * short * (4 * head_dim + 1) * 4
+    # forward: q, k, v, out (fp32) and lse once each, and the rotary cos and sin tables
+    # (one [S, D] table each, read in place across batch and heads)
+    tensors = BATCH * HEADS * short * (4 * head_dim + 1) * 4
+    assert rows[(short, "forward")]["bytes"] == tensors + 2 * short * head_dim * 4
     assert rows[(short, "forward")]["flops"] == 4 * BATCH * HEADS * short**2 * head_dim
     assert rows[(short, "backward")]["flops"] == 8 * BATCH * HEADS * short**2 * head_dim

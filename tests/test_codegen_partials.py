@@ -106,3 +106,59 @@ def test_batched_gemm_partials(tmp_path: Path) -> None:
     xs, ws, out = torch.randn(b, m, k), torch.randn(b, k, n), torch.empty(b, m, 2)
     mod.launch(xs, ws, out)
     torch.testing.assert_close(out, partial_reduce("max", xs @ ws, 32), rtol=1e-4, atol=1e-4)
+
+
+def _column_partials_kernel(m: int, n: int, k: int) -> KernelOp:
+    """acc = x @ w stored, plus the column sums and max of acc * s over groups of 32
+    rows (a bias or norm-weight gradient's partials)."""
+    x, w, s = f"tensor<{m}x{k}xf32>", f"tensor<{k}x{n}xf32>", f"tensor<{m}x1xf32>"
+    o, p = f"tensor<{m}x{n}xf32>", f"tensor<{-(-m // 32)}x{n}xf32>"
+    return parse_kernel(
+        {"x": x, "w": w, "s": s},
+        f"""
+%o, %a, %b = kernel.gemm "column_partials" (%x, %w, %s) : ({x}, {w}, {s}) -> ({o}, {p}, {p}) {{
+^bb0(%xa: {x}, %wa: {w}, %sa: {s}):
+  %0, %1, %2 = epilogue.gemm %xa, %wa inputs(%sa) : ({x}, {w}, {s}) -> ({o}, {p}, {p}) {{
+  ^tile(%acc: {TILE}, %scale: {COL}):
+    %z = epilogue.scale %acc, %scale : ({TILE}, {COL}) -> {TILE}
+    epilogue.store %acc : {TILE} -> result 0
+    epilogue.reduce "sum" %z : {TILE} -> result 1 rows 32
+    epilogue.reduce "max" %z : {TILE} -> result 2 rows 32
+  }}
+  kernel.yield %0, %1, %2 : {o}, {p}, {p}
+}}""",
+    )
+
+
+@pytest.mark.parametrize(
+    ("m", "n", "tile"),
+    [
+        (72, 40, None),  # ragged rows and columns, the interpreter's 32x32 tile
+        (200, 24, GemmTile(128, 16, 16, num_warps=4, num_stages=2)),  # 4 partials/program
+    ],
+)
+def test_column_partials_match_torch(tmp_path: Path, m: int, n: int, tile: GemmTile) -> None:
+    k = 12
+    kernel = _column_partials_kernel(m, n, k)
+    source = generate_gemm(kernel, tile=tile) if tile else generate_kernel_source(kernel)
+    mod = load(source, tmp_path)
+    x, w, s = torch.randn(m, k), torch.randn(k, n), torch.rand(m, 1) + 0.5
+    groups = -(-m // 32)
+    out = torch.empty(m, n)
+    sums, maxes = torch.full((groups, n), float("nan")), torch.full((groups, n), float("nan"))
+    mod.launch(x, w, s, out, sums, maxes)
+    z = (x @ w) * s
+    torch.testing.assert_close(out, x @ w, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(sums, partial_reduce("sum", z, 32, "rows"), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(maxes, partial_reduce("max", z, 32, "rows"))
+    # the finalize: partials combine to the column reduction
+    torch.testing.assert_close(sums.sum(0), z.sum(0), rtol=1e-4, atol=1e-4)
+    if tile is not None:  # the transposed tile's reshapes are as valid on a GPU
+        gpu = load(source, tmp_path / "gpu", interpret=False)
+        names = ("xa_ptr", "wa_ptr", "sa_ptr", "out0_ptr", "out1_ptr", "out2_ptr")
+        ptx = compile_for_sm90(
+            gpu.column_partials,
+            dict.fromkeys(names, "*fp32"),
+            {"INPUT_PRECISION": "tf32", "BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 32},
+        )
+        assert "mma" in ptx

@@ -1,6 +1,7 @@
-"""The LM head's partial-reduction kernel on real GPUs (compiled on this CPU-only
-machine): its side output `[tokens, ceil(vocab / 32)]` was fixed at planning time, and
-every tile any target may choose covers a whole number of 32-column partials."""
+"""Partial-reduction kernels on real GPUs (compiled on this CPU-only machine): the LM
+head's side output `[tokens, ceil(vocab / 32)]` and a norm backward's column partials
+`[ceil(tokens / 32), hidden]` were fixed at planning time, and every tile any target may
+choose covers a whole number of 32-column (32-row) partials."""
 
 from __future__ import annotations
 
@@ -14,18 +15,32 @@ from coda.codegen.targets import TARGETS, parse_target
 from coda.codegen.tile_config import gemm_tiles, partial_columns
 from coda.compiler.aot_report import _plan
 from coda.dialects import kernel
-from coda.dialects.epilogue import PARTIAL_COLUMNS, GemmOp, ReduceOp
+from coda.dialects.epilogue import PARTIAL_COLUMNS, PARTIAL_ROWS, GemmOp, ReduceOp
+
+
+def _with_partials(model: str, kind: str, axis: str) -> list[kernel.GemmKernelOp]:
+    plan = _plan(model, torch.float32, True)
+    return [
+        op
+        for op in plan.walk()
+        if isinstance(op, kernel.GemmKernelOp)
+        and any(
+            isinstance(o, ReduceOp) and o.kind.data == kind and o.axis.data == axis
+            for o in op.walk()
+        )
+    ]
 
 
 @functools.cache
 def _lm_head() -> kernel.GemmKernelOp:
-    plan = _plan("llama-lm", torch.float32, True)
-    (found,) = [
-        op
-        for op in plan.walk()
-        if isinstance(op, kernel.GemmKernelOp) and any(isinstance(o, ReduceOp) for o in op.walk())
-    ]
+    (found,) = _with_partials("llama-lm", "logsumexp", "columns")
     return found
+
+
+@functools.cache
+def _norm_backward() -> kernel.GemmKernelOp:
+    # the MLP's input gradient, with RMSNorm's row sum and weight-gradient partials
+    return _with_partials("llama-block", "sum", "rows")[0]
 
 
 @pytest.mark.parametrize("target", list(TARGETS))
@@ -43,3 +58,15 @@ def test_lm_head_partials_compile_clean_on_every_target(target: str) -> None:
     (resources,) = compile_plan([lm_head], target)
     assert resources.clean, resources.diagnostics
     assert resources.spill_bytes == 0 and resources.global_stores > 0
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_column_partials_compile_clean_on_every_target(target: str) -> None:
+    norm_backward = _norm_backward()
+    gemm = next(op for op in norm_backward.body.block.ops if isinstance(op, GemmOp))
+    assert partial_columns(gemm, "rows") == PARTIAL_ROWS
+    tiles = gemm_tiles(parse_target(target), gemm)
+    assert tiles and all(t.block_m % PARTIAL_ROWS == 0 for t in tiles)
+    (resources,) = compile_plan([norm_backward], target)
+    assert resources.clean, resources.diagnostics
+    assert resources.spill_bytes == 0

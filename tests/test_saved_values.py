@@ -1,9 +1,11 @@
 """What the partition saves: the residual stream, not the projection added into it;
-constant tables, not what they are computed from."""
+constant tables, not what they are computed from; a gated MLP's product, not its
+projections, where recomputing them moves fewer bytes."""
 
 from __future__ import annotations
 
 import torch
+from training_check import check_training_step
 
 from coda.compiler.capture import capture
 from coda.compiler.models import LlamaBlock, ModelSpec
@@ -45,3 +47,54 @@ def test_rotary_tables_are_saved_not_recomputed_in_the_backward() -> None:
         if n.target in (torch.ops.aten.sin.default, torch.ops.aten.cos.default)
     ]
     assert not trig, trig
+
+
+class _SwiGLU(torch.nn.Module):
+    def __init__(self, hidden: int, intermediate: int) -> None:
+        super().__init__()
+        self.gate = torch.nn.Linear(hidden, intermediate, bias=False)
+        self.up = torch.nn.Linear(hidden, intermediate, bias=False)
+        self.down = torch.nn.Linear(intermediate, hidden, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(torch.nn.functional.silu(self.gate(x)) * self.up(x))
+
+
+def _saved(model: torch.nn.Module, shape: tuple[int, ...]) -> dict[str, torch.fx.Node]:
+    captured = capture(ModelSpec(lambda: model, (shape,)))
+    (output,) = [n for n in dict(captured.graphs)["forward"].graph.nodes if n.op == "output"]
+    return {a.name: a for a in output.args[0][1:] if isinstance(a, torch.fx.Node)}
+
+
+def test_gated_mlp_projections_are_recomputed_when_that_moves_fewer_bytes() -> None:
+    """128 tokens, 64 -> 192: recomputing gate and up in the backward reads x and the two
+    weights (128*64 + 2*64*192 = 32768 elements) instead of writing and reading both
+    [128, 192] pre-activations (4*128*192 = 98304). The forward saves silu(gate) * up
+    (the down projection's weight gradient reads it) but neither projection."""
+    saved = _saved(_SwiGLU(64, 192), (128, 64))
+    gemms = [n for n in saved.values() if n.target == torch.ops.aten.mm.default]
+    assert not gemms, saved
+    assert any(n.target == torch.ops.aten.mul.Tensor for n in saved.values()), saved
+
+
+def test_gated_mlp_projections_are_saved_for_few_tokens() -> None:
+    """16 tokens: recomputing would read 16*64 + 2*64*192 = 25600 elements for the 12288
+    it saves moving, so min-cut keeps both projections."""
+    saved = _saved(_SwiGLU(64, 192), (16, 64))
+    gemms = [n for n in saved.values() if n.target == torch.ops.aten.mm.default]
+    assert len(gemms) == 2, saved
+
+
+def test_recomputed_gated_mlp_matches_eager_in_one_backward_gemm() -> None:
+    """The recomputed projections are accumulators of the backward's first GEMM (dy @
+    Wd^T), whose epilogue runs the silu backward: no kernel of the backward writes a
+    gate or up pre-activation, and the gradients match eager."""
+    torch.manual_seed(0)
+    run = check_training_step(_SwiGLU(64, 192), torch.randn(128, 64))
+    backward = [r for r in run.launches if r.graph == "backward"]
+    silu_backward = [r for r in backward if "silu_backward" in r.kernel]
+    assert len(silu_backward) == 1, [r.kernel for r in backward]
+    # it reads x, dy and the three weights, no saved [128, 192] pre-activation
+    pre_activation = 128 * 192 * 4
+    assert all(a.nbytes != pre_activation for a in silu_backward[0].reads), silu_backward[0]
+    assert len(silu_backward[0].reads) == 5, silu_backward[0]

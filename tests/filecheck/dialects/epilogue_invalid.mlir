@@ -323,3 +323,26 @@ func.func @partials_not_f32(%x: tensor<4x8xf32>, %w: tensor<8x64xf32>) {
   func.return
 }
 // CHECK: error: 'epilogue.reduce' partials are f32, result 0 is tensor<4x2xbf16>
+
+// -----
+
+func.func @column_partials_of_the_wrong_shape(%x: tensor<70x8xf32>, %w: tensor<8x16xf32>) {
+  %p = epilogue.gemm %x, %w : (tensor<70x8xf32>, tensor<8x16xf32>) -> (tensor<70x1xf32>) {
+  ^tile(%acc: !epilogue.tile<f32>):
+    epilogue.reduce "sum" %acc : !epilogue.tile<f32> -> result 0 rows 32
+  }
+  func.return
+}
+// CHECK: error: 'epilogue.gemm' result 0 has shape [70, 1], its partials cover [3, 16]
+
+// -----
+
+func.func @logsumexp_over_rows(%x: tensor<70x8xf32>, %w: tensor<8x16xf32>) {
+  %p = epilogue.gemm %x, %w : (tensor<70x8xf32>, tensor<8x16xf32>) -> (tensor<3x16xf32>) {
+  ^tile(%acc: !epilogue.tile<f32>):
+    epilogue.reduce "logsumexp" %acc : !epilogue.tile<f32> -> result 0 rows 32
+  }
+  func.return
+}
+// CHECK: error: 'epilogue.reduce' over rows: sum, sumsq or max, got "logsumexp"
+

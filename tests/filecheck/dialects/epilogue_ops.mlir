@@ -182,3 +182,16 @@ func.func @partials(%x: tensor<4x8xf32>, %w: tensor<8x70xf32>) -> (tensor<4x3xf3
 // CHECK-NEXT:      epilogue.reduce "logsumexp" %acc : !epilogue.tile<f32> -> result 1 columns 32
 // CHECK-NEXT:      epilogue.store %acc : !epilogue.tile<f32> -> result 2
 // CHECK-NEXT:    }
+
+// Column partials (a bias or norm-weight gradient): each column reduced over groups of
+// 32 rows, [ceil(M / rows), N] partials, here 70 / 32 -> 3.
+func.func @column_partials(%x: tensor<70x8xf32>, %w: tensor<8x16xf32>) -> tensor<3x16xf32> {
+  %s = epilogue.gemm %x, %w : (tensor<70x8xf32>, tensor<8x16xf32>) -> (tensor<3x16xf32>) {
+  ^tile(%acc: !epilogue.tile<f32>):
+    epilogue.reduce "sum" %acc : !epilogue.tile<f32> -> result 0 rows 32
+  }
+  func.return %s : tensor<3x16xf32>
+}
+
+// CHECK-LABEL: func.func @column_partials
+// CHECK:           epilogue.reduce "sum" %acc : !epilogue.tile<f32> -> result 0 rows 32

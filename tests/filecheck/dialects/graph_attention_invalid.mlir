@@ -58,7 +58,7 @@ func.func @mixed_types(%q: tensor<2x4x5x32xbf16>, %k: tensor<2x2x7x32xf32>) {
 // -----
 
 func.func @grad_key(%do: tensor<2x4x5x32xf32>, %q: tensor<2x4x5x32xf32>, %k: tensor<2x2x7x32xf32>, %l: tensor<2x4x5xf32>) {
-  %dq, %dk, %dv = "graph.attention_backward"(%do, %q, %k, %k, %do, %l) <{scale = 5.000000e-01 : f64}> : (tensor<2x4x5x32xf32>, tensor<2x4x5x32xf32>, tensor<2x2x7x32xf32>, tensor<2x2x7x32xf32>, tensor<2x4x5x32xf32>, tensor<2x4x5xf32>) -> (tensor<2x4x5x32xf32>, tensor<2x4x7x32xf32>, tensor<2x2x7x32xf32>)
+  %dq, %dk, %dv = "graph.attention_backward"(%do, %q, %k, %k, %do, %l) <{scale = 5.000000e-01 : f64, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 0, 0, 0>}> : (tensor<2x4x5x32xf32>, tensor<2x4x5x32xf32>, tensor<2x2x7x32xf32>, tensor<2x2x7x32xf32>, tensor<2x4x5x32xf32>, tensor<2x4x5xf32>) -> (tensor<2x4x5x32xf32>, tensor<2x4x7x32xf32>, tensor<2x2x7x32xf32>)
   func.return
 }
 // CHECK: error: 'graph.attention_backward' grad_key must be tensor<2x2x7x32xf32>, got tensor<2x4x7x32xf32>
@@ -70,3 +70,51 @@ func.func @grad_out(%do: tensor<2x4x5x16xf32>, %q: tensor<2x4x5x32xf32>, %k: ten
   func.return
 }
 // CHECK: error: 'graph.attention_backward' grad_out must be tensor<2x4x5x32xf32>, got tensor<2x4x5x16xf32>
+
+// -----
+
+func.func @rotary_tables_per_head(%q: tensor<2x4x8x16xf32>, %k: tensor<2x2x8x16xf32>, %c: tensor<2x4x8x16xf32>) {
+  %o, %lse = graph.attention %q, %k, %k rotary %c, %c scale 2.500000e-01 : f64 : (tensor<2x4x8x16xf32>, tensor<2x2x8x16xf32>, tensor<2x2x8x16xf32>, tensor<2x4x8x16xf32>, tensor<2x4x8x16xf32>) -> (tensor<2x4x8x16xf32>, tensor<2x4x8xf32>)
+  func.return
+}
+// CHECK: error: 'graph.attention' rotary cos must be [batch, 1, seq, head_dim] = [2, 1, 8, 16], got [2, 4, 8, 16] (broadcast it with views)
+
+// -----
+
+func.func @rotary_with_fewer_keys(%q: tensor<2x4x8x16xf32>, %k: tensor<2x2x6x16xf32>, %c: tensor<2x1x8x16xf32>) {
+  %o, %lse = graph.attention %q, %k, %k rotary %c, %c scale 2.500000e-01 : f64 : (tensor<2x4x8x16xf32>, tensor<2x2x6x16xf32>, tensor<2x2x6x16xf32>, tensor<2x1x8x16xf32>, tensor<2x1x8x16xf32>) -> (tensor<2x4x8x16xf32>, tensor<2x4x8xf32>)
+  func.return
+}
+// CHECK: error: 'graph.attention' rotary embeddings need as many keys as queries, got 8 and 6
+
+// -----
+
+func.func @rotary_odd_head_dim(%q: tensor<2x4x8x15xf32>, %k: tensor<2x2x8x15xf32>, %c: tensor<2x1x8x15xf32>) {
+  %o, %lse = graph.attention %q, %k, %k rotary %c, %c scale 2.500000e-01 : f64 : (tensor<2x4x8x15xf32>, tensor<2x2x8x15xf32>, tensor<2x2x8x15xf32>, tensor<2x1x8x15xf32>, tensor<2x1x8x15xf32>) -> (tensor<2x4x8x15xf32>, tensor<2x4x8xf32>)
+  func.return
+}
+// CHECK: error: 'graph.attention' rotary embeddings pair columns: odd head dim 15
+
+// -----
+
+func.func @rotary_table_type(%q: tensor<2x4x8x16xbf16>, %k: tensor<2x2x8x16xbf16>, %c: tensor<2x1x8x16xf32>) {
+  %o, %lse = graph.attention %q, %k, %k rotary %c, %c scale 2.500000e-01 : f64 : (tensor<2x4x8x16xbf16>, tensor<2x2x8x16xbf16>, tensor<2x2x8x16xbf16>, tensor<2x1x8x16xf32>, tensor<2x1x8x16xf32>) -> (tensor<2x4x8x16xbf16>, tensor<2x4x8xf32>)
+  func.return
+}
+// CHECK: error: 'graph.attention' rotary cos must be bf16 like the query, got f32
+
+// -----
+
+func.func @rotary_odd_columns(%x: tensor<4x7xf32>, %c: tensor<4x7xf32>) {
+  %r = graph.rotary %x, %c, %c : (tensor<4x7xf32>, tensor<4x7xf32>, tensor<4x7xf32>) -> tensor<4x7xf32>
+  func.return
+}
+// CHECK: error: 'graph.rotary' pairs the columns of the last dim: [4, 7] has no even last dim
+
+// -----
+
+func.func @rotary_table_does_not_broadcast(%x: tensor<4x8xf32>, %c: tensor<3x8xf32>) {
+  %r = graph.rotary %x, %c, %c : (tensor<4x8xf32>, tensor<3x8xf32>, tensor<3x8xf32>) -> tensor<4x8xf32>
+  func.return
+}
+// CHECK: error: 'graph.rotary' cos [3, 8] does not broadcast to [4, 8]

@@ -35,3 +35,47 @@ func.func @also_read_elementwise(%x: tensor<8x16xf32>, %w: tensor<16x64xf32>) ->
 }
 // CHECK-NOT:     epilogue.reduce
 // CHECK:         graph.reduce "amax" %{{.*}} dims array<i64: 1> keepdim : tensor<8x64xf32> -> tensor<8x1xf32>
+
+// RMSNorm's backward: the row sum of dy * w * x and the norm weight's gradient, a
+// column sum over every token, both of GEMM results seen through a reshape to
+// [batch, seq, hidden]. Row partials [32, 2], column partials [1, 64]; each finalize
+// reduces its partials viewed in the reduction's own shape, so the per-row work after
+// it runs in its loop kernel, and neither [32, 64] result is written.
+// CHECK-LABEL: func.func @norm_backward_sums
+func.func @norm_backward_sums(%dz: tensor<32x16xf32>, %w: tensor<16x64xf32>, %x: tensor<32x64xf32>) -> (tensor<2x16x1xf32>, tensor<1x1x64xf32>) {
+  %g = graph.matmul %dz, %w : (tensor<32x16xf32>, tensor<16x64xf32>) -> tensor<32x64xf32>
+  %gx = graph.pointwise "mul"(%g, %x) : (tensor<32x64xf32>, tensor<32x64xf32>) -> tensor<32x64xf32>
+  %gx3 = graph.view "reshape" %gx : tensor<32x64xf32> -> tensor<2x16x64xf32>
+  %row = graph.reduce "sum" %gx3 dims array<i64: 2> keepdim : tensor<2x16x64xf32> -> tensor<2x16x1xf32>
+  %g3 = graph.view "reshape" %g : tensor<32x64xf32> -> tensor<2x16x64xf32>
+  %col = graph.reduce "sum" %g3 dims array<i64: 0, 1> keepdim : tensor<2x16x64xf32> -> tensor<1x1x64xf32>
+  func.return %row, %col : tensor<2x16x1xf32>, tensor<1x1x64xf32>
+}
+// CHECK:         %row_partials, %col_partials = epilogue.gemm %dz, %w inputs(%x) : (tensor<32x16xf32>, tensor<16x64xf32>, tensor<32x64xf32>) -> (tensor<32x2xf32>, tensor<1x64xf32>) {
+// CHECK-NOT:       epilogue.store
+// CHECK:           epilogue.reduce "sum" %{{.*}} : !epilogue.tile<f32> -> result 0 columns 32
+// CHECK-NEXT:      epilogue.reduce "sum" %acc : !epilogue.tile<f32> -> result 1 rows 32
+// CHECK-NEXT:    }
+// CHECK-DAG:     %[[R:.*]] = graph.view "reshape" %row_partials : tensor<32x2xf32> -> tensor<2x16x2xf32>
+// CHECK-DAG:     graph.reduce "sum" %[[R]] dims array<i64: 2> keepdim : tensor<2x16x2xf32> -> tensor<2x16x1xf32>
+// CHECK-DAG:     %[[C:.*]] = graph.view "reshape" %col_partials : tensor<1x64xf32> -> tensor<1x1x64xf32>
+// CHECK-DAG:     graph.reduce "sum" %[[C]] dims array<i64: 0, 1> keepdim : tensor<1x1x64xf32> -> tensor<1x1x64xf32>
+
+// GPT-2's pre-GELU gradient: two GEMMs read it (the input and the weight gradient,
+// the latter through a transpose), and its column sum is the bias gradient. It is
+// written for the GEMMs, and the sum is a side output of row-group partials instead of
+// another pass over it.
+// CHECK-LABEL: func.func @bias_gradient_beside_gemm_operand
+func.func @bias_gradient_beside_gemm_operand(%dy: tensor<32x16xf32>, %w: tensor<16x64xf32>, %w2: tensor<64x16xf32>, %x: tensor<32x8xf32>) -> (tensor<1x64xf32>, tensor<32x16xf32>, tensor<64x8xf32>) {
+  %g = graph.matmul %dy, %w : (tensor<32x16xf32>, tensor<16x64xf32>) -> tensor<32x64xf32>
+  %db = graph.reduce "sum" %g dims array<i64: 0> keepdim : tensor<32x64xf32> -> tensor<1x64xf32>
+  %dx = graph.matmul %g, %w2 : (tensor<32x64xf32>, tensor<64x16xf32>) -> tensor<32x16xf32>
+  %gt = graph.view "permute" %g perm array<i64: 1, 0> : tensor<32x64xf32> -> tensor<64x32xf32>
+  %dw = graph.matmul %gt, %x : (tensor<64x32xf32>, tensor<32x8xf32>) -> tensor<64x8xf32>
+  func.return %db, %dx, %dw : tensor<1x64xf32>, tensor<32x16xf32>, tensor<64x8xf32>
+}
+// CHECK:         %[[G:.*]], %[[P:.*]] = epilogue.gemm %dy, %w : (tensor<32x16xf32>, tensor<16x64xf32>) -> (tensor<32x64xf32>, tensor<1x64xf32>) {
+// CHECK:           epilogue.store %acc : !epilogue.tile<f32> -> result 0
+// CHECK-NEXT:      epilogue.reduce "sum" %acc : !epilogue.tile<f32> -> result 1 rows 32
+// CHECK:         graph.reduce "sum" %[[P]] dims array<i64: 0> keepdim : tensor<1x64xf32> -> tensor<1x64xf32>
+// CHECK:         epilogue.gemm %[[G]], %w2
