@@ -6,20 +6,21 @@ steps, then the scale and the codes follow coda.runtime.quantize's arithmetic ex
 (so a tile quantized here has the bits the torch quantizer gives for the stored f32
 result). Codes and scales are stored; the high-precision tile need not be.
 
-Supported here: 8-bit elements (fp8 e4m3fn/e5m2) with MX E8M0 scales or float32 block
-scales. Sub-byte elements (fp6/fp4, int) would pack pairs of codes per byte first.
+Supported here: fp8 (e4m3fn/e5m2) and fp4 (e2m1, two codes a byte) elements with MX
+E8M0 scales or float32 block scales. fp6 and integer codes, which straddle bytes or
+need a zero point, are not stored from epilogues yet.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xdsl.dialects.builtin import Float8E4M3FNType, Float8E5M2Type
+from xdsl.dialects.builtin import Float4E2M1FNType, Float8E4M3FNType, Float8E5M2Type
 
 from coda.codegen.common import CodegenError
 from coda.codegen.quantize import amax_lines, mx_exponent_call, quantize_call
-from coda.dialects.lowp import StoreQuantizedOp
-from coda.runtime.quantize import AMAX_EPS, E4M3FN, E5M2
+from coda.dialects.lowp import StoreQuantizedOp, storage_types
+from coda.runtime.quantize import AMAX_EPS, E2M1, E4M3FN, E5M2
 
 if TYPE_CHECKING:
     from coda.codegen.gemm import _GemmGenerator
@@ -29,11 +30,12 @@ def store_quantized_lines(gen: _GemmGenerator, op: StoreQuantizedOp) -> list[str
     fmt = op.format
     name = f'kernel.gemm "{gen.kernel.kernel_name}"'
     elem = fmt.element_type
-    if not isinstance(elem, Float8E4M3FNType | Float8E5M2Type):
-        raise CodegenError(f"{name}: no epilogue quantize to {elem} yet (fp8 only)")
+    elements = {Float8E4M3FNType: E4M3FN, Float8E5M2Type: E5M2, Float4E2M1FNType: E2M1}
+    element = elements.get(type(elem))
+    if element is None:
+        raise CodegenError(f"{name}: no epilogue quantize to {elem} yet (fp8 and fp4 only)")
     if gen.batch_dims:
         raise CodegenError(f"{name}: epilogue quantize of a batched GEMM")
-    element = E4M3FN if isinstance(elem, Float8E4M3FNType) else E5M2
     block = fmt.block_shape[1]
     if gen.tile.block_n % block:
         raise CodegenError(
@@ -72,11 +74,23 @@ def store_quantized_lines(gen: _GemmGenerator, op: StoreQuantizedOp) -> list[str
     lines.append(
         f"{v['codes']} = tl.reshape({quantize_call(v['scaled'], element)}, (BLOCK_M, BLOCK_N))"
     )
+    code_cols, code_bound = "offs_n", None
+    if element.bits == 4:
+        # two codes a byte, the even column in the low nibble (coda.runtime.quantize's
+        # little-endian packing); this program's BLOCK_N columns fill BLOCK_N / 2 bytes
+        lo, hi = gen.namer.fresh("q_lo"), gen.namer.fresh("q_hi")
+        code_cols = gen.namer.fresh("q_byte_offs")
+        lines += [
+            f"{lo}, {hi} = tl.split(tl.reshape({v['codes']}, (BLOCK_M, BLOCK_N // 2, 2)))",
+            f"{v['codes']} = ({lo}.to(tl.int32) | ({hi}.to(tl.int32) << 4)).to(tl.uint8)",
+            f"{code_cols} = pid_n * (BLOCK_N // 2) + tl.arange(0, BLOCK_N // 2)",
+        ]
+        code_bound = storage_types(fmt)[0].get_shape()[1]
     scales_n = fmt.scale_shape[1]
     offs = gen.namer.fresh("q_scale_offs")
     lines.append(f"{offs} = pid_n * ({groups}) + tl.arange(0, {groups})")
     for index, value, cols, bound in (
-        (op.codes.value.data, v["codes"], "offs_n", None),
+        (op.codes.value.data, v["codes"], code_cols, code_bound),
         (op.scales.value.data, v["scale"], offs, scales_n),
     ):
         for out in (o for o in gen.outputs if o.index == index):

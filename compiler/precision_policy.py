@@ -25,6 +25,7 @@ Activation policies (training and inference):
                float32; other readers of an activation (residual adds, values saved for
                the backward) read it in high precision. The weight and gradient
                quantization of a full MXFP8 recipe is not part of it yet.
+    mxfp4-act  the same with e2m1 elements (two codes a byte).
 
 Each compile records what it packed in `PACKED_WEIGHTS` (bytes at the packed width
 against the full-precision parameter), which is how the memory saving is measured.
@@ -64,7 +65,7 @@ log = logging.getLogger("coda.compiler")
 QUANTIZED_ACTIVATIONS: list[int] = []
 
 #: activation policy -> MX element of the activations between GEMMs
-ACTIVATION_POLICIES = {"mxfp8-act": "e4m3fn"}
+ACTIVATION_POLICIES = {"mxfp8-act": "e4m3fn", "mxfp4-act": "e2m1"}
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 After fuse-epilogues, where the left operand [M, K] of an `epilogue.gemm` is a result of
 another `epilogue.gemm`, that operand becomes `lowp.dequantize(lowp.quantize(x))` in
-MX (blocks of 32 along K, E8M0 scales, the OCP floor rule), element `e4m3fn` or `e5m2`:
+MX (blocks of 32 along K, E8M0 scales, the OCP floor rule), element `e4m3fn`, `e5m2` or
+`e2m1` (two codes a byte):
 
     %h = epilogue.gemm %x, %w1t ...            %h = epilogue.gemm %x, %w1t ...
     %y = epilogue.gemm %h, %w2t ...     =>     %q = lowp.quantize %h : ... -> !lowp.scaled<...>
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
     AnyFloat,
+    Float4E2M1FNType,
     Float8E4M3FNType,
     Float8E5M2Type,
     Float8E8M0FNUType,
@@ -35,7 +37,7 @@ from xdsl.passes import ModulePass
 from coda.dialects import epilogue, lowp
 from coda.passes.dataflow import function_bodies
 
-ELEMENTS = {"e4m3fn": Float8E4M3FNType, "e5m2": Float8E5M2Type}
+ELEMENTS = {"e4m3fn": Float8E4M3FNType, "e5m2": Float8E5M2Type, "e2m1": Float4E2M1FNType}
 
 
 def _quantizable(value: SSAValue) -> bool:

@@ -29,7 +29,9 @@ func.func @mlp(%x: tensor<32x64xf32>, %w1: tensor<64x128xf32>, %w2: tensor<128x4
 """
 
 
-@pytest.mark.parametrize(("elem", "rule"), [("f8E4M3FN", "floor"), ("f8E5M2", "rceil")])
+@pytest.mark.parametrize(
+    ("elem", "rule"), [("f8E4M3FN", "floor"), ("f8E5M2", "rceil"), ("f4E2M1FN", "floor")]
+)
 def test_mx_between_gemms(elem: str, rule: str) -> None:
     fmt = f"!lowp.scaled<tensor<32x128x{elem}>, mx<32, {rule}>, f8E8M0FNU>"
     module = Parser(make_context(), MLP.format(fmt=fmt)).parse_module()
@@ -38,8 +40,9 @@ def test_mx_between_gemms(elem: str, rule: str) -> None:
     assert len(kernels) == 2
     # the producer stores only codes and scales; the consumer reads them, not f32
     producer, consumer = kernels
+    code_bytes = 64 if elem == "f4E2M1FN" else 128  # fp4: two codes a byte
     assert [str(t) for t in producer.result_types] == [
-        "tensor<32x128xui8>",
+        f"tensor<32x{code_bytes}xui8>",
         "tensor<32x4xui8>",
     ]
     assert any(isinstance(op, lowp.StoreQuantizedOp) for op in producer.walk())
@@ -53,7 +56,7 @@ def test_mx_between_gemms(elem: str, rule: str) -> None:
     w1 = torch.randint(-4, 5, (64, 128), generator=g).float() / 8
     w2 = torch.randn(128, 48, generator=g)
     (y,) = program([x, w1, w2])
-    element = Q.E4M3FN if elem == "f8E4M3FN" else Q.E5M2
+    element = {"f8E4M3FN": Q.E4M3FN, "f8E5M2": Q.E5M2, "f4E2M1FN": Q.E2M1}[elem]
     a = torch.relu(x @ w1)
     dequantized = Q.dequantize_mx(Q.quantize_mx(a, element, rule), element)
     # the round trip is lossy, far beyond the float32 summation-order tolerance below
