@@ -36,6 +36,9 @@ from coda.codegen.common import (
     render,
     store_expr,
 )
+from coda.codegen.dequantize import dequantize_operand, dequantized_source
+from coda.codegen.quantize import HELPERS_SOURCE
+from coda.codegen.quantize_epilogue import store_quantized_lines
 from coda.codegen.targets import Target
 from coda.codegen.tile_config import GemmTile, gemm_tile
 from coda.codegen.tiling import batch_indices, tile_offsets
@@ -51,6 +54,7 @@ from coda.dialects.epilogue import (
 )
 from coda.dialects.graph import ViewOp, tensor_shape
 from coda.dialects.kernel import GemmKernelOp, YieldOp
+from coda.dialects.lowp import AssembleOp, DequantizeOp, StoreQuantizedOp
 from coda.dialects.view_layout import (
     ViewAccess,
     ViewLayoutError,
@@ -226,6 +230,7 @@ class _GemmGenerator:
         if not self.outputs:
             raise CodegenError(f'kernel.gemm "{kernel.kernel_name}" has no results')
         self.helpers: set[str] = set()  # triton.language @jit helpers the kernel calls
+        self.lowp_helpers = False  # whether coda.codegen.quantize's helpers are needed
         self.var: dict[SSAValue, str] = {}  # epilogue value -> Python expression
 
     @property
@@ -293,6 +298,9 @@ class _GemmGenerator:
         return _NATIVE_DOT_TYPES.get(types.pop(), "") if len(types) == 1 else ""
 
     def _mainloop_operand(self, value: SSAValue, role: str, prefix: str) -> _Operand:
+        deq = dequantized_source(value)
+        if deq is not None:  # a packed low-precision weight (the precision pass)
+            return dequantize_operand(self, value, role, prefix, deq)
         access = self._access(value, role)
         row, col = ("m", "k") if role == "lhs" else ("k", "n")
         names = {d: d for d in self.batch_dims} | {"m": "offs_m", "n": "offs_n", "k": "kk"}
@@ -451,6 +459,7 @@ class _GemmGenerator:
             epilogue=epilogue,
             helpers=[(n, *JIT_HELPERS[n]) for n in sorted(self.helpers)],
             combines=[],
+            lowp_helpers=HELPERS_SOURCE if self.lowp_helpers else "",
             out_tensor=self.outputs[0].tensor,
         )
 
@@ -505,6 +514,9 @@ class _GemmGenerator:
             return stmt
         if isinstance(op, ReduceOp):
             stmt.lines += self._partial_reduce(op)
+            return stmt
+        if isinstance(op, StoreQuantizedOp):
+            stmt.lines += store_quantized_lines(self, op)
             return stmt
         if isinstance(op, ConstantOp):
             # a literal needs no variable: its uses splice it in
@@ -641,7 +653,7 @@ def _the_gemm(kernel: GemmKernelOp) -> GemmOp:
     for op in kernel.body.block.ops:
         if isinstance(op, GemmOp):
             gemm = op
-        elif not isinstance(op, YieldOp | ViewOp):
+        elif not isinstance(op, YieldOp | ViewOp | AssembleOp | DequantizeOp):
             raise CodegenError(
                 f'kernel.gemm "{kernel.kernel_name}" may hold only graph.view, '
                 f"epilogue.gemm and kernel.yield, found '{op.name}'"

@@ -36,7 +36,11 @@ from coda.compiler.dynamic import is_symbolic, specialize_per_size
 from coda.compiler.fold_constants import fold_constants
 from coda.compiler.fuse_cross_entropy import fuse_cross_entropy
 from coda.compiler.fx_import import UnsupportedGraph, import_graph
-from coda.compiler.pipeline import lower
+from coda.compiler.precision_policy import (
+    PrecisionPolicy,
+    apply_weight_only,
+    lower_with_policy,
+)
 from coda.compiler.rotary import fuse_rotary
 from coda.compiler.saved_values import prefer_recomputing, prefer_saving
 
@@ -82,19 +86,22 @@ class CodaOptions:
     strict: bool = False
     #: GPU to compile every kernel for ahead of time (None: no ahead-of-time check)
     target: Target | None = None
+    #: low-precision policy (coda.compiler.precision_policy)
+    precision: PrecisionPolicy = PrecisionPolicy()
 
     @classmethod
     def from_user(cls, options: dict[str, Any] | None) -> CodaOptions:
         options = dict(options or {})
         strict = bool(options.pop("strict", os.environ.get("CODA_STRICT", "") == "1"))
         target = options.pop("target", None)
+        precision = PrecisionPolicy.from_user(options.pop("precision", None))
         if target is not None:
             from coda.codegen.targets import parse_target  # codegen loads only when used
 
             target = parse_target(target)
         if options:
             raise ValueError(f"unknown coda options: {', '.join(sorted(options))}")
-        return cls(strict=strict, target=target)
+        return cls(strict=strict, target=target, precision=precision)
 
 
 def _device_of(example_inputs: Sequence[Any]) -> torch.device:
@@ -110,8 +117,10 @@ def compile_graph(
     *,
     graph_kind: str,
     options: CodaOptions,
+    params: dict[int, tuple[str, torch.Tensor]] | None = None,
 ) -> Callable[..., Any]:
-    """Compile one aten graph; on failure fall back to running `gm` eagerly."""
+    """Compile one aten graph; on failure fall back to running `gm` eagerly. `params`:
+    the graph inputs that are the model's parameters (index -> Dynamo name, value)."""
     from coda.compiler.program import build_program  # codegen loads only when compiling
 
     start = time.perf_counter()
@@ -119,7 +128,8 @@ def compile_graph(
     try:
         folded = fold_constants(gm, device)
         imported = import_graph(folded.gm, graph_kind)
-        lower(imported.module, "kernel")
+        lower_with_policy(imported.module, options.precision)
+        packed = apply_weight_only(imported.func, options.precision, graph_kind, params or {})
         sources = _ahead_of_time(imported.module, graph_kind, options)
         # a GPU runs what was checked for it; the interpreter keeps its small tiles
         sources = sources if device.type != "cpu" else None
@@ -142,7 +152,7 @@ def compile_graph(
         len(program.steps),
         time.perf_counter() - start,
     )
-    run = _boxed(program, folded.constants)
+    run = _boxed(program, [*folded.constants, *packed])
     return run if options.strict else _eager_if_first_run_fails(run, gm, graph_kind)
 
 
@@ -258,7 +268,15 @@ def _compile_static(
 ) -> Callable[..., Any]:
     """aot_autograd + coda's graph compiler for a graph of concrete sizes; a failure
     outside compile_graph (AOTAutograd, joint rewrites, partitioning) runs `gm` eagerly."""
-    compiler = functools.partial(compile_graph, options=options)
+    # Dynamo's example inputs are the real parameters (AOTAutograd's compilers see fake
+    # tensors): a weight-only policy packs their values once, at compile time
+    names = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
+    params = {
+        i: (names[i] if i < len(names) else f"arg{i}", value)
+        for i, value in enumerate(example_inputs)
+        if isinstance(value, torch.nn.Parameter)
+    }
+    compiler = functools.partial(compile_graph, options=options, params=params)
     try:
         return _aot(gm, example_inputs, compiler)
     except Exception as err:

@@ -1,4 +1,4 @@
-"""coda's IR: the graph, epilogue and kernel dialects and the pointwise registry."""
+"""coda's IR: the graph, epilogue, kernel, layout and lowp dialects and the pointwise registry."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from coda.dialects.epilogue import Epilogue
 from coda.dialects.graph import Graph
 from coda.dialects.kernel import Kernel
 from coda.dialects.layout import Layout
+from coda.dialects.lowp import Lowp
 
-CODA_DIALECTS = (Graph, Epilogue, Kernel, Layout)
+CODA_DIALECTS = (Graph, Epilogue, Kernel, Layout, Lowp)
 
 
 def make_context() -> Context:
@@ -22,4 +23,4 @@ def make_context() -> Context:
     return ctx
 
 
-__all__ = ["CODA_DIALECTS", "Epilogue", "Graph", "Kernel", "Layout", "make_context"]
+__all__ = ["CODA_DIALECTS", "Epilogue", "Graph", "Kernel", "Layout", "Lowp", "make_context"]

@@ -571,17 +571,33 @@ class GemmOp(IRDLOperation):
                     f"block argument is {arg.type}"
                 )
         stored: dict[int, StoreOp | ReduceOp] = {}
+        # ops of other dialects that write results (lowp.store_quantized): index -> shape
+        written: dict[int, tuple[int, ...]] = {}
         for op in block.ops:
+            writes = getattr(op, "written_results", None)
+            if writes is not None:
+                for index, shape in writes(out).items():
+                    if index in stored or index in written:
+                        raise VerifyException(f"'epilogue.gemm' result {index} is stored twice")
+                    written[index] = shape
+                continue
             if not isinstance(op, StoreOp | ReduceOp):
                 continue
             index = op.index.value.data  # range and element type: StoreOp.verify_
-            if index in stored:
+            if index in stored or index in written:
                 raise VerifyException(f"'epilogue.gemm' result {index} is stored twice")
             stored[index] = op
-        missing = sorted(set(range(len(self.outputs))) - set(stored))
+        missing = sorted(set(range(len(self.outputs))) - set(stored) - set(written))
         if missing:
             raise VerifyException(f"'epilogue.gemm' results {missing} are never stored")
         for i, ty in enumerate(self.result_types):
+            if i in written:
+                if tensor_shape(ty) != written[i]:
+                    raise VerifyException(
+                        f"'epilogue.gemm' result {i} has shape {list(tensor_shape(ty))}, "
+                        f"its writer stores {list(written[i])}"
+                    )
+                continue
             writer = stored[i]
             want = (
                 partial_shape(out, writer.group_size, writer.axis.data)

@@ -55,6 +55,30 @@ def _fold_views() -> type[ModulePass]:
     return FoldViews
 
 
+def _precision() -> type[ModulePass]:
+    from coda.passes.precision import Precision
+
+    return Precision
+
+
+def _fuse_quantize() -> type[ModulePass]:
+    from coda.passes.fuse_quantize import FuseQuantize
+
+    return FuseQuantize
+
+
+def _fuse_dequantize() -> type[ModulePass]:
+    from coda.passes.fuse_dequantize import FuseDequantize
+
+    return FuseDequantize
+
+
+def _quantize_activations() -> type[ModulePass]:
+    from coda.passes.quantize_activations import QuantizeActivations
+
+    return QuantizeActivations
+
+
 #: pass name -> factory of the pass class (lazy, as xDSL's registries are)
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _canonicalize,
@@ -65,6 +89,10 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "split-blocks": _split_blocks,
     "fold-layouts": _fold_layouts,
     "fold-views": _fold_views,
+    "precision": _precision,
+    "fuse-quantize": _fuse_quantize,
+    "fuse-dequantize": _fuse_dequantize,
+    "quantize-activations": _quantize_activations,
 }
 
 __all__ = ["PASSES"]
