@@ -51,6 +51,8 @@ class ViewAccess:
     base: sympy.Expr  # offset of element 0 (slices start inside the operand)
     # flat fallback: the layout of the last addressable tensor and the reshape after it
     flat_source: Layout | None = None
+    # flat fallback: where the view's row-major index 0 lies in flat_source's index
+    flat_offset: int = 0
 
     def offset(self, indices: Sequence[sympy.Expr]) -> sympy.Expr:
         if len(indices) != len(self.shape):
@@ -62,7 +64,7 @@ class ViewAccess:
         else:
             assert self.flat_source is not None
             flat = sum((c * prod(self.shape[d + 1 :]) for d, c in enumerate(crd)), start=0)
-            value = self.flat_source(flat)
+            value = self.flat_source(self.flat_offset + flat)
         return sympy.expand(self.base + value)
 
     @property
@@ -81,7 +83,8 @@ class ViewAccess:
         base = f" + {self.base}" if self.base != 0 else ""
         if self.layout is not None:
             return f"{self.layout}{base}"
-        return f"{self.flat_source}{base} over the flat index of {list(self.shape)}"
+        start = f" from {self.flat_offset}" if self.flat_offset else ""
+        return f"{self.flat_source}{base} over the flat index{start} of {list(self.shape)}"
 
 
 def view_access(value: SSAValue, block: Block, stride_names: Sequence[str]) -> ViewAccess:
@@ -170,6 +173,7 @@ class _ViewState:
     base: sympy.Expr | int
     # after a reshape composition cannot express: the layout before it (flat-indexed)
     flat: Layout | None
+    flat_offset: int = 0
 
     def apply(self, view: ViewOp) -> _ViewState:
         dst = tensor_shape(view.result)
@@ -199,6 +203,14 @@ class _ViewState:
                 try:
                     sliced = composition(mode, Layout(dst[dim], step))
                 except LayoutError as error:
+                    if dim == 0 and step == 1:
+                        # a range of the outermost dim is a range of the flat index:
+                        # address the sliced view flat-indexed in the unsliced one
+                        self.base = self.base - mode(start)
+                        src = tensor_shape(view.input)
+                        return _ViewState(
+                            None, self.base, _from_modes(modes), start * prod(src[1:])
+                        )
                     raise ViewLayoutError(f"cannot slice merged dim {mode}: {error}") from None
                 modes[dim] = (sliced.shape, sliced.stride)
         elif kind == "reshape":
@@ -212,8 +224,8 @@ class _ViewState:
             raise ViewLayoutError(f"graph.view kind '{kind}' has no layout")
         return _ViewState(_from_modes(modes), self.base, None)
 
-    def finish(self) -> tuple[Layout | None, sympy.Expr, Layout | None]:
-        return self.layout, sympy.sympify(self.base), self.flat
+    def finish(self) -> tuple[Layout | None, sympy.Expr, Layout | None, int]:
+        return self.layout, sympy.sympify(self.base), self.flat, self.flat_offset
 
 
 def _modes(layout: Layout, rank: int) -> list[tuple[object, object]]:

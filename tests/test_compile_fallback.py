@@ -47,7 +47,7 @@ def _train_step(strict: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
 # Where a failure is injected, and the one warning line it must give.
 FAILURES: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], list[str]]] = {
     "pass pipeline": (
-        lambda mp: mp.setattr(backend, "lower", _boom),
+        lambda mp: mp.setattr(backend, "lower_with_policy", _boom),
         [
             "coda: forward graph runs eagerly after an internal error: RuntimeError: boom",
             "coda: backward graph runs eagerly after an internal error: RuntimeError: boom",

@@ -152,3 +152,23 @@ def test_read_elements_counts_overlapping_views_once() -> None:
 }}""",
     )
     assert read_elements(kernel) == (2 * 2 * 3 * 8, 2 * 2 * 3 * 4 * 2)
+
+
+def test_range_of_a_merged_outer_dim_is_a_range_of_the_flat_index() -> None:
+    """flatten([2, 16]) then elements 3..19: no layout of the runtime strides slices the
+    merged (16, 2) mode, but a range of the outermost dim is a range of the row-major
+    index, addressed flat from 3. Checked against torch for contiguous and transposed
+    strides (the fuzzer's narrow-after-flatten)."""
+    block = Block(arg_types=[TensorType(f32, [2, 16])])
+    flat = graph.ViewOp("reshape", block.args[0], TensorType(f32, [32]))
+    part = graph.ViewOp("slice", flat.result, TensorType(f32, [17]), slice=(0, 3, 1))
+    block.add_ops([flat, part])
+    access = view_access(part.result, block, ["s0", "s1"])
+    assert access.layout is None and access.flat_offset == 3
+    i = sympy.Symbol("i", integer=True, nonnegative=True)
+    s0, s1 = sympy.symbols("s0 s1", integer=True, nonnegative=True)
+    # sources whose values are their storage offsets: the view's values are the offsets
+    for source in (torch.arange(32.0).reshape(2, 16), torch.arange(32.0).reshape(16, 2).t()):
+        strides = {s0: source.stride(0), s1: source.stride(1)}
+        offsets = [int(access.offset([i]).subs(strides | {i: k})) for k in range(17)]
+        assert offsets == source.reshape(32)[3:20].long().tolist()
