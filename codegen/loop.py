@@ -773,7 +773,9 @@ class _LoopGenerator:
                 if j > 0:  # no wrap outermost: lanes past P are out of range but masked
                     index = f"({index}) % {extent}" if inner > 1 else f"{index} % {extent}"
                 lines.append(f"{coord} = {index}")
-        ptr, _ = self._view_access(t)
+        ptr, varies = self._view_access(t)
+        if varies != "mask":  # not along both rows and values (one value, one row): a block
+            ptr = f"{ptr} + tl.full((BLOCK_X, {width}), 0, tl.int32)"
         mask = "x_mask[:, None]"
         if width != count:
             mask += f" & ({flat} < {count})[None, :]"

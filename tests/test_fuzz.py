@@ -377,6 +377,21 @@ REGRESSIONS: list[Any] = [
     # LayerNorm over one element: a loop kernel reading a view of a 0-d tensor printed
     # an empty stride parameter (a syntax error in the generated source)
     (GraphSpec("float32", ((1,),), (Step("norm", ("layer_norm", -1, -1)),), 0), 17),
+    # a LayerNorm over 2 elements of a 1-D input: the backward's small reductions read
+    # one value per row through a scalar pointer with a block mask
+    (
+        GraphSpec(
+            "float32",
+            ((2,), (1, 2)),
+            (
+                Step("norm", ("layer_norm", -1, -1)),
+                Step("unary", ("abs",)),
+                Step("linear", (1, -1)),
+            ),
+            0,
+        ),
+        0,
+    ),
     # a max over a size-1 dim followed by a softmax over it: both reductions landed in one
     # loop kernel, which cannot reduce a reduce result (canonicalize now drops
     # reductions over size-1 dims)
