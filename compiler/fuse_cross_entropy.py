@@ -54,26 +54,29 @@ class _CrossEntropy:
     nll_backward: fx.Node | None
 
 
-def _is(node: Any, *targets: Any) -> bool:
+def is_call(node: Any, *targets: Any) -> bool:
+    """`node` calls one of `targets` (fx pattern matching, shared with the rotary rewrite)."""
     return isinstance(node, fx.Node) and node.op == "call_function" and node.target in targets
 
 
 def _log_softmax_input(logp: fx.Node) -> fx.Node | None:
     """x when `logp` is the decomposed log_softmax(x, 1) of a 2-D x, else None:
     sub(shifted, log(sum(exp(shifted), [1], True))), shifted = sub(x, amax(x, [1], True))."""
-    if not _is(logp, aten.sub.Tensor):
+    if not is_call(logp, aten.sub.Tensor):
         return None
     shifted, log_sum = logp.args
-    if not (_is(shifted, aten.sub.Tensor) and _is(log_sum, aten.log.default)):
+    if not (is_call(shifted, aten.sub.Tensor) and is_call(log_sum, aten.log.default)):
         return None
     x, amax = shifted.args
     total = log_sum.args[0]
     if not (
-        _is(amax, aten.amax.default) and amax.args[0] is x and _is(total, aten.sum.dim_IntList)
+        is_call(amax, aten.amax.default)
+        and amax.args[0] is x
+        and is_call(total, aten.sum.dim_IntList)
     ):
         return None
     exp = total.args[0]
-    if not (_is(exp, aten.exp.default) and exp.args[0] is shifted):
+    if not (is_call(exp, aten.exp.default) and exp.args[0] is shifted):
         return None
     rank = x.meta["val"].dim()
     if (
@@ -89,16 +92,16 @@ def _dlogits(nll_backward: fx.Node, logp: fx.Node) -> fx.Node | None:
     """The decomposed log_softmax backward of `nll_backward`'s gradient:
     sub(g, mul(exp(logp), sum(g, [1], True))), possibly through detach nodes."""
     for user in nll_backward.users:
-        if not (_is(user, aten.sub.Tensor) and user.args[0] is nll_backward):
+        if not (is_call(user, aten.sub.Tensor) and user.args[0] is nll_backward):
             continue
         mul = user.args[1]
-        if not _is(mul, aten.mul.Tensor):
+        if not is_call(mul, aten.mul.Tensor):
             continue
         exp, total = mul.args
-        if not (_is(exp, aten.exp.default) and _is(total, aten.sum.dim_IntList)):
+        if not (is_call(exp, aten.exp.default) and is_call(total, aten.sum.dim_IntList)):
             continue
         source = exp.args[0]
-        while _is(source, aten.detach.default):
+        while is_call(source, aten.detach.default):
             source = source.args[0]
         if source is logp and total.args[0] is nll_backward:
             return user
@@ -112,14 +115,14 @@ def _why_not(node: fx.Node) -> tuple[_CrossEntropy | None, str]:
         return None, "class weights"
     if reduction not in (_MEAN, _SUM):
         return None, "reduction='none'"
-    if _is(logp, aten._to_copy.default):
+    if is_call(logp, aten._to_copy.default):
         # bf16/f16 log-probabilities: eager rounds them before the loss, the rewrite
         # would not, so the two would differ by that rounding
         return None, f"log-probabilities rounded to {logp.meta['val'].dtype}"
     logits = _log_softmax_input(logp)
     if logits is None:
         return None, "its input is not a log_softmax over dim 1 of a [tokens, classes] tensor"
-    backwards = [u for u in logp.users if _is(u, aten.nll_loss_backward.default)]
+    backwards = [u for u in logp.users if is_call(u, aten.nll_loss_backward.default)]
     dlogits = None
     if backwards:
         if len(backwards) != 1 or backwards[0].args[3] is not None:
@@ -128,7 +131,7 @@ def _why_not(node: fx.Node) -> tuple[_CrossEntropy | None, str]:
         if dlogits is None:
             return None, "its log_softmax backward is not the decomposed form"
     outside = [u for u in logp.users if u is not node and u not in backwards]
-    if any(not _is(u, aten.detach.default, aten.sub.Tensor, aten.exp.default) for u in outside):
+    if any(not is_call(u, aten.detach.default, aten.sub.Tensor, aten.exp.default) for u in outside):
         return None, "the log-probabilities have other users"
     ce = _CrossEntropy(
         logits, target, node, reduction, ignore_index, dlogits, backwards[0] if backwards else None
@@ -204,13 +207,13 @@ def _recompute_in_backward(logits: fx.Node, onehot: fx.Node, target: fx.Node) ->
     [T, V] tensor. The tags go on the forward nodes themselves: a copy would be merged
     back into them by the partitioner's CSE."""
     chain = [logits]
-    while _is(chain[-1], aten.view.default, aten._unsafe_view.default, aten.reshape.default):
+    while is_call(chain[-1], aten.view.default, aten._unsafe_view.default, aten.reshape.default):
         chain.append(chain[-1].args[0])
     # Logits that are a graph input (the LM head ran in another graph) are saved
     # anyway; logits the model also returns are written by the forward anyway, and a
     # forward output cannot be recomputed-only.
     returned = any(user.op == "output" for node in chain for user in node.users)
-    if _is(chain[-1], *_GEMMS) and not returned:
+    if is_call(chain[-1], *_GEMMS) and not returned:
         for node in chain:
             node.meta["recompute"] = CheckpointPolicy.MUST_RECOMPUTE
     # eq(view(arange), view(target)): the mask, the iota and the target's view, not
@@ -218,7 +221,9 @@ def _recompute_in_backward(logits: fx.Node, onehot: fx.Node, target: fx.Node) ->
     stack = [onehot]
     while stack:
         node = stack.pop()
-        if node is not target and _is(node, aten.eq.Tensor, aten.view.default, aten.arange.default):
+        if node is not target and is_call(
+            node, aten.eq.Tensor, aten.view.default, aten.arange.default
+        ):
             node.meta["recompute"] = CheckpointPolicy.MUST_RECOMPUTE
             stack += [a for a in node.args if isinstance(a, fx.Node)]
 
@@ -226,7 +231,7 @@ def _recompute_in_backward(logits: fx.Node, onehot: fx.Node, target: fx.Node) ->
 def fuse_cross_entropy(gm: fx.GraphModule) -> int:
     """Rewrite every matching cross-entropy of the joint graph `gm` in place; returns how
     many were rewritten. Unmatched ones are logged with the reason."""
-    nodes = [n for n in gm.graph.nodes if _is(n, aten.nll_loss_forward.default)]
+    nodes = [n for n in gm.graph.nodes if is_call(n, aten.nll_loss_forward.default)]
     if not nodes:
         return 0
     fake_mode = detect_fake_mode([n.meta.get("val") for n in gm.graph.nodes])

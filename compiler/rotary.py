@@ -31,6 +31,7 @@ import torch
 import torch.fx as fx
 from torch.utils.checkpoint import CheckpointPolicy
 
+from coda.compiler.fuse_cross_entropy import is_call
 from coda.compiler.saved_values import backward_nodes
 
 log = logging.getLogger("coda.compiler")
@@ -70,10 +71,6 @@ def _(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, transpose: bool) ->
 # -- matching the decomposed forms ---------------------------------------------------------
 
 
-def _is(node: Any, *targets: Any) -> bool:
-    return isinstance(node, fx.Node) and node.op == "call_function" and node.target in targets
-
-
 def _last_dim(node: fx.Node, dim: Any) -> bool:
     return isinstance(dim, int) and dim in (-1, node.meta["val"].dim() - 1)
 
@@ -81,7 +78,7 @@ def _last_dim(node: fx.Node, dim: Any) -> bool:
 def _half(node: Any) -> tuple[fx.Node, int] | None:
     """(x, 0) when `node` is the first half of x's last dim, (x, 1) the second half:
     `x[..., :D/2]` / `x[..., D/2:]` as a slice or an item of a split."""
-    if _is(node, operator.getitem) and _is(node.args[0], aten.split.Tensor):
+    if is_call(node, operator.getitem) and is_call(node.args[0], aten.split.Tensor):
         split, index = node.args
         x, size = split.args[0], split.args[1]
         dim = split.args[2] if len(split.args) > 2 else 0
@@ -89,7 +86,7 @@ def _half(node: Any) -> tuple[fx.Node, int] | None:
         if _last_dim(x, dim) and 2 * size == d and index in (0, 1):
             return x, index
         return None
-    if _is(node, aten.slice.Tensor) and len(node.args) >= 4:
+    if is_call(node, aten.slice.Tensor) and len(node.args) >= 4:
         x, dim, start, end = node.args[:4]
         step = node.args[4] if len(node.args) > 4 else 1
         d = x.meta["val"].shape[-1]
@@ -105,7 +102,7 @@ def _half(node: Any) -> tuple[fx.Node, int] | None:
 def _halves(cat: Any, negated: int) -> fx.Node | None:
     """x when `cat` is cat([-x_hi, x_lo]) (negated=0) or cat([z_hi, -z_lo]) (negated=1)
     along the last dim, else None."""
-    if not (_is(cat, aten.cat.default) and len(cat.args[0]) == 2):
+    if not (is_call(cat, aten.cat.default) and len(cat.args[0]) == 2):
         return None
     dim = cat.args[1] if len(cat.args) > 1 else 0
     if not _last_dim(cat, dim):
@@ -113,7 +110,7 @@ def _halves(cat: Any, negated: int) -> fx.Node | None:
     first, second = cat.args[0]
     parts = [first, second]
     neg = parts[negated]
-    if not _is(neg, aten.neg.default):
+    if not is_call(neg, aten.neg.default):
         return None
     parts[negated] = neg.args[0]
     hi, lo = _half(parts[0]), _half(parts[1])
@@ -124,7 +121,7 @@ def _halves(cat: Any, negated: int) -> fx.Node | None:
 
 def _mul_of(node: Any, x: fx.Node) -> fx.Node | None:
     """t when `node` is x * t (either order)."""
-    if not _is(node, aten.mul.Tensor):
+    if not is_call(node, aten.mul.Tensor):
         return None
     a, b = node.args
     if a is x and isinstance(b, fx.Node):
@@ -137,7 +134,7 @@ def _mul_of(node: Any, x: fx.Node) -> fx.Node | None:
 def _forward(add: fx.Node) -> tuple[fx.Node, fx.Node, fx.Node] | None:
     """(x, cos, sin) when `add` is x * cos + rotate_half(x) * sin."""
     for first, second in (add.args, add.args[::-1]):
-        if not (_is(second, aten.mul.Tensor) and isinstance(first, fx.Node)):
+        if not (is_call(second, aten.mul.Tensor) and isinstance(first, fx.Node)):
             continue
         for cat, sin in (second.args, second.args[::-1]):
             x = _halves(cat, negated=0)
@@ -153,7 +150,7 @@ def _backward(add: fx.Node) -> tuple[fx.Node, fx.Node, fx.Node] | None:
     """(g, cos, sin) when `add` is g * cos + rotate_half^T(g * sin)."""
     for first, second in (add.args, add.args[::-1]):
         z = _halves(second, negated=1)
-        if z is None or not _is(z, aten.mul.Tensor) or not isinstance(first, fx.Node):
+        if z is None or not is_call(z, aten.mul.Tensor) or not isinstance(first, fx.Node):
             continue
         for g, sin in (z.args, z.args[::-1]):
             if not (isinstance(g, fx.Node) and isinstance(sin, fx.Node)):
@@ -168,7 +165,7 @@ def _add_terms(node: fx.Node) -> list[Any]:
     """The terms of a tree of adds (inner adds read only by the tree)."""
     terms = []
     for arg in node.args:
-        inner = _is(arg, aten.add.Tensor) and len(arg.users) == 1 and len(arg.args) == 2
+        inner = is_call(arg, aten.add.Tensor) and len(arg.users) == 1 and len(arg.args) == 2
         terms += _add_terms(arg) if inner else [arg]
     return terms
 
@@ -176,7 +173,7 @@ def _add_terms(node: fx.Node) -> list[Any]:
 def _placed_half(node: Any) -> tuple[fx.Node, int] | None:
     """(v, start) for slice_backward(v, sizes, last dim, start, start + D/2, 1): v placed
     at columns [start, start + D/2) of zeros (autograd's backward of a slice)."""
-    if not _is(node, aten.slice_backward.default):
+    if not is_call(node, aten.slice_backward.default):
         return None
     grad, sizes, dim, start, end, step = node.args[:6]
     d = sizes[-1]
@@ -197,7 +194,7 @@ def _transposed_halves(first: Any, second: Any) -> fx.Node | None:
     if set(by_start) != {0, first.args[1][-1] // 2}:
         return None
     hi, neg = by_start[0], by_start[first.args[1][-1] // 2]
-    if not _is(neg, aten.neg.default):
+    if not is_call(neg, aten.neg.default):
         return None
     hi_half, lo_half = _half(hi), _half(neg.args[0])
     if hi_half is None or lo_half is None or hi_half[0] is not lo_half[0]:
@@ -214,7 +211,7 @@ def _backward_of_slices(add: fx.Node) -> tuple[fx.Node, fx.Node, fx.Node] | None
     for i, scaled in enumerate(terms):
         rest = [t for j, t in enumerate(terms) if j != i]
         z = _transposed_halves(*rest)
-        if z is None or not _is(z, aten.mul.Tensor):
+        if z is None or not is_call(z, aten.mul.Tensor):
             continue
         for g, sin in (z.args, z.args[::-1]):
             if isinstance(g, fx.Node) and isinstance(sin, fx.Node):
@@ -228,7 +225,7 @@ def _drop_empty_concats(graph: fx.Graph) -> None:
     """cat([empty, x]) -> x: Hugging Face's Llama concatenates k and v to an empty KV
     cache even in training, which would hide k's rotation from attention."""
     for node in list(graph.nodes):
-        if not _is(node, aten.cat.default):
+        if not is_call(node, aten.cat.default):
             continue
         inputs = [a for a in node.args[0] if a.meta["val"].numel() != 0]
         val = node.meta.get("val")
@@ -262,7 +259,9 @@ def _attention_reads(rotation: fx.Node) -> bool:
     power of two >= 16, as fuse-rotary requires), is recomputed rather than saved:
     elsewhere a recomputation would be a loop kernel of its own in the backward."""
     d = rotation.meta["val"].shape[-1]
-    return d >= 16 and d & (d - 1) == 0 and all(_is(user, *_ATTENTION) for user in rotation.users)
+    return (
+        d >= 16 and d & (d - 1) == 0 and all(is_call(user, *_ATTENTION) for user in rotation.users)
+    )
 
 
 def _replace(
@@ -284,7 +283,7 @@ def fuse_rotary(gm: fx.GraphModule) -> int:
     _drop_empty_concats(gm.graph)
     rewritten = 0
     for node in list(gm.graph.nodes):
-        if not _is(node, aten.add.Tensor) or len(node.args) != 2:
+        if not is_call(node, aten.add.Tensor) or len(node.args) != 2:
             continue
         found, transpose = _forward(node), False
         if found is None:

@@ -59,8 +59,7 @@ def _unviewed(node: object) -> object:
 
 
 def _is_gemm_output(node: object) -> bool:
-    while isinstance(node, fx.Node) and node.target in _VIEWS:
-        node = node.args[0]
+    node = _unviewed(node)
     return isinstance(node, fx.Node) and node.target in _GEMMS
 
 
