@@ -144,6 +144,27 @@ def test_forward_and_backward_match_sdpa(case: dict) -> None:
         torch.testing.assert_close(got.double(), want, atol=tol * 4, rtol=tol * 4)
 
 
+def compiled_matches_eager(
+    module: nn.Module, tensors: list[torch.Tensor], *constants: torch.Tensor, **options: object
+) -> list:
+    """Run `module(*tensors, *constants)` with the loss sum(out^2) eagerly and compiled by
+    coda (`options` passed on); the output must match to 2e-5 and the gradients of
+    `tensors` to 1e-4. Returns the compiled step's launch records."""
+    torch._dynamo.reset()
+    expected = module(*tensors, *constants)
+    expected.square().sum().backward()
+    grads = [t.grad.clone() for t in tensors]
+    inputs = [t.detach().clone().requires_grad_() for t in tensors]
+    compiled = torch.compile(module, backend="coda", options=options or None)
+    with record_launches() as launches:
+        got = compiled(*inputs, *constants)
+        got.square().sum().backward()
+    torch.testing.assert_close(got, expected, atol=2e-5, rtol=2e-5)
+    for t, g in zip(inputs, grads, strict=True):
+        torch.testing.assert_close(t.grad, g, atol=1e-4, rtol=1e-4)
+    return launches
+
+
 class _GQA(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
@@ -153,20 +174,9 @@ def test_sdpa_compiles_to_one_kernel_each_way_and_matches_eager() -> None:
     """F.scaled_dot_product_attention through torch.compile: one attention launch forward
     and one backward, nothing else (no copies of q, k, v or the repeated k/v heads)."""
     torch.manual_seed(0)
-    torch._dynamo.reset()
     q = torch.randn(1, 4, 19, 32, requires_grad=True)
     k, v = (torch.randn(1, 2, 19, 32, requires_grad=True) for _ in range(2))
-    expected = _GQA()(q, k, v)
-    expected.square().sum().backward()
-    grads = [t.grad.clone() for t in (q, k, v)]
-    inputs = [t.detach().clone().requires_grad_() for t in (q, k, v)]
-    compiled = torch.compile(_GQA(), backend="coda")
-    with record_launches() as launches:
-        got = compiled(*inputs)
-        got.square().sum().backward()
-    torch.testing.assert_close(got, expected, atol=2e-5, rtol=2e-5)
-    for t, g in zip(inputs, grads, strict=True):
-        torch.testing.assert_close(t.grad, g, atol=1e-4, rtol=1e-4)
+    launches = compiled_matches_eager(_GQA(), [q, k, v])
     attention = [(r.graph, r.kind) for r in launches if r.kind == "attention"]
     assert attention == [("forward", "attention"), ("backward", "attention")]
     assert not [r for r in launches if r.kind in ("copy", "fallback")]
@@ -183,21 +193,9 @@ def test_broadcast_additive_mask_is_read_in_place() -> None:
     """A [S, Skv] float mask (no gradient: torch's flash path takes it) reaches the kernels
     as a broadcast view: no expanded copy of it, one launch each way."""
     torch.manual_seed(0)
-    torch._dynamo.reset()
     q = torch.randn(2, 2, 9, 16, requires_grad=True)
     k, v = (torch.randn(2, 2, 13, 16, requires_grad=True) for _ in range(2))
-    mask = torch.randn(9, 13)
-    expected = _Masked()(q, k, v, mask)
-    expected.square().sum().backward()
-    grads = [t.grad.clone() for t in (q, k, v)]
-    inputs = [t.detach().clone().requires_grad_() for t in (q, k, v)]
-    compiled = torch.compile(_Masked(), backend="coda")
-    with record_launches() as launches:
-        got = compiled(*inputs, mask)
-        got.square().sum().backward()
-    torch.testing.assert_close(got, expected, atol=2e-5, rtol=2e-5)
-    for t, g in zip(inputs, grads, strict=True):
-        torch.testing.assert_close(t.grad, g, atol=1e-4, rtol=1e-4)
+    launches = compiled_matches_eager(_Masked(), [q, k, v], torch.randn(9, 13))
     assert [r.kind for r in launches] == ["attention", "attention"]
     forward = launches[0]
     # the mask is read once, [9, 13] floats, not the [2, 2, 9, 13] it broadcasts to
