@@ -37,6 +37,7 @@ from coda.codegen.common import (
     store_expr,
 )
 from coda.codegen.dequantize import dequantize_operand, dequantized_source
+from coda.codegen.prologue import prologue_operand, prologue_root
 from coda.codegen.quantize import HELPERS_SOURCE
 from coda.codegen.quantize_epilogue import store_quantized_lines
 from coda.codegen.targets import Target
@@ -44,15 +45,18 @@ from coda.codegen.tile_config import GemmTile, gemm_tile
 from coda.codegen.tiling import batch_indices, tile_offsets
 from coda.dialects.epilogue import (
     AccumulateOp,
+    ColType,
     ConstantOp,
     GemmOp,
     MapOp,
     ReduceOp,
+    RowReduceOp,
     ScaleOp,
     StoreOp,
     TileValueType,
 )
-from coda.dialects.graph import ViewOp, tensor_shape
+from coda.dialects.graph import ConstantOp as GraphConstantOp
+from coda.dialects.graph import PointwiseOp, ViewOp, tensor_shape
 from coda.dialects.kernel import GemmKernelOp, YieldOp
 from coda.dialects.lowp import AssembleOp, DequantizeOp, StoreQuantizedOp
 from coda.dialects.view_layout import (
@@ -211,6 +215,7 @@ class _GemmGenerator:
         self.ir = IrText(kernel)
         self.gemm = _the_gemm(kernel)
         self.tile = tile or gemm_tile(target, self.gemm)
+        self.target = target
         self.tile_for = target.name if target else "Triton's interpreter"
         rank = len(self.gemm.out_shape)
         self.namer = Namer(_TEMPLATE_LOCALS | _batch_locals(rank))
@@ -301,6 +306,9 @@ class _GemmGenerator:
         deq = dequantized_source(value)
         if deq is not None:  # a packed low-precision weight (the precision pass)
             return dequantize_operand(self, value, role, prefix, deq)
+        root = prologue_root(value)
+        if root is not None:  # elementwise work on the operand (fuse-prologues)
+            return prologue_operand(self, value, role, prefix, root)
         access = self._access(value, role)
         row, col = ("m", "k") if role == "lhs" else ("k", "n")
         names = {d: d for d in self.batch_dims} | {"m": "offs_m", "n": "offs_n", "k": "kk"}
@@ -372,7 +380,7 @@ class _GemmGenerator:
         ]
         comments += [o.comment for o in operands if o.comment != o.name]
         body = [line for o in operands for line in o.address]
-        body += [o.load for o in operands]
+        body += [o.load for o in operands if o.load]
         native = self._native_dot()
         if native:
             body.append("if UPCAST_OPERANDS:")
@@ -515,6 +523,10 @@ class _GemmGenerator:
         if isinstance(op, ReduceOp):
             stmt.lines += self._partial_reduce(op)
             return stmt
+        if isinstance(op, RowReduceOp):
+            var = self.var[op.result] = self.namer.fresh(self.ir.name(op.result)[1:])
+            stmt.lines += self._row_reduce(op, var)
+            return stmt
         if isinstance(op, StoreQuantizedOp):
             stmt.lines += store_quantized_lines(self, op)
             return stmt
@@ -538,7 +550,21 @@ class _GemmGenerator:
         index = op.index.value.data
         value = self.var[op.value]
         lines = []
+        column = isinstance(op.value.type, ColType)
         for out in (o for o in self.outputs if o.index == index):
+            if column:  # one value per row, [..., M, 1]: the program holds whole rows
+                if out.address is not None:
+                    raise CodegenError(
+                        f'kernel.gemm "{self.kernel.kernel_name}": a column is stored in place'
+                    )
+                batch = _batch_offset(self.batch_dims, out.strides)
+                out_type = element_type(self.gemm.results[index])
+                stored = store_expr(value, out.ptr, out_type, self.helpers)
+                lines += [
+                    f"{out.ptrs} = {out.ptr}{batch} + offs_m[:, None] * {out.strides['m']}",
+                    f"tl.store({out.ptrs}, {stored}, mask=mask_m[:, None])",
+                ]
+                continue
             if out.address is not None:
                 lines += [
                     f"# stored through layout {out.address.comment}",
@@ -554,6 +580,35 @@ class _GemmGenerator:
             stored = store_expr(value, out.ptr, out_type, self.helpers)
             lines.append(f"tl.store({out.ptrs}, {stored}, mask=mask)")
         return lines or [f"pass  # result {index} is not a result of the kernel"]
+
+    def _row_reduce(self, op: RowReduceOp, var: str) -> list[str]:
+        """A whole row's statistic as a [BLOCK_M, 1] column in `var`: the program holds
+        every column (BLOCK_N >= N; elements past N hold the kind's identity). A GPU
+        reduces across lanes with tl.sum/tl.max; the interpreter halves the row as the
+        partials do (`_tree`: it cannot call triton.language's reductions here)."""
+        x = self.var[op.tile]
+        kind = op.kind.data
+        value = f"{x} * {x}" if kind == "sumsq" else x
+        if kind == "max":
+            return self._reduce_row(var, "max", f'tl.where(mask, {value}, float("-inf"))')
+        if kind == "logsumexp":
+            # max-shifted; a row past M (all -inf) gives -inf, not NaN
+            top = self.namer.fresh(f"{var}_max")
+            lines = self._reduce_row(top, "max", f'tl.where(mask, {value}, float("-inf"))')
+            lines.append(f'{top} = tl.where({top} == float("-inf"), 0.0, {top})')
+            shifted = f"tl.where(mask, tl.exp({value} - {top}), 0.0)"
+            lines += self._reduce_row(var, "+", shifted)
+            lines.append(f"{var} = {top} + tl.log({var})")
+            return lines
+        return self._reduce_row(var, "+", f"tl.where(mask, {value}, 0.0)")
+
+    def _reduce_row(self, var: str, combine: str, masked: str) -> list[str]:
+        if self.target is not None:
+            # a GPU reduces across its lanes with shuffles (the halving costs registers)
+            reduce = "tl.max" if combine == "max" else "tl.sum"
+            return [f"{var} = {reduce}({masked}, axis=1)[:, None]"]
+        lines = [f"{var} = tl.reshape({masked}, (BLOCK_M, 1, BLOCK_N))"]
+        return lines + self._tree(var, combine, "BLOCK_M", "1", self.tile.block_n)
 
     def _partial_reduce(self, op: ReduceOp) -> list[str]:
         """epilogue.reduce: the tile as [BLOCK_M, BLOCK_N / columns, columns] groups,
@@ -653,9 +708,12 @@ def _the_gemm(kernel: GemmKernelOp) -> GemmOp:
     for op in kernel.body.block.ops:
         if isinstance(op, GemmOp):
             gemm = op
-        elif not isinstance(op, YieldOp | ViewOp | AssembleOp | DequantizeOp):
+        elif not isinstance(
+            op, YieldOp | ViewOp | AssembleOp | DequantizeOp | PointwiseOp | GraphConstantOp
+        ):
             raise CodegenError(
-                f'kernel.gemm "{kernel.kernel_name}" may hold only graph.view, '
+                f'kernel.gemm "{kernel.kernel_name}" may hold only graph.view, operand '
+                "prologues (graph.pointwise, graph.constant), lowp dequantization, "
                 f"epilogue.gemm and kernel.yield, found '{op.name}'"
             )
     if gemm is None:

@@ -106,19 +106,32 @@ def fits_partials(tile: GemmTile, gemm: GemmOp) -> bool:
     return (
         tile.block_n % partial_columns(gemm) == 0
         and tile.block_m % partial_columns(gemm, "rows") == 0
+        and (not gemm.holds_full_rows or tile.block_n >= gemm.out_shape[-1])
     )
+
+
+def _whole_rows(tile: GemmTile, gemm: GemmOp, gpu: bool) -> GemmTile:
+    """`tile` widened to hold whole output rows when the epilogue reduces them
+    (epilogue.row_reduce; N is at most FULL_ROW_MAX): BLOCK_N the power of two at or
+    above N. On a GPU a 256-wide accumulator takes 64 rows, not 128, to stay in the
+    registers the 128 x 128 tile used."""
+    if not gemm.holds_full_rows:
+        return tile
+    width = max(16, 1 << (gemm.out_shape[-1] - 1).bit_length())
+    rows = tile.block_m if not gpu or width <= 128 else min(tile.block_m, 64)
+    return replace(tile, block_m=rows, block_n=max(tile.block_n, width))
 
 
 def gemm_tile(target: Target | None, gemm: GemmOp) -> GemmTile:
     """The tile for `gemm` on `target` (None: the interpreter)."""
     if target is None:
-        return INTERPRETER_GEMM
+        return _whole_rows(INTERPRETER_GEMM, gemm, gpu=False)
     tile = (_GEMM_16BIT if sixteen_bit_operands(gemm) else _GEMM_32BIT)[target.name]
     if live_tiles(gemm) > _MAX_LIVE_TILES:
         # many live tiles (several aux outputs, residuals): halve the columns so each
         # costs half the registers
         tile = replace(tile, block_n=tile.block_n // 2)
-    return tile
+    return _whole_rows(tile, gemm, gpu=True)
 
 
 def gemm_tiles(target: Target, gemm: GemmOp) -> list[GemmTile]:
@@ -130,8 +143,10 @@ def gemm_tiles(target: Target, gemm: GemmOp) -> list[GemmTile]:
     full = replace(first, block_n=max(first.block_n, 128))
     narrow = replace(full, block_n=full.block_n // 2)
     small = replace(full, block_m=64, block_n=64, num_warps=4)
+    # whole rows (epilogue.row_reduce): fewer of them per program
+    rows = [replace(first, block_m=m, num_warps=w) for m, w in ((32, 8), (16, 8), (16, 4))]
     tiles: list[GemmTile] = []
-    for tile in (first, full, narrow, replace(narrow, num_warps=4), small):
+    for tile in (first, full, narrow, replace(narrow, num_warps=4), small, *rows):
         if tile not in tiles and fits_partials(tile, gemm):
             tiles.append(tile)
     return tiles

@@ -42,7 +42,11 @@ from coda.compiler.precision_policy import (
     lower_with_policy,
 )
 from coda.compiler.rotary import fuse_rotary
-from coda.compiler.saved_values import prefer_recomputing, prefer_saving
+from coda.compiler.saved_values import (
+    prefer_recomputing,
+    prefer_recomputing_norms,
+    prefer_saving,
+)
 
 if TYPE_CHECKING:
     from coda.codegen.targets import Target
@@ -237,6 +241,7 @@ def partition(joint: fx.GraphModule, joint_inputs: Sequence[Any], **kwargs: Any)
     fuse_rotary(joint)
     prefer_saving(joint)
     prefer_recomputing(joint)
+    prefer_recomputing_norms(joint)
     with torch._functorch.config.patch(recompute_views=True):
         return min_cut_rematerialization_partition(joint, joint_inputs, **kwargs)
 

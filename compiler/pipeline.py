@@ -14,7 +14,13 @@ from coda.passes import PASSES
 #: stage name -> the passes that produce it from the previous stage
 STAGES: dict[str, tuple[str, ...]] = {
     "graph": ("fuse-rotary", "canonicalize", "fold-views"),
-    "epilogue": ("fuse-epilogues", "fuse-reductions", "expand-logsumexp", "fuse-quantize"),
+    "epilogue": (
+        "fuse-prologues",
+        "fuse-epilogues",
+        "fuse-reductions",
+        "expand-logsumexp",
+        "fuse-quantize",
+    ),
     "kernel": ("split-blocks", "fuse-dequantize"),
 }
 IR_STAGES = tuple(STAGES)

@@ -206,9 +206,23 @@ def _evaluate_gemm(op: epilogue.GemmOp, args: Sequence[Any]) -> list[Any]:
             results[inner.index.value.data] = partial_reduce(
                 inner.kind.data, vals[0], inner.group_size, inner.axis.data
             )
+        elif isinstance(inner, epilogue.RowReduceOp):
+            env[inner.result] = row_reduce(inner.kind.data, vals[0])
         else:
             raise NotImplementedError(f"no reference semantics for '{inner.name}'")
     return results
+
+
+def row_reduce(kind: str, tile: torch.Tensor) -> torch.Tensor:
+    """epilogue.row_reduce on a whole [..., M, N] output: one value per row, [..., M, 1]."""
+    if kind == "sum":
+        return tile.sum(-1, keepdim=True)
+    if kind == "sumsq":
+        return tile.square().sum(-1, keepdim=True)
+    if kind == "max":
+        return tile.amax(-1, keepdim=True)
+    assert kind == "logsumexp", kind
+    return torch.logsumexp(tile, -1, keepdim=True)
 
 
 def partial_reduce(

@@ -23,6 +23,16 @@ writing and the backward reading both [M, I] tensors: M*K + 2*K*I elements read 
 4*M*I moved, fewer whenever M*K + 2*K*I < 4*M*I (any token count above ~K/2). The
 product itself stays saved (MUST_SAVE): the down projection's weight gradient reads it,
 and recomputing it would write it a second time.
+
+A normalized activation only GEMMs read (`hn = w * (x * rstd)` before the q/k/v or
+gate/up projections; a LayerNorm's `(x - mean) * rstd * w + b`), recomputed instead of
+saved: fuse-prologues computes it on the operand tiles of the GEMMs that read it, so the
+forward never writes it if the backward does not need it saved. The backward's weight
+gradients and recomputed projections read it the same way, from x and the per-row and
+per-column vectors, which the norm's own backward reads anyway. Only a chain of cheap
+pointwise ops with one full-size input that the backward reads in any case (x) and
+small other inputs (the statistics, the norm's weight and bias) is marked, so
+recomputing reads nothing the backward would not.
 """
 
 from __future__ import annotations
@@ -97,6 +107,83 @@ def prefer_saving(joint: fx.GraphModule) -> int:
         if _residual(node) or read:
             node.meta["recompute"] = CheckpointPolicy.MUST_SAVE
             marked += 1
+    return marked
+
+
+#: pointwise ops fuse-prologues recomputes on operand tiles (see passes/fuse_prologues)
+_PROLOGUE_TARGETS = (
+    aten.mul.Tensor,
+    aten.add.Tensor,
+    aten.sub.Tensor,
+    aten.div.Tensor,
+    aten.neg.default,
+    torch.ops.prims.convert_element_type.default,
+)
+_OPERAND_VIEWS = (*_VIEWS, aten.t.default, aten.permute.default, aten.expand.default)
+
+
+def _read_as_gemm_operand(node: fx.Node, forward_users: list[fx.Node]) -> bool:
+    """Every forward user reads `node` as a GEMM's matrix operand, through views."""
+    for user in forward_users:
+        if user.target in _OPERAND_VIEWS:
+            if not _read_as_gemm_operand(user, list(user.users)):
+                return False
+        elif user.target in _GEMMS:
+            matrices = user.args[-2:]  # addmm's bias is its first argument
+            if node not in matrices or node in user.args[:-2]:
+                return False
+        else:
+            return False
+    return True
+
+
+def _norm_prologue(node: fx.Node, backward: set[fx.Node]) -> list[fx.Node] | None:
+    """The pointwise chain ending in `node` (an operand only GEMMs read) when its leaves
+    are one input of the chain's size that the backward reads anyway and small vectors
+    (at most 1/8 of the size each); None otherwise."""
+    forward_users = [u for u in node.users if u not in backward]
+    if node.target not in _PROLOGUE_TARGETS or not _read_as_gemm_operand(node, forward_users):
+        return None
+    size = _numel(node)
+    chain: list[fx.Node] = []
+    full: list[fx.Node] = []
+
+    def visit(current: fx.Node) -> bool:
+        chain.append(current)
+        for arg in current.all_input_nodes:
+            users_in_forward = [u for u in arg.users if u not in backward]
+            if arg.target in _PROLOGUE_TARGETS and all(u in chain for u in users_in_forward):
+                if not visit(arg):
+                    return False
+            elif "val" not in arg.meta or not isinstance(arg.meta["val"], torch.Tensor):
+                return False
+            elif _numel(arg) * 8 <= size:
+                continue  # a statistic per row, a weight per column
+            elif _numel(arg) == size and any(u in backward for u in arg.users):
+                full.append(arg)
+            else:
+                return False
+        return len(chain) <= 4
+
+    if not visit(node) or len(set(full)) != 1:
+        return None
+    return chain
+
+
+def prefer_recomputing_norms(joint: fx.GraphModule) -> int:
+    """Mark normalized activations that only GEMMs read must-recompute (see the module
+    docstring). Returns how many chains were marked."""
+    backward = backward_nodes(joint.graph)
+    marked = 0
+    for node in joint.graph.nodes:
+        if node in backward or node.op != "call_function":
+            continue
+        chain = _norm_prologue(node, backward)
+        if chain is None or node.meta.get("recompute") is not None:
+            continue
+        for member in chain:
+            member.meta["recompute"] = CheckpointPolicy.MUST_RECOMPUTE
+        marked += 1
     return marked
 
 

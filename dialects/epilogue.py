@@ -239,12 +239,58 @@ class ConstantOp(IRDLOperation):
         verify_constant_type(self, self.value, self.result.type.element_type)
 
 
+#: the widest output a GEMM may hold whole rows of in one program (BLOCK_N >= N): a
+#: 64 x 256 float32 accumulator is what a GPU's registers hold comfortably next to the
+#: mainloop's tiles. Wider rows reduce in partials (epilogue.reduce) and a finalize.
+FULL_ROW_MAX = 256
+
+#: what epilogue.row_reduce computes over each whole row
+ROW_REDUCE_KINDS = ("sum", "sumsq", "max", "logsumexp")
+
+
+@irdl_op_definition
+class RowReduceOp(IRDLOperation):
+    """Reduce each whole row of the tile to one value per row (a column). The program
+    holds entire rows (the kernel's BLOCK_N covers N, at most FULL_ROW_MAX), so the
+    statistic is complete on chip: a norm's mean of squares or its backward's
+    sum(dy * w * x), and what uses it, run in the epilogue with no partials and no
+    finalize kernel."""
+
+    name = "epilogue.row_reduce"
+    kind = prop_def(StringAttr)
+    tile = operand_def(TileType)
+    result = result_def(ColType)
+    traits = lazy_traits_def(lambda: (Pure(), HasParent(GemmOp)))
+    assembly_format = "$kind $tile attr-dict `:` type($tile) `->` type($result)"
+
+    def __init__(self, kind: str, tile: SSAValue):
+        assert isinstance(tile.type, TileType)
+        super().__init__(
+            operands=[tile],
+            result_types=[ColType(tile.type.element_type)],
+            properties={"kind": StringAttr(kind)},
+        )
+
+    def verify_(self) -> None:
+        if self.kind.data not in ROW_REDUCE_KINDS:
+            raise VerifyException(
+                f"'epilogue.row_reduce' kind must be one of {', '.join(ROW_REDUCE_KINDS)}, "
+                f'got "{self.kind.data}"'
+            )
+        if self.result.type.element_type != self.tile.type.element_type:
+            raise VerifyException(
+                "'epilogue.row_reduce' result must have the tile's element type "
+                f"{self.tile.type.element_type}, got {self.result.type}"
+            )
+
+
 @irdl_op_definition
 class StoreOp(IRDLOperation):
-    """Write a tile to result `index` of the enclosing epilogue.gemm."""
+    """Write a tile to result `index` of the enclosing epilogue.gemm, or a column (one
+    value per row, e.g. a norm's rstd) to a result of shape [..., M, 1]."""
 
     name = "epilogue.store"
-    value = operand_def(TileType)
+    value = operand_def(TileType | ColType)
     index = prop_def(IntegerAttr[I64])
     traits = lazy_traits_def(lambda: (HasParent(GemmOp),))
     assembly_format = "$value `:` type($value) `->` `result` $index attr-dict"
@@ -525,6 +571,11 @@ class GemmOp(IRDLOperation):
             op.attributes |= attributes.data
         return op
 
+    @property
+    def holds_full_rows(self) -> bool:
+        """Whether a program must hold whole rows of the output (a row_reduce)."""
+        return any(isinstance(op, RowReduceOp) for op in self.body.block.ops)
+
     def verify_(self) -> None:
         sums = self.sums.get_values()
         if not sums or any(n < 1 for n in sums) or 2 * sum(sums) != len(self.products):
@@ -587,6 +638,11 @@ class GemmOp(IRDLOperation):
             if index in stored or index in written:
                 raise VerifyException(f"'epilogue.gemm' result {index} is stored twice")
             stored[index] = op
+        if out[-1] > FULL_ROW_MAX and any(isinstance(op, RowReduceOp) for op in block.ops):
+            raise VerifyException(
+                f"'epilogue.gemm' reduces whole rows of {out[-1]} columns: at most "
+                f"{FULL_ROW_MAX} fit one program (reduce wider rows in partials)"
+            )
         missing = sorted(set(range(len(self.outputs))) - set(stored) - set(written))
         if missing:
             raise VerifyException(f"'epilogue.gemm' results {missing} are never stored")
@@ -599,15 +655,18 @@ class GemmOp(IRDLOperation):
                     )
                 continue
             writer = stored[i]
-            want = (
-                partial_shape(out, writer.group_size, writer.axis.data)
-                if isinstance(writer, ReduceOp)
-                else out
-            )
+            if isinstance(writer, ReduceOp):
+                want = partial_shape(out, writer.group_size, writer.axis.data)
+            elif isinstance(writer.value.type, ColType):
+                want = (*out[:-1], 1)
+            else:
+                want = out
             if tensor_shape(ty) != want:
                 what = (
                     "its partials cover"
                     if isinstance(writer, ReduceOp)
+                    else "the stored column covers"
+                    if isinstance(writer.value.type, ColType)
                     else "the output tile covers"
                 )
                 raise VerifyException(
@@ -624,6 +683,6 @@ def new_epilogue_block(input_types: Sequence[Attribute], accumulators: int = 1) 
 
 Epilogue = Dialect(
     "epilogue",
-    [GemmOp, MapOp, ScaleOp, AccumulateOp, ConstantOp, StoreOp, ReduceOp],
+    [GemmOp, MapOp, ScaleOp, AccumulateOp, ConstantOp, StoreOp, ReduceOp, RowReduceOp],
     [TileType, RowType, ColType, ScalarType],
 )

@@ -143,6 +143,22 @@ def is_strided_view(value: SSAValue) -> bool:
     return True
 
 
+def is_addressable_view(value: SSAValue) -> bool:
+    """Whether a kernel can read `value`, a chain of views of a tensor with runtime
+    strides, through an address map (a reshape no layout expresses is addressed on
+    the flat index, but nothing but another reshape may follow it)."""
+    block = value.owner.parent_block() if isinstance(value.owner, ViewOp) else None
+    chain = _view_chain(value, block) if block is not None else []
+    root = chain[0].input if chain else value
+    names = [f"s{d}" for d in range(len(tensor_shape(root)))]
+    strides = [sympy.Symbol(n, integer=True, nonnegative=True) for n in names]
+    try:
+        _access(root, chain, strides)
+    except ViewLayoutError:
+        return False
+    return True
+
+
 def _view_chain(value: SSAValue, block: Block) -> list[ViewOp]:
     """The views (in `block`) that `value` is computed by, sources first."""
     chain: list[ViewOp] = []

@@ -25,6 +25,12 @@ def _fuse_epilogues() -> type[ModulePass]:
     return FuseEpilogues
 
 
+def _fuse_prologues() -> type[ModulePass]:
+    from coda.passes.fuse_prologues import FusePrologues
+
+    return FusePrologues
+
+
 def _fuse_reductions() -> type[ModulePass]:
     from coda.passes.fuse_reductions import FuseReductions
 
@@ -84,6 +90,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _canonicalize,
     "fuse-rotary": _fuse_rotary,
     "fuse-epilogues": _fuse_epilogues,
+    "fuse-prologues": _fuse_prologues,
     "fuse-reductions": _fuse_reductions,
     "expand-logsumexp": _expand_logsumexp,
     "split-blocks": _split_blocks,

@@ -11,6 +11,10 @@ A group grows from one `graph.matmul`, one op at a time:
     (SwiGLU's silu(gate) * up, a sum of input gradients); matmuls are offered first;
   - an elementwise producer joins when all its users are in the group and the
     epilogue can read its operands (silu(gate), recomputed from the gate it reads);
+  - a sum, mean, max or logsumexp of a group tile over its last dim joins when one
+    program holds
+    whole rows (N <= epilogue.FULL_ROW_MAX): a column value, which elementwise ops of
+    columns (rstd = rsqrt(mean + eps)) and of tiles (dx = t + c * x) then use;
 and never when contracting the group would create a cycle (networkx decides). A tree
 of `add`s over matmuls whose values have no other use is one accumulator: a GEMM over
 the concatenated K.
@@ -109,20 +113,46 @@ class EpilogueGroup:
                 and op.input.owner in member_set
                 and regroups_rows(graph.tensor_shape(op.result), self.out_shape)
             )
+        if isinstance(op, graph.ReduceOp):
+            return self._reduces_whole_rows(op) and can_contract(dataflow, [*self.members, op])
         if not isinstance(op, graph.PointwiseOp):
             return False
         shape = graph.tensor_shape(op.result)
-        if not regroups_rows(shape, self.out_shape):
+        if not (regroups_rows(shape, self.out_shape) or self._is_column(shape)):
             return False
         uses_group = False
         for operand in op.inputs:
             if operand.owner in member_set:
-                uses_group = graph.tensor_shape(operand) == shape
+                operand_shape = graph.tensor_shape(operand)
+                # a group value of the op's shape, or a group column broadcast over rows
+                uses_group = operand_shape == shape or (
+                    self._is_column(operand_shape) and operand_shape == (*shape[:-1], 1)
+                )
                 if not uses_group:  # a group value broadcast against something bigger
                     return False
             elif not is_splat_constant(operand) and not self._takes_input(operand, shape):
                 return False
         return uses_group and can_contract(dataflow, [*self.members, op])
+
+    def _is_column(self, shape: tuple[int, ...]) -> bool:
+        """One value per row of the tile (its rows regrouped, [B, S, 1])."""
+        rows = prod(self.out_shape[:-1])
+        return bool(shape) and shape[-1] == 1 and prod(shape) == rows and self.out_shape[-1] != 1
+
+    def _reduces_whole_rows(self, op: graph.ReduceOp) -> bool:
+        """A sum, mean, max or logsumexp over the last dim of a group tile, kept as a
+        column, when
+        one program can hold whole rows (N <= FULL_ROW_MAX): the statistic is complete
+        in the epilogue (epilogue.row_reduce), and what uses it can run there too."""
+        shape = graph.tensor_shape(op.input)
+        return (
+            op.kind.data in ("sum", "mean", "amax", "logsumexp")
+            and op.keepdim is not None
+            and op.reduced_dims == (len(shape) - 1,)
+            and op.input.owner in set(self.members)
+            and regroups_rows(shape, self.out_shape)
+            and self.out_shape[-1] <= epilogue.FULL_ROW_MAX
+        )
 
     def _merges(self, matmul: graph.MatmulOp, dataflow) -> bool:
         """Whether `matmul` joins as another accumulator (see the class docstring)."""
@@ -166,7 +196,7 @@ class EpilogueGroup:
         if op in self.members or not isinstance(op, graph.PointwiseOp):
             return []
         shape = graph.tensor_shape(op.result)
-        if not regroups_rows(shape, self.out_shape):
+        if not (regroups_rows(shape, self.out_shape) or self._is_column(shape)):
             return []
         views = regrouping_views(op.result, self.out_shape)
         values = [op.result, *(view.result for view in views)]

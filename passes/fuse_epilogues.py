@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.dialects.builtin import FloatAttr, ModuleOp, TensorType, f32
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
@@ -134,10 +134,20 @@ class _EpilogueBuilder:
             self.mapped[value] = self._emit(epilogue.ConstantOp(const.value))
         return self.mapped[value]
 
+    def reduce_rows(self, op: graph.ReduceOp) -> None:
+        """A whole-row statistic: epilogue.row_reduce (a mean divides the sum by N)."""
+        kind = {"sum": "sum", "mean": "sum", "amax": "max", "logsumexp": "logsumexp"}[op.kind.data]
+        value = self._emit(epilogue.RowReduceOp(kind, self.mapped[op.input]))
+        if op.kind.data == "mean":
+            count = self._emit(epilogue.ConstantOp(FloatAttr(float(self.group.out_shape[-1]), f32)))
+            value = self._emit(epilogue.MapOp("div", [value, count], value.type))
+        self.mapped[op.result] = value
+
     def translate(self, op: graph.PointwiseOp) -> None:
         args = [self._operand(self.viewed.get((op, v), v)) for v in op.inputs]
         fn = op.fn.data
-        result_type = epilogue.TileType(op.result.type.element_type)
+        kind = epilogue.combined_kind([a.type.kind for a in args])
+        result_type = epilogue.TILE_KINDS[kind](op.result.type.element_type)
         kinds = [a.type.kind for a in args]
         same_type = args[0].type == result_type
         if fn == "add" and kinds == ["tile", "tile"] and same_type and args[1].type == result_type:
@@ -160,6 +170,8 @@ class _EpilogueBuilder:
         for op in self.elementwise:
             if isinstance(op, graph.ViewOp):  # a regrouping of rows: the same tile
                 self.mapped[op.result] = self.mapped[op.input]
+            elif isinstance(op, graph.ReduceOp):
+                self.reduce_rows(op)
             else:
                 assert isinstance(op, graph.PointwiseOp)
                 self.translate(op)
@@ -173,7 +185,8 @@ class _EpilogueBuilder:
         for index, (tile, values) in enumerate(stored.items()):
             self.block.add_op(epilogue.StoreOp(tile, index))
             elem = values[0].type.element_type
-            result_types.append(TensorType(elem, out_shape))
+            column = isinstance(tile.type, epilogue.ColType)  # one value per row
+            result_types.append(TensorType(elem, (*out_shape[:-1], 1) if column else out_shape))
         accumulators = [[(m.lhs, m.rhs) for m in leaves] for _, leaves in self.accumulators]
         gemm = epilogue.GemmOp(accumulators, self.inputs, result_types, Region(self.block))
         return gemm, list(stored.values())

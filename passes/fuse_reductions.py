@@ -19,15 +19,18 @@ alone (see fuse_reductions_in).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType, f32
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
+from xdsl.traits import IsTerminator
 
 from coda.dialects import epilogue, graph
 from coda.passes.dataflow import function_bodies
+from coda.passes.fuse_prologues import PROLOGUE_FNS, feeds_gemm_operands_only
 
 #: graph.reduce kind -> (epilogue.reduce kind, kind of the finalize over the partials)
 _PARTIAL_KINDS = {
@@ -35,6 +38,8 @@ _PARTIAL_KINDS = {
     "amax": ("max", "amax"),
     "logsumexp": ("logsumexp", "logsumexp"),
 }
+#: epilogue.reduce kind -> the graph.reduce that combines its partials
+_FINALIZE = {"sum": "sum", "sumsq": "sum", "max": "amax", "logsumexp": "logsumexp"}
 
 
 def _stored_tile(gemm: epilogue.GemmOp, index: int) -> SSAValue | None:
@@ -63,10 +68,36 @@ class _Candidate:
     axis: str  # "columns": a reduction of each row; "rows": of each column
 
 
+def _squared(value: SSAValue) -> SSAValue | None:
+    """x, where `value` is square(x) (seen through reshapes) and nothing else reads it."""
+    square = _gemm_result(value).owner
+    if not (isinstance(square, graph.PointwiseOp) and square.fn.data == "square"):
+        return None
+    if len(_readers(square.result)) != 1:
+        return None  # read elsewhere too: computed (and reduced) where it is read
+    return square.inputs[0]
+
+
+def _reduced_tile(op: graph.ReduceOp) -> tuple[SSAValue, str] | None:
+    """The GEMM result `op` reduces (through reshapes and a square) and the partial kind."""
+    kind = op.kind.data
+    squared = _squared(op.input) if kind in ("sum", "mean") else None
+    if squared is not None:
+        return _gemm_result(squared), "sumsq"
+    if kind == "mean":
+        return _gemm_result(op.input), "sum"
+    if kind in _PARTIAL_KINDS:
+        return _gemm_result(op.input), _PARTIAL_KINDS[kind][0]
+    return None
+
+
 def _candidate(op: graph.ReduceOp) -> _Candidate | None:
-    source = _gemm_result(op.input)
+    found = _reduced_tile(op)
+    if found is None:
+        return None
+    source = found[0]
     gemm = source.owner
-    if not isinstance(gemm, epilogue.GemmOp) or op.kind.data not in _PARTIAL_KINDS:
+    if not isinstance(gemm, epilogue.GemmOp):
         return None
     index = list(gemm.results).index(source)
     if _stored_tile(gemm, index) is None:
@@ -134,8 +165,11 @@ def fuse_reduction(op: graph.ReduceOp, block: Block) -> bool:
         return False
     gemm, index, axis = found.gemm, found.index, found.axis
     tile = _stored_tile(gemm, index)
-    assert tile is not None
-    kind, finalize_kind = _PARTIAL_KINDS[op.kind.data]
+    reduced = _reduced_tile(op)
+    assert tile is not None and reduced is not None
+    kind = reduced[1]
+    finalize_kind = _FINALIZE[kind]
+    square = None if kind != "sumsq" or op.kind.data == "sumsq" else _gemm_result(op.input).owner
     group = epilogue.PARTIAL_ROWS if axis == "rows" else epilogue.PARTIAL_COLUMNS
     gemm.body.block.add_op(epilogue.ReduceOp(kind, tile, len(gemm.results), group, axis))
     gemm = _rebuilt(gemm, block, set())
@@ -163,9 +197,19 @@ def fuse_reduction(op: graph.ReduceOp, block: Block) -> bool:
     )
     block.insert_op_after(finalize, result)
     result = finalize
+    if op.kind.data == "mean":  # the sum of the partials over the count
+        count = math.prod(graph.tensor_shape(op.input)[d] for d in op.reduced_dims)
+        scale = graph.ConstantOp(1.0 / count, TensorType(f32, ()))
+        mean = graph.PointwiseOp("mul", [finalize.results[0], scale.result], op.result.type)
+        block.insert_op_after(scale, finalize)
+        block.insert_op_after(mean, scale)
+        result = mean
     result.results[0].name_hint = op.result.name_hint
     op.result.replace_all_uses_with(result.results[0])
     block.erase_op(op)
+    if square is not None:  # square(x) is computed in the epilogue now
+        _erase_dead_reshapes(square.results[0], block)
+        block.erase_op(square)
     source = gemm.results[index]
     _erase_dead_reshapes(source, block)
     if not source.uses:  # only reduced: the [M, N] result is never written
@@ -183,33 +227,47 @@ def _readers(value: SSAValue) -> list[Operation]:
 
 
 def _read_by_gemms_only(ops: list[Operation]) -> bool:
-    """Every op is a GEMM, or a view only GEMMs read (a transposed weight-gradient
-    operand): a loop kernel would read the result for nothing but the reduction."""
+    """Every op is a GEMM, a view only GEMMs read (a transposed weight-gradient
+    operand), elementwise work on a GEMM operand (fuse-prologues computes it on the
+    operand's tiles) or the function's return: a loop kernel would read the result
+    for nothing but the reduction."""
     for op in ops:
         if isinstance(op, graph.ViewOp):
             if not _read_by_gemms_only([use.operation for use in op.result.uses]):
                 return False
-        elif not isinstance(op, epilogue.GemmOp | graph.MatmulOp):
+        elif isinstance(op, graph.PointwiseOp):
+            if op.fn.data not in PROLOGUE_FNS or not feeds_gemm_operands_only(op.result):
+                return False
+        elif not (isinstance(op, epilogue.GemmOp | graph.MatmulOp) or op.has_trait(IsTerminator)):
             return False
     return True
+
+
+def _reduction_reading(user: Operation) -> graph.ReduceOp | None:
+    """The fusable reduction `user` is, or that alone reads it (the mean of a square)."""
+    if isinstance(user, graph.PointwiseOp) and user.fn.data == "square":
+        readers = _readers(user.result)
+        user = readers[0] if len(readers) == 1 else user
+    return user if isinstance(user, graph.ReduceOp) and _candidate(user) else None
 
 
 def fuse_reductions_in(block: Block) -> None:
     """Fuse the reductions of each GEMM result that only reductions and other GEMMs read.
     A result that only reductions read is not written at all; one that GEMMs read is
-    written for them, and its reductions (a bias gradient's column sum) cost a small side
-    output instead of another pass over it. A result an elementwise op reads (a
-    softmax's scores) is left alone: its loop kernel reduces it in the pass that reads
-    it anyway."""
+    written for them, and its reductions (a bias gradient's column sum, the mean of
+    squares of a residual stream a norm reads) cost a small side output instead of
+    another pass over it. A result an elementwise op reads (a softmax's scores) is left
+    alone: its loop kernel reduces it in the pass that reads it anyway."""
     for op in [op for op in block.ops if isinstance(op, graph.ReduceOp)]:
-        if op.parent is None or _candidate(op) is None:
+        found = _candidate(op) if op.parent is not None else None
+        if found is None:
             continue  # erased with an earlier sibling's fusion, or not over a GEMM tile
-        users = _readers(_gemm_result(op.input))
-        reductions = [u for u in users if isinstance(u, graph.ReduceOp) and _candidate(u)]
-        others = [u for u in users if u not in reductions]
+        users = _readers(found.gemm.results[found.index])
+        reductions = [r for r in map(_reduction_reading, users) if r is not None]
+        others = [u for u in users if _reduction_reading(u) is None]
         if _read_by_gemms_only(others):
-            for user in dict.fromkeys(reductions):
-                fuse_reduction(user, block)
+            for reduction in dict.fromkeys(reductions):
+                fuse_reduction(reduction, block)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ from coda.passes.dataflow import (
 )
 from coda.passes.epilogue_groups import EpilogueGroup
 from coda.passes.fuse_epilogues import fuse_group
+from coda.passes.fuse_prologues import PROLOGUE_FNS
 
 # The most values a small reduction reduces per kept coordinate: they are loaded as one
 # block per program, so they must fit in registers next to the pass's own blocks.
@@ -406,6 +407,47 @@ def _view_chains(op: Operation) -> list[graph.ViewOp]:
     return views
 
 
+def _prologue(gemm: epilogue.GemmOp) -> list[Operation]:
+    """The pointwise ops fuse-prologues left on the GEMM's product operands (each in its
+    operand's shape), with the views and constants they read, producers first: they are
+    cloned into the kernel, which computes them on each tile its mainloop loads."""
+    ops: list[Operation] = []
+
+    def qualifies(op: Operation, shape: tuple[int, ...]) -> bool:
+        if not (
+            isinstance(op, graph.PointwiseOp)
+            and op.fn.data in PROLOGUE_FNS
+            and graph.tensor_shape(op.result) == shape
+        ):
+            return False
+        return all(
+            graph.tensor_shape(v) == ()
+            if isinstance(v.owner, graph.ConstantOp)
+            else qualifies(v.owner, shape)
+            if isinstance(v.owner, graph.PointwiseOp)
+            else graph.tensor_shape(v) == shape
+            for v in op.inputs
+        )
+
+    def visit(op: Operation) -> None:
+        for value in op.operands:
+            views: list[Operation] = []
+            while isinstance(value.owner, graph.ViewOp):
+                views.insert(0, value.owner)
+                value = value.owner.input
+            if isinstance(value.owner, graph.PointwiseOp | graph.ConstantOp) and not views:
+                visit(value.owner)
+            ops.extend(v for v in views if v not in ops)
+        if op not in ops:
+            ops.append(op)
+
+    for value in gemm.products:
+        owner = value.owner
+        if isinstance(owner, Operation) and qualifies(owner, graph.tensor_shape(value)):
+            visit(owner)
+    return ops
+
+
 def _outline(
     kind: type[kernel.KernelOp],
     label: str,
@@ -607,9 +649,8 @@ def split_block(block: Block) -> None:
     for matmul in [op for op in block.ops if isinstance(op, graph.MatmulOp)]:
         fuse_group(EpilogueGroup(matmul, [matmul]), block)
     for gemm in [op for op in block.ops if isinstance(op, epilogue.GemmOp)]:
-        outlined = _outline(
-            kernel.GemmKernelOp, _gemm_label(gemm), [gemm], block, _view_chains(gemm)
-        )
+        cloned = list(dict.fromkeys([*_prologue(gemm), *_view_chains(gemm)]))
+        outlined = _outline(kernel.GemmKernelOp, _gemm_label(gemm), [gemm], block, cloned)
         assert isinstance(outlined, kernel.GemmKernelOp)
         _store_through_views(outlined, block)
     attention = graph.AttentionOp | graph.AttentionBackwardOp

@@ -98,3 +98,32 @@ def test_recomputed_gated_mlp_matches_eager_in_one_backward_gemm() -> None:
     pre_activation = 128 * 192 * 4
     assert all(a.nbytes != pre_activation for a in silu_backward[0].reads), silu_backward[0]
     assert len(silu_backward[0].reads) == 5, silu_backward[0]
+
+
+def test_normalized_activations_are_recomputed_not_saved() -> None:
+    """Both RMSNorm outputs of a Llama block feed only GEMMs: the forward saves x, the
+    residual stream and the two rstd vectors, never the [B, S, D] normalized values,
+    and no forward loop kernel writes anything of that size (fuse-prologues computes hn
+    on the GEMMs' operand tiles)."""
+    from coda.compiler.pipeline import lower
+    from coda.compiler.report import kernels_of
+    from coda.dialects import kernel
+
+    captured = capture(ModelSpec(lambda: LlamaBlock(64, 4, 2, 192), ((2, 16, 64),)))
+    (output,) = [n for n in dict(captured.graphs)["forward"].graph.nodes if n.op == "output"]
+    saved = [a for a in output.args[0][1:] if isinstance(a, torch.fx.Node)]
+    normalized = [
+        a.name
+        for a in saved
+        if a.target == torch.ops.aten.mul.Tensor
+        and any(i.target == torch.ops.aten.rsqrt.default for i in a.all_input_nodes)
+    ]
+    assert not normalized, normalized
+    module = lower(captured.to_module())
+    forward = next(f for f in module.ops if f.sym_name.data == "forward")
+    loops = [k for k in kernels_of(forward) if isinstance(k, kernel.LoopKernelOp)]
+    # the first norm's statistics of the block input (the second's are finished in the
+    # o-projection's epilogue, which holds whole rows)
+    assert len(loops) == 1
+    for loop in loops:  # the statistics only: one rstd per token
+        assert [tuple(r.type.get_shape()) for r in loop.results] == [(2, 16, 1)], loop.kernel_name

@@ -346,3 +346,39 @@ func.func @logsumexp_over_rows(%x: tensor<70x8xf32>, %w: tensor<8x16xf32>) {
 }
 // CHECK: error: 'epilogue.reduce' over rows: sum, sumsq or max, got "logsumexp"
 
+
+// -----
+
+func.func @row_reduce_kind(%x: tensor<4x8xf32>, %w: tensor<8x16xf32>) {
+  %y = epilogue.gemm %x, %w : (tensor<4x8xf32>, tensor<8x16xf32>) -> (tensor<4x1xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    %s = epilogue.row_reduce "mean" %acc : !epilogue.tile<f32> -> !epilogue.col<f32>
+    epilogue.store %s : !epilogue.col<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:[[# @LINE - 5]]:5: error: 'epilogue.row_reduce' kind must be one of sum, sumsq, max, logsumexp, got "mean"
+
+// -----
+
+func.func @row_reduce_too_wide(%x: tensor<4x8xf32>, %w: tensor<8x300xf32>) {
+  %y = epilogue.gemm %x, %w : (tensor<4x8xf32>, tensor<8x300xf32>) -> (tensor<4x1xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    %s = epilogue.row_reduce "sum" %acc : !epilogue.tile<f32> -> !epilogue.col<f32>
+    epilogue.store %s : !epilogue.col<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:[[# @LINE - 7]]:3: error: 'epilogue.gemm' reduces whole rows of 300 columns: at most 256 fit one program (reduce wider rows in partials)
+
+// -----
+
+func.func @column_stored_as_tile(%x: tensor<4x8xf32>, %w: tensor<8x16xf32>) {
+  %y = epilogue.gemm %x, %w : (tensor<4x8xf32>, tensor<8x16xf32>) -> (tensor<4x16xf32>) {
+  ^bb0(%acc: !epilogue.tile<f32>):
+    %s = epilogue.row_reduce "sum" %acc : !epilogue.tile<f32> -> !epilogue.col<f32>
+    epilogue.store %s : !epilogue.col<f32> -> result 0
+  }
+  func.return
+}
+// CHECK: epilogue_invalid.mlir:[[# @LINE - 7]]:3: error: 'epilogue.gemm' result 0 has shape [4, 16], the stored column covers [4, 1]

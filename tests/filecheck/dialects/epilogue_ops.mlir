@@ -195,3 +195,25 @@ func.func @column_partials(%x: tensor<70x8xf32>, %w: tensor<8x16xf32>) -> tensor
 
 // CHECK-LABEL: func.func @column_partials
 // CHECK:           epilogue.reduce "sum" %acc : !epilogue.tile<f32> -> result 0 rows 32
+
+// Whole-row statistics: RMSNorm of a residual stream, the output 48 columns wide (one
+// program holds whole rows). rstd is a column, stored as a [M, 1] result.
+func.func @row_reduce(%x: tensor<4x8xf32>, %w: tensor<8x48xf32>, %r: tensor<4x48xf32>) -> (tensor<4x48xf32>, tensor<4x1xf32>) {
+  %h, %rstd = epilogue.gemm %x, %w inputs(%r) : (tensor<4x8xf32>, tensor<8x48xf32>, tensor<4x48xf32>) -> (tensor<4x48xf32>, tensor<4x1xf32>) {
+  ^tile(%acc: !epilogue.tile<f32>, %res: !epilogue.tile<f32>):
+    %0 = epilogue.accumulate %acc, %res : (!epilogue.tile<f32>, !epilogue.tile<f32>) -> !epilogue.tile<f32>
+    %1 = epilogue.row_reduce "sumsq" %0 : !epilogue.tile<f32> -> !epilogue.col<f32>
+    %2 = epilogue.row_reduce "max" %0 : !epilogue.tile<f32> -> !epilogue.col<f32>
+    %n = epilogue.constant 4.800000e+01 : f32 -> !epilogue.scalar<f32>
+    %3 = epilogue.map "div"(%1, %n) : (!epilogue.col<f32>, !epilogue.scalar<f32>) -> !epilogue.col<f32>
+    %4 = epilogue.map "rsqrt"(%3) : (!epilogue.col<f32>) -> !epilogue.col<f32>
+    epilogue.store %0 : !epilogue.tile<f32> -> result 0
+    epilogue.store %4 : !epilogue.col<f32> -> result 1
+  }
+  func.return %h, %rstd : tensor<4x48xf32>, tensor<4x1xf32>
+}
+
+// CHECK-LABEL: func.func @row_reduce
+// CHECK:           %1 = epilogue.row_reduce "sumsq" %0 : !epilogue.tile<f32> -> !epilogue.col<f32>
+// CHECK-NEXT:      %2 = epilogue.row_reduce "max" %0 : !epilogue.tile<f32> -> !epilogue.col<f32>
+// CHECK:           epilogue.store %4 : !epilogue.col<f32> -> result 1

@@ -2,64 +2,66 @@
 
 // The LM head of cross-entropy: logsumexp of the logits and the target logit, picked
 // by a one-hot mask (iota == target) that fuses as well. Only reductions read the
-// logits, so the GEMM writes two [8, 3] partials (96 columns / 32) and no [8, 96]
+// logits, so the GEMM writes two [8, 3] partials (320 columns / 32) and no [8, 320]
 // result; a finalize of each kind combines the partials.
 // CHECK-LABEL: func.func @lm_head_cross_entropy
-func.func @lm_head_cross_entropy(%h: tensor<8x16xf32>, %w: tensor<16x96xf32>, %iota: tensor<1x96xi64>, %t: tensor<8x1xi64>) -> (tensor<8x1xf32>, tensor<8x1xf32>) {
-  %logits = graph.matmul %h, %w : (tensor<8x16xf32>, tensor<16x96xf32>) -> tensor<8x96xf32>
-  %lse = graph.reduce "logsumexp" %logits dims array<i64: 1> keepdim : tensor<8x96xf32> -> tensor<8x1xf32>
-  %onehot = graph.pointwise "eq"(%iota, %t) : (tensor<1x96xi64>, tensor<8x1xi64>) -> tensor<8x96xi1>
+func.func @lm_head_cross_entropy(%h: tensor<8x16xf32>, %w: tensor<16x320xf32>, %iota: tensor<1x320xi64>, %t: tensor<8x1xi64>) -> (tensor<8x1xf32>, tensor<8x1xf32>) {
+  %logits = graph.matmul %h, %w : (tensor<8x16xf32>, tensor<16x320xf32>) -> tensor<8x320xf32>
+  %lse = graph.reduce "logsumexp" %logits dims array<i64: 1> keepdim : tensor<8x320xf32> -> tensor<8x1xf32>
+  %onehot = graph.pointwise "eq"(%iota, %t) : (tensor<1x320xi64>, tensor<8x1xi64>) -> tensor<8x320xi1>
   %zero = graph.constant 0.000000e+00 : f32 -> tensor<f32>
-  %masked = graph.pointwise "where"(%onehot, %logits, %zero) : (tensor<8x96xi1>, tensor<8x96xf32>, tensor<f32>) -> tensor<8x96xf32>
-  %picked = graph.reduce "sum" %masked dims array<i64: 1> keepdim : tensor<8x96xf32> -> tensor<8x1xf32>
+  %masked = graph.pointwise "where"(%onehot, %logits, %zero) : (tensor<8x320xi1>, tensor<8x320xf32>, tensor<f32>) -> tensor<8x320xf32>
+  %picked = graph.reduce "sum" %masked dims array<i64: 1> keepdim : tensor<8x320xf32> -> tensor<8x1xf32>
   func.return %lse, %picked : tensor<8x1xf32>, tensor<8x1xf32>
 }
-// CHECK:         %[[LSE_P:.*]], %[[PICK_P:.*]] = epilogue.gemm %h, %w inputs(%iota, %t) : (tensor<8x16xf32>, tensor<16x96xf32>, tensor<1x96xi64>, tensor<8x1xi64>) -> (tensor<8x3xf32>, tensor<8x3xf32>) {
+// CHECK:         %[[LSE_P:.*]], %[[PICK_P:.*]] = epilogue.gemm %h, %w inputs(%iota, %t) : (tensor<8x16xf32>, tensor<16x320xf32>, tensor<1x320xi64>, tensor<8x1xi64>) -> (tensor<8x10xf32>, tensor<8x10xf32>) {
 // CHECK:           epilogue.map "eq"
 // CHECK:           epilogue.map "where"
 // CHECK-NOT:       epilogue.store
 // CHECK:           epilogue.reduce "logsumexp" %acc : !epilogue.tile<f32> -> result 0 columns 32
 // CHECK-NEXT:      epilogue.reduce "sum" %{{.*}} : !epilogue.tile<f32> -> result 1 columns 32
 // CHECK-NEXT:    }
-// CHECK-DAG:     %{{.*}} = graph.reduce "sum" %[[PICK_P]] dims array<i64: 1> keepdim : tensor<8x3xf32> -> tensor<8x1xf32>
-// CHECK-DAG:     %{{.*}} = graph.reduce "logsumexp" %[[LSE_P]] dims array<i64: 1> keepdim : tensor<8x3xf32> -> tensor<8x1xf32>
+// CHECK-DAG:     %{{.*}} = graph.reduce "sum" %[[PICK_P]] dims array<i64: 1> keepdim : tensor<8x10xf32> -> tensor<8x1xf32>
+// CHECK-DAG:     %{{.*}} = graph.reduce "logsumexp" %[[LSE_P]] dims array<i64: 1> keepdim : tensor<8x10xf32> -> tensor<8x1xf32>
 
 // A result read by something besides a reduction is written anyway: the loop kernel
 // that reads it reduces it in the same pass, so nothing changes.
 // CHECK-LABEL: func.func @also_read_elementwise
-func.func @also_read_elementwise(%x: tensor<8x16xf32>, %w: tensor<16x64xf32>) -> (tensor<8x1xf32>, tensor<8x64xf32>) {
-  %0 = graph.matmul %x, %w : (tensor<8x16xf32>, tensor<16x64xf32>) -> tensor<8x64xf32>
-  %1 = graph.reduce "amax" %0 dims array<i64: 1> keepdim : tensor<8x64xf32> -> tensor<8x1xf32>
-  %2 = graph.pointwise "sub"(%0, %1) : (tensor<8x64xf32>, tensor<8x1xf32>) -> tensor<8x64xf32>
-  func.return %1, %2 : tensor<8x1xf32>, tensor<8x64xf32>
+func.func @also_read_elementwise(%x: tensor<8x16xf32>, %w: tensor<16x320xf32>) -> (tensor<8x1xf32>, tensor<8x320xf32>) {
+  %0 = graph.matmul %x, %w : (tensor<8x16xf32>, tensor<16x320xf32>) -> tensor<8x320xf32>
+  %1 = graph.reduce "amax" %0 dims array<i64: 1> keepdim : tensor<8x320xf32> -> tensor<8x1xf32>
+  %2 = graph.pointwise "sub"(%0, %1) : (tensor<8x320xf32>, tensor<8x1xf32>) -> tensor<8x320xf32>
+  func.return %1, %2 : tensor<8x1xf32>, tensor<8x320xf32>
 }
 // CHECK-NOT:     epilogue.reduce
-// CHECK:         graph.reduce "amax" %{{.*}} dims array<i64: 1> keepdim : tensor<8x64xf32> -> tensor<8x1xf32>
+// CHECK:         graph.reduce "amax" %{{.*}} dims array<i64: 1> keepdim : tensor<8x320xf32> -> tensor<8x1xf32>
 
 // RMSNorm's backward: the row sum of dy * w * x and the norm weight's gradient, a
 // column sum over every token, both of GEMM results seen through a reshape to
-// [batch, seq, hidden]. Row partials [32, 2], column partials [1, 64]; each finalize
+// [batch, seq, hidden]. Row partials [32, 10], column partials [1, 320]; each finalize
 // reduces its partials viewed in the reduction's own shape, so the per-row work after
-// it runs in its loop kernel, and neither [32, 64] result is written.
+// it runs in its loop kernel, and neither [32, 320] result is written. (Rows of at most
+// epilogue.FULL_ROW_MAX columns are reduced whole in the epilogue instead: the
+// outputs here are 320 wide.)
 // CHECK-LABEL: func.func @norm_backward_sums
-func.func @norm_backward_sums(%dz: tensor<32x16xf32>, %w: tensor<16x64xf32>, %x: tensor<32x64xf32>) -> (tensor<2x16x1xf32>, tensor<1x1x64xf32>) {
-  %g = graph.matmul %dz, %w : (tensor<32x16xf32>, tensor<16x64xf32>) -> tensor<32x64xf32>
-  %gx = graph.pointwise "mul"(%g, %x) : (tensor<32x64xf32>, tensor<32x64xf32>) -> tensor<32x64xf32>
-  %gx3 = graph.view "reshape" %gx : tensor<32x64xf32> -> tensor<2x16x64xf32>
-  %row = graph.reduce "sum" %gx3 dims array<i64: 2> keepdim : tensor<2x16x64xf32> -> tensor<2x16x1xf32>
-  %g3 = graph.view "reshape" %g : tensor<32x64xf32> -> tensor<2x16x64xf32>
-  %col = graph.reduce "sum" %g3 dims array<i64: 0, 1> keepdim : tensor<2x16x64xf32> -> tensor<1x1x64xf32>
-  func.return %row, %col : tensor<2x16x1xf32>, tensor<1x1x64xf32>
+func.func @norm_backward_sums(%dz: tensor<32x16xf32>, %w: tensor<16x320xf32>, %x: tensor<32x320xf32>) -> (tensor<2x16x1xf32>, tensor<1x1x320xf32>) {
+  %g = graph.matmul %dz, %w : (tensor<32x16xf32>, tensor<16x320xf32>) -> tensor<32x320xf32>
+  %gx = graph.pointwise "mul"(%g, %x) : (tensor<32x320xf32>, tensor<32x320xf32>) -> tensor<32x320xf32>
+  %gx3 = graph.view "reshape" %gx : tensor<32x320xf32> -> tensor<2x16x320xf32>
+  %row = graph.reduce "sum" %gx3 dims array<i64: 2> keepdim : tensor<2x16x320xf32> -> tensor<2x16x1xf32>
+  %g3 = graph.view "reshape" %g : tensor<32x320xf32> -> tensor<2x16x320xf32>
+  %col = graph.reduce "sum" %g3 dims array<i64: 0, 1> keepdim : tensor<2x16x320xf32> -> tensor<1x1x320xf32>
+  func.return %row, %col : tensor<2x16x1xf32>, tensor<1x1x320xf32>
 }
-// CHECK:         %row_partials, %col_partials = epilogue.gemm %dz, %w inputs(%x) : (tensor<32x16xf32>, tensor<16x64xf32>, tensor<32x64xf32>) -> (tensor<32x2xf32>, tensor<1x64xf32>) {
+// CHECK:         %row_partials, %col_partials = epilogue.gemm %dz, %w inputs(%x) : (tensor<32x16xf32>, tensor<16x320xf32>, tensor<32x320xf32>) -> (tensor<32x10xf32>, tensor<1x320xf32>) {
 // CHECK-NOT:       epilogue.store
 // CHECK:           epilogue.reduce "sum" %{{.*}} : !epilogue.tile<f32> -> result 0 columns 32
 // CHECK-NEXT:      epilogue.reduce "sum" %acc : !epilogue.tile<f32> -> result 1 rows 32
 // CHECK-NEXT:    }
-// CHECK-DAG:     %[[R:.*]] = graph.view "reshape" %row_partials : tensor<32x2xf32> -> tensor<2x16x2xf32>
-// CHECK-DAG:     graph.reduce "sum" %[[R]] dims array<i64: 2> keepdim : tensor<2x16x2xf32> -> tensor<2x16x1xf32>
-// CHECK-DAG:     %[[C:.*]] = graph.view "reshape" %col_partials : tensor<1x64xf32> -> tensor<1x1x64xf32>
-// CHECK-DAG:     graph.reduce "sum" %[[C]] dims array<i64: 0, 1> keepdim : tensor<1x1x64xf32> -> tensor<1x1x64xf32>
+// CHECK-DAG:     %[[R:.*]] = graph.view "reshape" %row_partials : tensor<32x10xf32> -> tensor<2x16x10xf32>
+// CHECK-DAG:     graph.reduce "sum" %[[R]] dims array<i64: 2> keepdim : tensor<2x16x10xf32> -> tensor<2x16x1xf32>
+// CHECK-DAG:     %[[C:.*]] = graph.view "reshape" %col_partials : tensor<1x320xf32> -> tensor<1x1x320xf32>
+// CHECK-DAG:     graph.reduce "sum" %[[C]] dims array<i64: 0, 1> keepdim : tensor<1x1x320xf32> -> tensor<1x1x320xf32>
 
 // GPT-2's pre-GELU gradient: two GEMMs read it (the input and the weight gradient,
 // the latter through a transpose), and its column sum is the bias gradient. It is
