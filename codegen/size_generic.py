@@ -24,9 +24,7 @@ helper functions), in a non-doc string, or in a `tl.constexpr` argument of the l
 from __future__ import annotations
 
 import ast
-import io
 import re
-import tokenize
 from dataclasses import dataclass, field
 
 #: stands for a literal in a skeleton (never in generated source)
@@ -69,25 +67,31 @@ class _Template:
     unknown_text: frozenset[int] | None = None
 
 
+#: what a literal can be inside of (strings, comments, names), and number literals; one
+#: regex pass (the `tokenize` module takes ~10 ms for a kernel: too slow for every compile)
+_TOKENS = re.compile(
+    r"""
+    (?P<doc>\"\"\"[\s\S]*?\"\"\"|\'\'\'[\s\S]*?\'\'\')
+    | (?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+    | (?P<comment>\#[^\n]*)
+    | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
+    | (?P<num>(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][+-]?[0-9]+)?[jJ]?[A-Za-z_0-9.]*)
+    """,
+    re.VERBOSE,
+)
+
+
 def _slots(source: str) -> list[Slot]:
-    lines = source.splitlines(keepends=True)
-    starts = [0]
-    for line in lines:
-        starts.append(starts[-1] + len(line))
-
-    def offset(pos: tuple[int, int]) -> int:
-        return starts[pos[0] - 1] + pos[1]
-
     slots: list[Slot] = []
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        begin = offset(tok.start)
-        if tok.type == tokenize.NUMBER and _INT.fullmatch(tok.string):
-            slots.append(Slot(begin, offset(tok.end), int(tok.string), True))
-        elif tok.type == tokenize.COMMENT or (
-            tok.type == tokenize.STRING and tok.string.endswith(('"""', "'''"))
-        ):
-            for m in _INT.finditer(tok.string):
-                slots.append(Slot(begin + m.start(), begin + m.end(), int(m.group()), False))
+    for m in _TOKENS.finditer(source):
+        kind = m.lastgroup
+        if kind == "num" and _INT.fullmatch(m.group()):
+            slots.append(Slot(m.start(), m.end(), int(m.group()), True))
+        elif kind in ("doc", "comment"):
+            for d in _INT.finditer(m.group()):
+                slots.append(
+                    Slot(m.start() + d.start(), m.start() + d.end(), int(d.group()), False)
+                )
     return slots
 
 
@@ -119,10 +123,7 @@ class SizeGenericSources:
         source must be used (first of its skeleton, nothing varies, or refused)."""
         if _PARAM in source or _HOLE in source:
             return None
-        try:
-            slots = _slots(source)
-        except (tokenize.TokenError, SyntaxError):
-            return None
+        slots = _slots(source)
         skeleton = _skeleton(source, slots)
         values = tuple(s.value for s in slots)
         template = self._templates.get(skeleton)
