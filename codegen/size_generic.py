@@ -18,7 +18,9 @@ one). Sources whose code genuinely depends on the size (another tile count, anot
 plan) have another skeleton and get their own module. A template is refused (the
 concrete source is used) when a varying literal sits where a runtime value is not
 allowed or not enough: outside `launch` and the launched kernel (module constants,
-helper functions), in a non-doc string, or in a `tl.constexpr` argument of the launch.
+helper functions), in a `tl.constexpr` argument of the launch, or in a block shape.
+Triple-quoted strings are taken as documentation (generated code has no others);
+other strings must match exactly.
 """
 
 from __future__ import annotations
