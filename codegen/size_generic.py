@@ -215,6 +215,8 @@ def _render(source: str, slots: list[Slot], template: _Template) -> GenericSourc
     args = "".join(f", {_PARAM}{i}={_PARAM}[{i}]" for i in in_kernel)
     if not kernel.args.args or not launch.args.args or not (call.args or call.keywords):
         return None
+    if kernel.args.defaults or kernel.args.vararg or launch.args.vararg or launch.args.kwonlyargs:
+        return None  # the added parameters would not be valid Python there
     edits.append((span(kernel.args.args[-1])[1],) * 2 + (params,))  # type: ignore[arg-type]
     edits.append((span(launch.args.args[-1])[1],) * 2 + (f", *, {_PARAM}: tuple[int, ...] = ()",))  # type: ignore[arg-type]
     last = max((*call.args, *call.keywords), key=lambda node: span(node)[1])
