@@ -196,6 +196,10 @@ class _Generator:
             constexpr_args=constexprs,
             native_dot=native,
             sizes=dict(B=b, H=hq, GROUP=group, S=s, S_KV=skv, D=d, DV=dv),
+            # batch and sequence lengths are runtime arguments, so that one compiled
+            # kernel serves every length (compiler/dynamic.py); head counts and head
+            # dims shape the tiles and stay compile-time constants
+            runtime_sizes=("B", "S", "S_KV"),
             block_d=max(16, 1 << (d - 1).bit_length()),
             block_dv=max(16, 1 << (dv - 1).bit_length()),
             scale=repr(float(op.scale_value)),

@@ -706,7 +706,13 @@ class _LoopGenerator:
         self.reduced_space.add(op.result)
         value = self.var[op.input]
         masked = f"tl.where(mask, {value}, {identity})"
-        inits.append(Stmt(text, [f"{acc} = tl.full([BLOCK_X, BLOCK_R], {identity}, {ctype})"]))
+        # a mean accumulates in float64: a float32 sum of n equal values is rounded, and
+        # sum / n then misses the value (x - mean of a constant row is not 0, and a norm's
+        # 1/sqrt(eps) amplifies it); eager's CPU reductions accumulate in double too
+        acc_type = "tl.float64" if kind == "mean" else ctype
+        if kind == "mean":
+            masked = f"{masked}.to(tl.float64)"
+        inits.append(Stmt(text, [f"{acc} = tl.full([BLOCK_X, BLOCK_R], {identity}, {acc_type})"]))
         if kind in ("sum", "mean"):
             update = f"{acc} += {masked}"
         else:
@@ -714,7 +720,9 @@ class _LoopGenerator:
             update = f"{acc} = {fn}({acc}, {masked}, propagate_nan=tl.PropagateNan.ALL)"
         body.append(Stmt(text, [update]))
         final = f"{var} = tl.reduce({acc}, 1, {combine})"
-        finals.append(Stmt(text, [final + (" / R" if kind == "mean" else "")]))
+        if kind == "mean":
+            final = f"{var} = (tl.reduce({acc}, 1, {combine}) / R).to({ctype})"
+        finals.append(Stmt(text, [final]))
 
     def _small_input(self, value: SSAValue) -> None:
         """A small reduction's operand: kept coordinates as in the pass, its reduced
@@ -751,7 +759,10 @@ class _LoopGenerator:
             flat = self.small_index[op.input][0]
             masked = f"tl.where(({flat} < {count})[None, :], {t.var}, {identity})"
         final = f"{var} = tl.reduce({masked}, 1, {combine})"
-        final += f" / {count}" if kind == "mean" else ""
+        if kind == "mean":  # in float64, as in _emit_reduce
+            ctype = compute_type(element_type(op.result))
+            total = f"tl.reduce({masked}.to(tl.float64), 1, {combine})"
+            final = f"{var} = ({total} / {count}).to({ctype})"
         return [*stmts, Stmt(text, [final])]
 
     def _small_load(self, value: SSAValue, identity: str) -> Stmt:

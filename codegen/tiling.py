@@ -41,15 +41,19 @@ class TileIndex:
 
 
 def tile_offsets(name: str, extent: int, block: int, pid: str, block_name: str) -> TileIndex:
-    """`offs_m = BLOCK_M * pid_m + tl.arange(0, BLOCK_M)` from `tile_divide` (just the
-    arange when one tile covers the dim). The tile size stays the kernel's constexpr
-    `block_name` in the printed code."""
+    """`offs_m = BLOCK_M * pid_m + tl.arange(0, BLOCK_M)` from `tile_divide`. The tile
+    size stays the kernel's constexpr `block_name` in the printed code. One tile
+    covering the dim prints the same expression (its pid is 0), so that the code does
+    not depend on the extent: one kernel serves every size of a dynamic dim."""
     layout = tile_divide(extent, block)
     lane, tile, size = _symbol("lane"), _symbol("tile"), _symbol(block_name)
-    expr = sympy.sympify(layout(lane, tile))
+    # with one tile the tile mode has extent 1 and drops out of the expression: the
+    # layout of two tiles gives the general form, valid for any number of them
+    general = layout if layout.shape[1] > 1 else tile_divide(block + 1, block)
+    expr = sympy.sympify(general(lane, tile))
     # tiles are contiguous runs (what the masks assume): the layout is linear in
-    # (lane, tile), so tile 0 and tile 1 (when there is one) fix it
-    for t in range(min(layout.shape[1], 2)):
+    # (lane, tile), so tile 0 and tile 1 fix it
+    for t in range(2):
         if sympy.expand(expr.xreplace({tile: sympy.Integer(t)}) - (lane + block * t)) != 0:
             raise AssertionError(f"tile {t} of {layout} is not rows {t} * {block} + lane")
     # the stride of the tile mode is the block size: print it as the constexpr

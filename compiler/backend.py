@@ -17,6 +17,7 @@ interpreter; on a GPU it runs the kernels tiled for the target.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -92,6 +93,9 @@ class CodaOptions:
     target: Target | None = None
     #: low-precision policy (coda.compiler.precision_policy)
     precision: PrecisionPolicy = PrecisionPolicy()
+    #: the graph is one size of a graph with symbolic sizes: kernels take their
+    #: size-generic sources (set by coda_backend, not a user option)
+    size_generic: bool = False
 
     @classmethod
     def from_user(cls, options: dict[str, Any] | None) -> CodaOptions:
@@ -138,7 +142,12 @@ def compile_graph(
         # a GPU runs what was checked for it; the interpreter keeps its small tiles
         sources = sources if device.type != "cpu" else None
         program = build_program(
-            imported.func, imported.output_slots, graph_kind, device, sources=sources
+            imported.func,
+            imported.output_slots,
+            graph_kind,
+            device,
+            sources=sources,
+            size_generic=options.size_generic,
         )
     except Exception as err:  # a graph coda cannot compile must not break training
         if options.strict:
@@ -261,9 +270,12 @@ def coda_backend(
     """Dynamo backend; receives `options=`/`mode=` only when the user passes them."""
     options = CodaOptions.from_user(kwargs.get("options"))
     if is_symbolic(example_inputs):
-        # coda's kernels have their sizes compiled in: the graph is compiled once per
-        # distinct set of concrete sizes, a bounded number of them (compiler/dynamic.py)
-        static = functools.partial(_compile_static, options=options)
+        # the graph is planned once per distinct set of concrete sizes, a bounded number
+        # of them, and its kernels take size-generic sources, so that sizes share
+        # compiled kernels (compiler/dynamic.py, codegen/size_generic.py)
+        static = functools.partial(
+            _compile_static, options=dataclasses.replace(options, size_generic=True)
+        )
         return specialize_per_size(gm, static, strict=options.strict)
     return _compile_static(gm, example_inputs, options=options)
 

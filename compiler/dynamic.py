@@ -1,15 +1,23 @@
-"""Graphs with symbolic sizes: specialized to the concrete sizes of each call, bounded.
+"""Graphs with symbolic sizes: planned for the concrete sizes of each call (bounded),
+with kernels shared between sizes.
 
 Dynamo recompiles a frame once with symbolic sizes when an input's size changes (or at
 once under `torch._dynamo.mark_dynamic` / `dynamic=True`), so coda receives one graph
-whose sizes are SymInts. coda's kernels have their sizes compiled in (tile offsets and
-masks come from layouts with concrete extents), so such a graph is compiled per distinct
-set of concrete sizes the first time they are seen: the symbolic graph is re-traced with
-the call's real inputs (`make_fx`, every size now an int) and goes through the static
-pipeline. Each specialization is logged; after `max_specializations()` distinct sizes a
-graph runs new sizes eagerly (logged once), so a run whose sizes never repeat does not
-compile without end. Kernels shared between sizes (e.g. a GEMM on weights only) are
-generated with the same source and come from the content-addressed kernel cache.
+whose sizes are SymInts. The passes plan with concrete sizes (layouts with concrete
+extents, size-dependent choices such as what the backward recomputes), so such a graph
+is planned per distinct set of concrete sizes the first time they are seen: the symbolic
+graph gets the call's sizes bound (`bind_numbers`) and goes through the static pipeline.
+Each specialization is logged; after `max_specializations()` distinct sizes a graph runs
+new sizes eagerly (logged once), so a run whose sizes never repeat does not plan without
+end.
+
+The kernels are not per size: a specialization builds its program with size-generic
+sources (`coda.codegen.size_generic`), in which the integer literals that differ between
+the sources of two sizes are `launch`/kernel arguments. Every size whose plan has the
+same code runs the same module, imported (and, on a GPU, compiled by Triton) once; a
+specialization costs the planning and the concrete source's text, not a new kernel.
+What remains to do for fully symbolic compilation: sympy sizes in the IR, so that one
+plan serves every size without re-planning and size-dependent choices are made once.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from xdsl.dialects.func import FuncOp, ReturnOp
 from xdsl.ir import SSAValue
 
 from coda.codegen import generate_kernel_source
+from coda.codegen.size_generic import SIZE_GENERIC_SOURCES
 from coda.compiler.reference import constant_callable, run_block, view_callable
 from coda.dialects import graph, kernel
 from coda.dialects.dtypes import torch_dtype_of
@@ -69,24 +70,33 @@ def build_program(
     graph_kind: str,
     device: torch.device,
     sources: Mapping[str, str] | None = None,
+    size_generic: bool = False,
 ) -> Program:
     """A runnable program for `func`, which must be in the kernel dialect. `sources`
     (kernel name -> Triton module) replaces the default interpreter-tiled sources, e.g.
-    with the ones compiled ahead of time for a GPU target."""
+    with the ones compiled ahead of time for a GPU target. `size_generic`: the graph
+    is one size of a graph with symbolic sizes, so kernels take the size-generic form
+    of their source where one is known (codegen/size_generic.py); every source is
+    recorded either way, so that a later size can find its template."""
     names = _Names()
     block = func.body.block
     steps: list[KernelStep | TorchStep] = []
     returned: Sequence[SSAValue] = ()
     for op in block.ops:
         if isinstance(op, kernel.GemmKernelOp | kernel.LoopKernelOp | kernel.AttentionKernelOp):
+            checked = (sources or {}).get(op.kernel_name)
+            source = checked or generate_kernel_source(op)
+            # a source compiled ahead of time for a GPU runs as it was checked
+            generic = SIZE_GENERIC_SOURCES.generic(source, use=size_generic and not checked)
             steps.append(
                 KernelStep(
                     name=op.kernel_name,
                     kind=op.KIND,
-                    source=(sources or {}).get(op.kernel_name) or generate_kernel_source(op),
+                    source=generic.source if generic else source,
                     inputs=names.all(op.inputs),
                     outputs=_output_specs(op.outputs, names),
                     read_elements=read_elements(op),
+                    size_args=generic.values if generic else (),
                 )
             )
         elif isinstance(op, kernel.FallbackKernelOp):

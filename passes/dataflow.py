@@ -8,6 +8,7 @@ statement of *what* may fuse.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from typing import Protocol
 
 import networkx as nx
 from xdsl.dialects.builtin import ModuleOp
@@ -33,21 +34,47 @@ def dataflow_graph(block: Block) -> nx.DiGraph:
     return graph
 
 
-def can_contract(graph: nx.DiGraph, group: Collection[Operation]) -> bool:
+class Contracted(Protocol):
+    """Ops of groups that become one node each -> all members of the op's group."""
+
+    def get(
+        self, op: Operation, default: Collection[Operation] = ..., /
+    ) -> Collection[Operation]: ...
+
+
+def can_contract(
+    graph: nx.DiGraph, group: Collection[Operation], contracted: Contracted | None = None
+) -> bool:
     """True if merging `group` into one node leaves the graph acyclic.
 
     A cycle appears exactly when some path leaves the group and comes back.
+    `contracted` maps ops of other groups that become one node too to all of that
+    group's members: a path that reaches one of them goes on from any of them (two
+    groups each acyclic alone can still form a cycle between them).
     """
     members = set(group)
     leaving = {succ for op in members for succ in graph.successors(op)} - members
     entering = {pred for op in members for pred in graph.predecessors(op)} - members
     if not leaving or not entering:
         return True
-    reachable: set[Operation] = set()
-    for start in leaving:
-        if start not in reachable:
-            reachable |= nx.descendants(graph, start) | {start}
-    return reachable.isdisjoint(entering)
+    if not contracted:
+        reachable: set[Operation] = set()
+        for start in leaving:
+            if start not in reachable:
+                reachable |= nx.descendants(graph, start) | {start}
+        return reachable.isdisjoint(entering)
+    seen: set[Operation] = set()
+    todo = list(leaving)
+    while todo:
+        op = todo.pop()
+        if op in seen or op in members:
+            continue
+        if op in entering:
+            return False
+        seen.add(op)
+        todo.extend(graph.successors(op))
+        todo.extend(contracted.get(op, ()))
+    return True
 
 
 def topological_reorder(block: Block) -> None:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -237,7 +237,9 @@ def plan_loop_groups(block: Block) -> list[LoopGroup]:
             if (
                 candidate is not None
                 and _fits(candidate, op)
-                and can_contract(dataflow, [*candidate.members, op])
+                and can_contract(
+                    dataflow, [*candidate.members, op], _Contracted(group_of, candidate)
+                )
             ):
                 chosen = candidate
                 break
@@ -260,7 +262,9 @@ def plan_loop_groups(block: Block) -> list[LoopGroup]:
             small = None if row_work else _small_reduction_of(chosen, other)
             if not (_mergeable(chosen, other) or row_work or small):
                 continue
-            if not can_contract(dataflow, [*chosen.members, *other.members]):
+            if not can_contract(
+                dataflow, [*chosen.members, *other.members], _Contracted(group_of, chosen, other)
+            ):
                 continue
             keep, gone = row_work or small or (chosen, other)
             keep.members = sorted([*keep.members, *gone.members], key=position.__getitem__)
@@ -270,6 +274,21 @@ def plan_loop_groups(block: Block) -> list[LoopGroup]:
             groups.remove(gone)
             chosen = keep
     return _recompute_in_consumers(_merge_siblings(groups, dataflow, position), position)
+
+
+class _Contracted:
+    """The other loop groups, each to become one kernel, for `can_contract`: an op of
+    one of them -> all of its members (the groups in `merging` are left out)."""
+
+    def __init__(self, group_of: dict[Operation, LoopGroup], *merging: LoopGroup) -> None:
+        self.group_of = group_of
+        self.merging = merging
+
+    def get(self, op: Operation, default: Collection[Operation] = (), /) -> Collection[Operation]:
+        group = self.group_of.get(op)
+        if group is None or any(group is m for m in self.merging):
+            return default
+        return group.members
 
 
 def _recompute_in_consumers(
@@ -368,7 +387,7 @@ def _merge_siblings(
     that read the same producer run as one kernel: the four row and column sums of a
     LayerNorm backward read the outputs of one GEMM, so they are one launch, not four."""
     merged: list[LoopGroup] = []
-    for group in groups:
+    for index, group in enumerate(groups):
         for other in merged:
             if (other.shape, other.reduce_dims) != (group.shape, group.reduce_dims):
                 continue
@@ -383,7 +402,9 @@ def _merge_siblings(
                 for b in group.members
             ):
                 continue  # a consumer, not a sibling: the grouping rules decide those
-            if not can_contract(dataflow, members):
+            rest = [g for g in (*merged, *groups[index + 1 :]) if g is not other]
+            group_of = {op: g for g in rest for op in g.members}
+            if not can_contract(dataflow, members, _Contracted(group_of)):
                 continue
             other.members = sorted(members, key=position.__getitem__)
             break

@@ -45,6 +45,9 @@ class KernelStep:
     #: per input, how many distinct elements the kernel reads when it reads only part
     #: of the tensor (through a slice view); None or missing: all of it
     read_elements: tuple[int | None, ...] = ()
+    #: the values of a size-generic source's size parameters for this program
+    #: (codegen/size_generic.py), passed to `launch` as `_dyn`; () for a concrete source
+    size_args: tuple[int, ...] = ()
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -132,12 +135,13 @@ class Program:
                     self.graph,
                 )
             )
+        sizes = {"_dyn": step.size_args} if step.size_args else {}
         if interpret:
             # Some Triton paths (constexpr functions) read the knob at call time too.
             with triton_interpret(True):
-                grid = launch(*values, *outs)
+                grid = launch(*values, *outs, **sizes)
         else:
-            grid = launch(*values, *outs)
+            grid = launch(*values, *outs, **sizes)
         if not isinstance(grid, tuple):
             raise TypeError(f"launch() of kernel {step.name!r} returned {grid!r}, not a grid tuple")
         for spec, out in zip(step.outputs, outs, strict=True):

@@ -63,6 +63,10 @@ class KernelCache:
         self.root = Path(root) if root is not None else default_root()
         self._modules: dict[tuple[str, bool], ModuleType] = {}
         self._checked_root = False
+        #: `load` calls, and those that imported a module (a source not loaded before
+        #: in this process): kernel reuse across sizes shows as loads without imports
+        self.loads = 0
+        self.imports = 0
 
     def path_for(self, source: str) -> Path:
         return self.root / f"{source_hash(source)}.py"
@@ -70,11 +74,13 @@ class KernelCache:
     def load(self, source: str, *, interpret: bool) -> ModuleType:
         """Import `source` (memoized per process); `interpret` selects interpreter kernels."""
         key = source_hash(source)
+        self.loads += 1
         module = self._modules.get((key, interpret))
         if module is None:
             path = self._write(key, source)
             module = _import(path, key, interpret)
             self._modules[(key, interpret)] = module
+            self.imports += 1
         return module
 
     def _write(self, key: str, source: str) -> Path:

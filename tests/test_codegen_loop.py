@@ -570,7 +570,7 @@ def test_small_reductions_over_two_dims_amax_and_mean(tmp_path: Path) -> None:
     assert "pa_p1 = pa_p // 2" in source and "pa_p2 = pa_p % 2" in source
     # one load for both reductions; the mean masks the -inf padding back to 0
     assert source.count("tl.load(pa_1_ptr") == 1 and 'other=float("-inf")' in source
-    assert "tl.where((pa_p < 6)[None, :], pa_1, 0.0), 1, _sum) / 6" in source
+    assert "tl.where((pa_p < 6)[None, :], pa_1, 0.0).to(tl.float64), 1, _sum) / 6" in source
     ps, x = torch.randn(6, 3, 2), torch.randn(6, 4, 8)
     out, row = torch.empty(6, 4, 8), torch.empty(6, 1, 1)
     mod.launch(ps, x, out, row)

@@ -1,6 +1,8 @@
 """Varying sequence lengths and batch sizes: Dynamo compiles at most twice (static, then
-symbolic), coda compiles the symbolic graph once per distinct size (bounded, logged), and
-every size matches eager in the forward and the backward."""
+symbolic), coda plans the symbolic graph once per distinct size (bounded, logged) while
+its kernels are size-generic (one Triton module serves every size whose plan is the
+same: no new module is imported), and every size matches eager in the forward and the
+backward."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from torch import nn
 from coda.compiler.backend import coda_backend
 from coda.compiler.models import LlamaBlock
 from coda.runtime import record_launches
+from coda.runtime.kernel_cache import default_cache
 
 
 def _counting_backend(calls: list[fx.GraphModule], **options: Any) -> Callable[..., Any]:
@@ -55,9 +58,17 @@ def test_five_sequence_lengths_compile_at_most_twice(caplog: pytest.LogCaptureFi
     model = LlamaBlock(d=32, heads=2, kv_heads=1, ffn=64)
     calls: list[fx.GraphModule] = []
     compiled = torch.compile(model, backend=_counting_backend(calls))
+    cache = default_cache()
+    imported: list[int] = []  # Triton modules imported so far, after each length
+    loaded: list[int] = []  # modules asked for (each new size's program asks again)
+    start, start_loads = cache.imports, cache.loads
     with caplog.at_level(logging.INFO, logger="coda"):
-        # (a length of 1 would be a third graph: Dynamo specializes sizes 0 and 1)
-        for seq in (8, 13, 5, 16, 3):
+        # (a length of 1 would be a third graph: Dynamo specializes sizes 0 and 1.)
+        # Lengths 10-16 (20-32 tokens) share one plan: above 18 tokens the gated MLP's
+        # projections are recomputed in the backward (saved_values), and up to 32 tokens
+        # a norm weight's column partials have one 32-row group; lengths 24 and 30 cross
+        # the second line, a plan of their own.
+        for seq in (12, 13, 10, 16, 11, 24, 30):
             x = torch.randn(2, seq, 32)
             with record_launches() as launches:
                 got = _step(compiled, model, x)
@@ -65,9 +76,18 @@ def test_five_sequence_lengths_compile_at_most_twice(caplog: pytest.LogCaptureFi
             # coda's kernels ran (attention included), not an eager fallback
             kinds = {(r.graph, r.kind) for r in launches}
             assert {("forward", "attention"), ("backward", "gemm")} <= kinds, kinds
+            imported.append(cache.imports - start)
+            loaded.append(cache.loads - start_loads)
     assert len(calls) == 2  # the first size static, then one graph with symbolic sizes
     sizes = [m.split("specialized for ")[1].split(" (")[0] for m in _specializations(caplog)]
-    assert [s.split("=")[1] for s in sizes] == ["13", "5", "16", "3"]
+    assert [s.split("=")[1] for s in sizes] == ["13", "10", "16", "11", "24", "30"]
+    # the static graph's kernels, then the size-generic ones (unless an earlier test of
+    # this process imported them): from the second length on, every length of the same
+    # plan runs the modules already imported
+    assert imported[1:5] == [imported[1]] * 4, imported
+    assert all(b > a for a, b in zip(loaded, loaded[1:], strict=False)), loaded
+    # the new plan's kernels that differ (the column partials' second row group) once
+    assert imported[6] == imported[5], imported
 
 
 def test_mark_dynamic_compiles_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -76,13 +96,41 @@ def test_mark_dynamic_compiles_once(caplog: pytest.LogCaptureFixture) -> None:
     model = nn.Sequential(nn.Linear(12, 24), nn.GELU(), nn.Linear(24, 5))
     calls: list[fx.GraphModule] = []
     compiled = torch.compile(model, backend=_counting_backend(calls))
+    cache = default_cache()
+    imported: list[int] = []
+    start = cache.imports
     with caplog.at_level(logging.INFO, logger="coda"):
-        for batch in (6, 3, 6, 9):
+        for batch in (6, 3, 6, 9, 17):
             x = torch.randn(batch, 12)
             _assert_close(_step(compiled, model, x, dynamic_dim=0), _step(model, model, x))
+            imported.append(cache.imports - start)
     assert len(calls) == 1
-    # a size seen before reuses its program: three distinct batch sizes, three programs
-    assert len(_specializations(caplog)) == 3
+    # a size seen before reuses its program: four distinct batch sizes, four programs
+    assert len(_specializations(caplog)) == 4
+    # symbolic from the first call: the first size's kernels, then the size-generic
+    # ones, which every later batch size reuses
+    assert imported[2:] == [imported[1]] * 3, imported
+
+
+def test_mark_dynamic_batch_of_a_block_reuses_its_kernels() -> None:
+    """Batch size of a Llama block under mark_dynamic: one graph, and from the second
+    batch size on no new Triton module (the attention kernels take the batch and
+    sequence lengths as runtime arguments)."""
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    model = LlamaBlock(d=32, heads=2, kv_heads=1, ffn=64)
+    calls: list[fx.GraphModule] = []
+    compiled = torch.compile(model, backend=_counting_backend(calls))
+    cache = default_cache()
+    imported: list[int] = []
+    start = cache.imports
+    # 4-6 rows of 5 tokens: 20-30 tokens, one plan (see the test above)
+    for batch in (4, 5, 6):
+        x = torch.randn(batch, 5, 32)
+        _assert_close(_step(compiled, model, x, dynamic_dim=0), _step(model, model, x))
+        imported.append(cache.imports - start)
+    assert len(calls) == 1
+    assert imported[2] == imported[1], imported
 
 
 class TwoLayer(nn.Module):
