@@ -245,9 +245,11 @@ def apply_weight_only(
         return pack_arguments(func, values, {i: n for i, (n, _) in weights.items()}, policy.name)
 
 
-def lower_with_policy(module: ModuleOp, policy: PrecisionPolicy) -> None:
-    """The default pipeline to the kernel stage; an activation policy adds
-    quantize-activations right before fuse-quantize (after the epilogues are formed)."""
+def lower_with_policy(module: ModuleOp, policy: PrecisionPolicy, until: str = "kernel") -> None:
+    """The default pipeline up to and including stage `until` (coda.compiler.pipeline);
+    an activation policy adds quantize-activations right before fuse-quantize (after
+    the epilogues are formed). Weight-only policies run later, on the kernel stage
+    (apply_weight_only)."""
     from coda.compiler.pipeline import STAGES, lower
     from coda.dialects import make_context
     from coda.passes import PASSES
@@ -255,13 +257,17 @@ def lower_with_policy(module: ModuleOp, policy: PrecisionPolicy) -> None:
 
     element = policy.activation_element
     if element is None:
-        lower(module, "kernel")
+        lower(module, until)
         return
+    if until not in STAGES:
+        raise ValueError(f"unknown stage '{until}' (stages: {', '.join(STAGES)})")
     ctx = make_context()
-    for passes in STAGES.values():
+    for stage, passes in STAGES.items():
         for name in passes:
             if name == "fuse-quantize":
                 QuantizeActivations(element=element).apply(ctx, module)
             PASSES[name]()().apply(ctx, module)
+        if stage == until:
+            break
     module.verify()
     QUANTIZED_ACTIVATIONS.append(sum(isinstance(op, StoreQuantizedOp) for op in module.walk()))
