@@ -65,7 +65,9 @@ log = logging.getLogger("coda.compiler")
 QUANTIZED_ACTIVATIONS: list[int] = []
 
 #: activation policy -> MX element of the activations between GEMMs
-ACTIVATION_POLICIES = {"mxfp8-act": "e4m3fn", "mxfp4-act": "e2m1"}
+ACTIVATION_POLICIES = {"mxfp8-act": "e4m3fn", "mxfp4-act": "e2m1", "mxfp8": "e4m3fn"}
+#: training recipes that quantize the operands of every GEMM (quantize-operands)
+OPERAND_POLICIES = ("fp8-rowwise", "fp8-tensorwise", "mxfp8")
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ class PrecisionPolicy:
                 f"got {value!r}"
             )
         name = value.get("policy", "none")
-        known = ("none", *WEIGHT_ONLY_POLICIES, *ACTIVATION_POLICIES)
+        known = tuple(dict.fromkeys(("none", *WEIGHT_ONLY_POLICIES, *ACTIVATION_POLICIES,
+                                     *OPERAND_POLICIES)))  # fmt: skip
         if name not in known:
             raise ValueError(f"precision policy must be one of {', '.join(known)}, got {name!r}")
         return cls(name, tuple(value.get("exclude", ())))
@@ -254,9 +257,10 @@ def lower_with_policy(module: ModuleOp, policy: PrecisionPolicy, until: str = "k
     from coda.dialects import make_context
     from coda.passes import PASSES
     from coda.passes.quantize_activations import QuantizeActivations
+    from coda.passes.quantize_operands import QuantizeOperands
 
     element = policy.activation_element
-    if element is None:
+    if element is None and policy.name not in OPERAND_POLICIES:
         lower(module, until)
         return
     if until not in STAGES:
@@ -264,9 +268,12 @@ def lower_with_policy(module: ModuleOp, policy: PrecisionPolicy, until: str = "k
     ctx = make_context()
     for stage, passes in STAGES.items():
         for name in passes:
-            if name == "fuse-quantize":
+            if name == "fuse-quantize" and element is not None:
                 QuantizeActivations(element=element).apply(ctx, module)
             PASSES[name]()().apply(ctx, module)
+        if stage == "kernel" and policy.name in OPERAND_POLICIES:
+            # every GEMM operand not already in low precision, quantized as it is loaded
+            QuantizeOperands(recipe=policy.name).apply(ctx, module)
         if stage == until:
             break
     module.verify()

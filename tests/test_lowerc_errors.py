@@ -104,7 +104,7 @@ CASES = {
     "unknown precision policy": (
         ["--model", "mlp", "--precision", "fp9", "--emit", "epilogue"],
         "precision policy must be one of none, w4a16, w3a16, nvfp4, mxfp8-act, mxfp4-act, "
-        "got 'fp9'",
+        "mxfp8, fp8-rowwise, fp8-tensorwise, got 'fp9'",
     ),
     "weight-only policy on a training capture": (
         ["--model", "mlp", "--precision", "w4a16", "--emit", "kernel"],
