@@ -63,11 +63,18 @@ def _dequantized(value: SSAValue) -> bool:
     return isinstance(value.owner, lowp.DequantizeOp)
 
 
+def _base_name(value: SSAValue) -> str:
+    """`value`'s name hint without the uniquing suffix (%w_1 -> w)."""
+    return (value.name_hint or "x").rstrip("_0123456789") or "x"
+
+
 def _transpose(value: SSAValue) -> graph.ViewOp:
     rows, cols = tensor_shape(value)
     ty = value.type
     assert isinstance(ty, TensorType)
-    return graph.ViewOp("permute", value, TensorType(ty.element_type, [cols, rows]), perm=[1, 0])
+    view = graph.ViewOp("permute", value, TensorType(ty.element_type, [cols, rows]), perm=[1, 0])
+    view.result.name_hint = f"{_base_name(value)}t"
+    return view
 
 
 def _is_transpose(value: SSAValue) -> bool:
@@ -103,8 +110,7 @@ class _Quantizer:
             return None
         quantize = lowp.QuantizeOp(value, scaled)
         dequantize = lowp.DequantizeOp(quantize.result, value.type)
-        hint = (value.name_hint or "x").rstrip("_0123456789") or "x"
-        quantize.result.name_hint = f"{hint}_{self.recipe.replace('-', '_')}"
+        quantize.result.name_hint = f"{_base_name(value)}_{self.recipe.replace('-', '_')}"
         self.block.insert_ops_before([quantize, dequantize], self.before)
         return dequantize.result
 
@@ -125,6 +131,7 @@ class _Quantizer:
                 self.block.erase_op(source.owner)  # type: ignore[arg-type]
             return None
         back = _transpose(dequantized)
+        back.result.name_hint = value.name_hint  # it stands for the operand it replaces
         self.block.insert_op_before(back, self.before)
         return back.result
 

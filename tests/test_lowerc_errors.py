@@ -106,6 +106,10 @@ CASES = {
         "precision policy must be one of none, w4a16, w3a16, nvfp4, mxfp8-act, mxfp4-act, "
         "mxfp8, fp8-rowwise, fp8-tensorwise, got 'fp9'",
     ),
+    "unknown quantize-operands recipe": (
+        ["ok.mlir", "-p", "quantize-operands{recipe=fp9}"],
+        "recipe must be one of fp8-rowwise, fp8-tensorwise, mxfp8, got fp9",
+    ),
     "weight-only policy on a training capture": (
         ["--model", "mlp", "--precision", "w4a16", "--emit", "kernel"],
         "--precision w4a16 is an inference policy: add --inference",
