@@ -27,7 +27,10 @@ Recipes (`recipe=`):
                     operand whose K is not a multiple of 32 stays in full precision
 
 Operands already dequantized (activations an epilogue stored as MX codes, packed
-weights) and GEMMs with batch dims are left as they are.
+weights) and GEMMs with batch dims are left as they are, and so are the GEMMs of layers
+a policy excludes: kernels that read a function argument marked `{lowp.keep}` (an
+excluded layer's weight) or whose result reaches a returned value marked `{lowp.keep}`
+(its weight gradient), see coda.compiler.precision_policy.mark_excluded.
 """
 
 from __future__ import annotations
@@ -37,12 +40,14 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
     AnyFloat,
+    DictionaryAttr,
     Float8E4M3FNType,
     Float8E8M0FNUType,
     ModuleOp,
     TensorType,
     f32,
 )
+from xdsl.dialects.func import FuncOp, ReturnOp
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 
@@ -50,6 +55,9 @@ from coda.dialects import epilogue, graph, kernel, lowp
 from coda.dialects.graph import tensor_shape
 
 #: recipe -> (granularity, scale type, rule)
+#: marks function arguments and results an excluded layer owns
+KEEP_MARK = "lowp.keep"
+
 RECIPES: dict[str, tuple[str, type, str]] = {
     "fp8-rowwise": ("row", type(f32), ""),
     "fp8-tensorwise": ("tensor", type(f32), ""),
@@ -171,8 +179,39 @@ class QuantizeOperands(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe}")
-        for kernel_op in [o for o in op.walk() if isinstance(o, kernel.GemmKernelOp)]:
-            quantize_operands_in(kernel_op, self.recipe)
+        for func in [o for o in op.walk() if isinstance(o, FuncOp) and not o.is_declaration]:
+            kept = kept_values(func)
+            for kernel_op in [o for o in func.body.block.ops if isinstance(o, kernel.GemmKernelOp)]:
+                if any(v in kept for v in kernel_op.inputs) or any(
+                    _reaches(r, kept) for r in kernel_op.results
+                ):
+                    continue  # an excluded layer's GEMM stays in full precision
+                quantize_operands_in(kernel_op, self.recipe)
 
 
-__all__ = ["RECIPES", "QuantizeOperands", "quantize_operands_in"]
+def _marked(attrs: DictionaryAttr) -> bool:
+    return KEEP_MARK in attrs.data
+
+
+def kept_values(func: FuncOp) -> set[SSAValue]:
+    """The arguments and returned values of `func` marked {lowp.keep}."""
+    kept: set[SSAValue] = set()
+    if func.arg_attrs is not None:
+        kept |= {a for a, d in zip(func.args, func.arg_attrs.data, strict=False) if _marked(d)}
+    ret = func.body.block.last_op
+    if func.res_attrs is not None and isinstance(ret, ReturnOp):
+        kept |= {v for v, d in zip(ret.arguments, func.res_attrs.data, strict=False) if _marked(d)}
+    return kept
+
+
+def _reaches(value: SSAValue, kept: set[SSAValue]) -> bool:
+    """Is `value`, or a view of it, in `kept`?"""
+    if value in kept:
+        return True
+    return any(
+        isinstance(use.operation, graph.ViewOp) and _reaches(use.operation.result, kept)
+        for use in value.uses
+    )
+
+
+__all__ = ["KEEP_MARK", "RECIPES", "QuantizeOperands", "kept_values", "quantize_operands_in"]

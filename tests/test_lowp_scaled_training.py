@@ -80,11 +80,12 @@ class EmulatedLinear(torch.autograd.Function):
         return dx, dw, None
 
 
-def emulate(model: nn.Module, recipe: str) -> nn.Module:
-    """A copy of `model` whose nn.Linear layers run EmulatedLinear."""
+def emulate(model: nn.Module, recipe: str, exclude: tuple[str, ...] = ()) -> nn.Module:
+    """A copy of `model` whose nn.Linear layers run EmulatedLinear (those whose name
+    contains an `exclude` entry stay as they are)."""
     ref = copy.deepcopy(model)
-    for layer in ref.modules():
-        if isinstance(layer, nn.Linear):
+    for name, layer in ref.named_modules():
+        if isinstance(layer, nn.Linear) and not any(p in name for p in exclude):
 
             def forward(x: torch.Tensor, layer: nn.Linear = layer) -> torch.Tensor:
                 flat = x.reshape(-1, x.shape[-1])
@@ -126,6 +127,27 @@ def test_forward_and_gradients_match_emulated_reference(name: str, recipe: str) 
         rel = _rel(p.grad, r.grad)
         cos = F.cosine_similarity(p.grad.flatten(), r.grad.flatten(), dim=0).item()
         assert rel < 1e-3 and cos > 0.99999, f"{param}: relative error {rel}, cosine {cos}"
+
+
+@pytest.mark.parametrize("recipe", ["fp8-rowwise", "mxfp8"])
+def test_excluded_layer_stays_full_precision(recipe: str) -> None:
+    """{"policy": ..., "exclude": ["fc1"]}: fc1's forward, dgrad and wgrad GEMMs run in
+    float32, the other layers' in the recipe; forward and gradients match the emulated
+    reference with fc1 left as it is, within the bounds above."""
+    torch._dynamo.reset()
+    model, x = _model("mlp")
+    ref, all_layers = emulate(model, recipe, ("fc1",)), emulate(model, recipe)
+    options = {"strict": True, "precision": {"policy": recipe, "exclude": ["fc1"]}}
+    y = torch.compile(model, backend="coda", options=options)(x)
+    y_ref, y_all = ref(x), all_layers(x)
+    assert _rel(y_all.detach(), y_ref.detach()) > 1e-3  # excluding fc1 matters
+    assert _rel(y.detach(), y_ref.detach()) < 1e-5
+    for out in (y, y_ref, y_all):
+        out.square().mean().backward()
+    for (param, p), (_, r) in zip(model.named_parameters(), ref.named_parameters(), strict=True):
+        assert _rel(p.grad, r.grad) < 1e-3, (param, _rel(p.grad, r.grad))
+    grads = dict(all_layers.named_parameters())
+    assert _rel(grads["fc1.weight"].grad, ref.fc1.weight.grad) > 1e-3
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
