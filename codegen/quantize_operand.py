@@ -21,6 +21,12 @@ interpreter does not round to nearest-even), and then multiplies:
     program (correct, but on a GPU a separate amax reduction would be cheaper).
   - MX (blocks of 32 along K, E8M0 scale): BLOCK_K is a multiple of 32, so every block
     lies in one tile; on a GPU `tl.dot_scaled` takes the codes and the E8M0 scales.
+  - Known GPU cost (`lowerc --model llama-block --precision fp8-rowwise --target
+    cuda:sm_90a --emit resources`): the forward kernels compile clean, but backward
+    GEMMs that read both operands through transposes spill about 4 KB with the row
+    pre-pass, and a GEMM summing several products in one accumulator takes the float32
+    branch on GPUs too (no per-product scale can factor out of a shared accumulator;
+    under mxfp8 the Llama block's such kernel spills). Not tuned yet.
   - Under Triton's interpreter (CPU tensors), whose fp8 and scaled dots are not trusted
     (see docs), each tile is dequantized (grid value x scale, the one float32 product
     the torch reference computes) and multiplied with a float32 `tl.dot`: the numbers
