@@ -14,7 +14,7 @@ row-major, and the kernel splits `pid_b` into one index per dim (b0, b1, ...).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import prod
 
 import sympy
@@ -40,6 +40,7 @@ from coda.codegen.dequantize import dequantize_operand, dequantized_source
 from coda.codegen.prologue import prologue_operand, prologue_root
 from coda.codegen.quantize import HELPERS_SOURCE
 from coda.codegen.quantize_epilogue import store_quantized_lines
+from coda.codegen.quantize_operand import quantize_operand, quantized_source, scaled_dot_lines
 from coda.codegen.targets import Target
 from coda.codegen.tile_config import GemmTile, gemm_tile
 from coda.codegen.tiling import batch_indices, tile_offsets
@@ -58,7 +59,7 @@ from coda.dialects.epilogue import (
 from coda.dialects.graph import ConstantOp as GraphConstantOp
 from coda.dialects.graph import PointwiseOp, ViewOp, tensor_shape
 from coda.dialects.kernel import GemmKernelOp, YieldOp
-from coda.dialects.lowp import AssembleOp, DequantizeOp, StoreQuantizedOp
+from coda.dialects.lowp import AssembleOp, DequantizeOp, QuantizeOp, StoreQuantizedOp
 from coda.dialects.view_layout import (
     ViewAccess,
     ViewLayoutError,
@@ -71,7 +72,7 @@ from coda.dialects.view_layout import (
 _TEMPLATE_LOCALS = frozenset(
     {
         "M", "N", "K", "B", "shapes", "tensor", "shape", "BLOCK_M", "BLOCK_N", "BLOCK_K",
-        "UPCAST_OPERANDS", "NUM_WARPS", "NUM_STAGES",
+        "UPCAST_OPERANDS", "NATIVE_LOWP", "NUM_WARPS", "NUM_STAGES",
         "INPUT_PRECISION", "pid_m", "pid_n", "pid_b", "offs_m", "offs_n", "offs_k",
         "mask_m", "mask_n", "mask_k", "mask", "acc", "k", "a_tile", "b_tile", "a_ptrs",
         "b_ptrs", "kk", "batch", "K1", "K2", "K3", "K4", "K5", "K6", "K7",
@@ -177,6 +178,7 @@ class _Mainloop:
     comments: list[str]
     setup: list[str]
     body: list[str]
+    after: list[str] = field(default_factory=list)  # after the loop (scaled GEMMs' scales)
 
 
 @dataclass
@@ -236,6 +238,7 @@ class _GemmGenerator:
             raise CodegenError(f'kernel.gemm "{kernel.kernel_name}" has no results')
         self.helpers: set[str] = set()  # triton.language @jit helpers the kernel calls
         self.lowp_helpers = False  # whether coda.codegen.quantize's helpers are needed
+        self.scaled_dot = False  # whether a mainloop multiplies fp8/MX codes on GPUs
         self.var: dict[SSAValue, str] = {}  # epilogue value -> Python expression
 
     @property
@@ -303,6 +306,9 @@ class _GemmGenerator:
         return _NATIVE_DOT_TYPES.get(types.pop(), "") if len(types) == 1 else ""
 
     def _mainloop_operand(self, value: SSAValue, role: str, prefix: str) -> _Operand:
+        quantized = quantized_source(value)
+        if quantized is not None:  # quantized as loaded (quantize-operands)
+            return quantize_operand(self, value, role, prefix, *quantized)
         deq = dequantized_source(value)
         if deq is not None:  # a packed low-precision weight (the precision pass)
             return dequantize_operand(self, value, role, prefix, deq)
@@ -380,9 +386,15 @@ class _GemmGenerator:
         ]
         comments += [o.comment for o in operands if o.comment != o.name]
         body = [line for o in operands for line in o.address]
-        body += [o.load for o in operands if o.load]
+        body += [line for o in operands if o.load for line in o.load.split("\n")]
         native = self._native_dot()
-        if native:
+        scaled = scaled_dot_lines(operands, dots)
+        after: list[str] = []
+        if scaled is not None:
+            self.scaled_dot = True
+            body += scaled[0]
+            after = scaled[1]
+        elif native:
             body.append("if UPCAST_OPERANDS:")
             body.append(
                 f"    # the interpreter multiplies {native} bit patterns wrongly: give it float32"
@@ -395,7 +407,7 @@ class _GemmGenerator:
                 for acc, a, b in dots
             ]
         setup = [line for o in operands for line in o.setup]
-        return _Mainloop(k_size, comments, setup, body)
+        return _Mainloop(k_size, comments, setup, body, after)
 
     def source(self) -> str:
         gemm = self.gemm
@@ -431,6 +443,10 @@ class _GemmGenerator:
             # float32 operands: full precision unless torch allows TF32 for matmuls
             precision = '"tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"'
             constexpr_args = [("INPUT_PRECISION", precision)]
+        if self.scaled_dot:
+            # GPUs multiply fp8/MX codes natively; the interpreter dequantized tiles
+            first = self.tensor_of[operands[0]]
+            constexpr_args.append(("NATIVE_LOWP", f'{first}.device.type != "cpu"'))
         out_shape = self.gemm.out_shape
         return render(
             "gemm.py.j2",
@@ -709,11 +725,18 @@ def _the_gemm(kernel: GemmKernelOp) -> GemmOp:
         if isinstance(op, GemmOp):
             gemm = op
         elif not isinstance(
-            op, YieldOp | ViewOp | AssembleOp | DequantizeOp | PointwiseOp | GraphConstantOp
+            op,
+            YieldOp
+            | ViewOp
+            | AssembleOp
+            | DequantizeOp
+            | QuantizeOp
+            | PointwiseOp
+            | GraphConstantOp,
         ):
             raise CodegenError(
                 f'kernel.gemm "{kernel.kernel_name}" may hold only graph.view, operand '
-                "prologues (graph.pointwise, graph.constant), lowp dequantization, "
+                "prologues (graph.pointwise, graph.constant), lowp quantization, "
                 f"epilogue.gemm and kernel.yield, found '{op.name}'"
             )
     if gemm is None:

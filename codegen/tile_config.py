@@ -122,10 +122,23 @@ def _whole_rows(tile: GemmTile, gemm: GemmOp, gpu: bool) -> GemmTile:
     return replace(tile, block_m=rows, block_n=max(tile.block_n, width))
 
 
+def _mx_in_mainloop(gemm: GemmOp) -> bool:
+    """Does `gemm` read an operand as dequantize(quantize(x)) with MX scales?"""
+    from coda.codegen.quantize_operand import quantized_source
+
+    for value in gemm.products:
+        found = quantized_source(value)
+        if found is not None and found[1].result.type.granularity.data == "mx":
+            return True
+    return False
+
+
 def gemm_tile(target: Target | None, gemm: GemmOp) -> GemmTile:
     """The tile for `gemm` on `target` (None: the interpreter)."""
     if target is None:
-        return _whole_rows(INTERPRETER_GEMM, gemm, gpu=False)
+        # an operand MX-quantized as it is loaded needs whole 32-element blocks per tile
+        tile = replace(INTERPRETER_GEMM, block_k=32) if _mx_in_mainloop(gemm) else INTERPRETER_GEMM
+        return _whole_rows(tile, gemm, gpu=False)
     tile = (_GEMM_16BIT if sixteen_bit_operands(gemm) else _GEMM_32BIT)[target.name]
     if live_tiles(gemm) > _MAX_LIVE_TILES:
         # many live tiles (several aux outputs, residuals): halve the columns so each

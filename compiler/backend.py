@@ -41,6 +41,7 @@ from coda.compiler.precision_policy import (
     PrecisionPolicy,
     apply_weight_only,
     lower_with_policy,
+    mark_excluded,
 )
 from coda.compiler.rotary import fuse_rotary
 from coda.compiler.saved_values import (
@@ -136,6 +137,9 @@ def compile_graph(
     try:
         folded = fold_constants(gm, device)
         imported = import_graph(folded.gm, graph_kind)
+        placeholders = [n.name for n in folded.gm.graph.nodes if n.op == "placeholder"]
+        mark_excluded(imported.func, placeholders, imported.output_slots, graph_kind,
+                      options.precision, params or {})  # fmt: skip
         lower_with_policy(imported.module, options.precision)
         packed = apply_weight_only(imported.func, options.precision, graph_kind, params or {})
         sources = _ahead_of_time(imported.module, graph_kind, options)

@@ -29,6 +29,9 @@ class CapturedGraphs:
     graphs: list[tuple[str, fx.GraphModule]]
     #: graph kind -> output slots (see ImportedGraph)
     output_slots: dict[str, list[int | None]]
+    #: indices of the Dynamo graph inputs that are the model's parameters (the
+    #: inference graph's leading inputs follow the same order)
+    parameters: tuple[int, ...] = ()
 
     def to_module(self) -> ModuleOp:
         """One module with a func per graph, named after its kind."""
@@ -58,13 +61,22 @@ def capture(spec: ModelSpec, *, training: bool = True, seed: int = 0) -> Capture
 
         return record
 
-    backend = aot_autograd(
+    aot = aot_autograd(
         fw_compiler=recorder("forward"),
         bw_compiler=recorder("backward"),
         inference_compiler=recorder("inference"),
         decompositions=DECOMPOSITIONS,
         partition_fn=partition,
     )
+    parameters: list[int] = []
+
+    def backend(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> Any:
+        # as the coda backend does: Dynamo's example inputs are the real parameters
+        parameters.extend(
+            i for i, v in enumerate(example_inputs) if isinstance(v, torch.nn.Parameter)
+        )
+        return aot(gm, example_inputs)
+
     torch._dynamo.reset()
     compiled = torch.compile(model, backend=backend, fullgraph=False)
     if training:
@@ -73,4 +85,4 @@ def capture(spec: ModelSpec, *, training: bool = True, seed: int = 0) -> Capture
     else:
         with torch.no_grad():
             compiled(*inputs)
-    return CapturedGraphs(graphs, {})
+    return CapturedGraphs(graphs, {}, tuple(parameters))

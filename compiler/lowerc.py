@@ -6,11 +6,16 @@
     lowerc --model my.py:Net --input-shape 4x16 --emit summary
 
     lowerc --model llama-block --dtype bf16 --target cuda:sm_90a --emit resources
+    lowerc --model mlp --precision mxfp8-act --emit epilogue   a low-precision policy
 
 Stages: fx (the aten graphs), graph, epilogue, kernel (IR), triton (generated
 source), summary (the kernel table) and dot (the kernel plan as a Graphviz graph);
 with --target, resources (registers, spills, shared memory, tensor cores per kernel;
-exit code 1 if a kernel does not fit) and ptx/amdgcn (the assembly). Everything
+exit code 1 if a kernel does not fit) and ptx/amdgcn (the assembly). `--precision
+POLICY` applies a low-precision policy by the names torch.compile's
+options={"precision": ...} takes (coda.compiler.precision_policy): activation policies
+from the epilogue stage on, weight-only policies on the kernel stage (to a --model's
+parameters under --inference; on textual IR to the arguments marked {lowp.weight}). Everything
 `xdsl-opt` offers (`-p`, `--print-between-passes`, `--print-op-generic`,
 `--split-input-file`, `--verify-diagnostics`, ...) works as usual. Errors in the input
 are reported as `file:line:col: error: message` with exit code 1, never as a traceback.
@@ -44,6 +49,7 @@ from coda.passes import PASSES
 if TYPE_CHECKING:
     from coda.codegen.targets import Target
     from coda.compiler.models import ModelSpec
+    from coda.compiler.precision_policy import PrecisionPolicy
 
 EMIT_STAGES = ("fx", "graph", "epilogue", "kernel", "triton", "summary", "dot")
 #: stages compiled ahead of time for --target
@@ -231,6 +237,12 @@ class Lowerc(xDSLOptMain):
             default="fp32",
             help="dtype of a --model's parameters and inputs: fp32 (default), bf16, fp16",
         )
+        arg_parser.add_argument(
+            "--precision",
+            default="none",
+            help="low-precision policy, as options={'precision': ...} names it "
+            "(e.g. mxfp8-act, w4a16 with --inference)",
+        )
 
     def apply_passes(self, prog: ModuleOp) -> None:
         super().apply_passes(prog)
@@ -243,10 +255,24 @@ class Lowerc(xDSLOptMain):
             "dot",
             *TARGET_STAGES,
         ):
-            from coda.compiler.pipeline import lower
+            from coda.compiler.precision_policy import lower_with_policy
 
             stage = self.args.emit
-            lower(prog, stage if stage in ("graph", "epilogue", "kernel") else "kernel")
+            stage = stage if stage in ("graph", "epilogue", "kernel") else "kernel"
+            policy = self._policy()
+            lower_with_policy(prog, policy, stage)
+            if policy.weight_only and stage == "kernel":
+                from coda.dialects import make_context
+                from coda.passes.precision import Precision
+
+                Precision(policy=policy.name).apply(make_context(), prog)
+                prog.verify()
+
+    def _policy(self) -> PrecisionPolicy:
+        """The --precision policy; a bad name is a usage error."""
+        from coda.compiler.precision_policy import PrecisionPolicy
+
+        return PrecisionPolicy.from_user(self.args.precision)
 
     def output_resulting_program(self, prog: ModuleOp) -> str:
         if self.args.emit in TARGET_STAGES:
@@ -311,14 +337,31 @@ class Lowerc(xDSLOptMain):
                     out.write(f"# ===== {kind} =====\n{gm.code.strip()}\n\n")
                 return
             module = captured.to_module()
+            if self._policy().weight_only:
+                self._mark_weights(module, captured.parameters)
             self.apply_passes(module)
             out.write(self.output_resulting_program(module))
         finally:
             if out is not sys.stdout:
                 out.close()
 
+    def _mark_weights(self, module: ModuleOp, parameters: Sequence[int]) -> None:
+        """Mark a --model's parameters {lowp.weight} as the backend does (weight-only
+        policies compile inference graphs only)."""
+        from xdsl.dialects.func import FuncOp
+
+        from coda.compiler.precision_policy import mark_weights
+
+        policy = self._policy()
+        if not self.args.inference:
+            raise UsageError(f"--precision {policy.name} is an inference policy: add --inference")
+        for func in module.ops:
+            if isinstance(func, FuncOp) and func.sym_name.data == "inference":
+                mark_weights(func, [i for i in parameters if i < len(func.args)])
+
     def run(self) -> None:
         self._target()  # a bad --target fails before a model is captured
+        self._policy()  # and so does a bad --precision
         self.aot_diagnostics: list[str] = []
         if self.args.model:
             self.run_model()

@@ -85,6 +85,12 @@ def _quantize_activations() -> type[ModulePass]:
     return QuantizeActivations
 
 
+def _quantize_operands() -> type[ModulePass]:
+    from coda.passes.quantize_operands import QuantizeOperands
+
+    return QuantizeOperands
+
+
 #: pass name -> factory of the pass class (lazy, as xDSL's registries are)
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "canonicalize": _canonicalize,
@@ -100,6 +106,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "fuse-quantize": _fuse_quantize,
     "fuse-dequantize": _fuse_dequantize,
     "quantize-activations": _quantize_activations,
+    "quantize-operands": _quantize_operands,
 }
 
 __all__ = ["PASSES"]

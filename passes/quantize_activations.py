@@ -31,11 +31,12 @@ from xdsl.dialects.builtin import (
     ModuleOp,
     TensorType,
 )
+from xdsl.dialects.func import FuncOp
 from xdsl.ir import Block, SSAValue
 from xdsl.passes import ModulePass
 
-from coda.dialects import epilogue, lowp
-from coda.passes.dataflow import function_bodies
+from coda.dialects import epilogue, graph, lowp
+from coda.passes.quantize_operands import kept_values
 
 ELEMENTS = {"e4m3fn": Float8E4M3FNType, "e5m2": Float8E5M2Type, "e2m1": Float4E2M1FNType}
 
@@ -48,9 +49,22 @@ def _quantizable(value: SSAValue) -> bool:
     return len(shape) == 2 and shape[-1] % 32 == 0 and isinstance(ty.element_type, AnyFloat)
 
 
-def quantize_activations_in(block: Block, element: str) -> None:
+def _reads(value: SSAValue, kept: set[SSAValue]) -> bool:
+    """Is `value` one of `kept`, or a view of one?"""
+    while isinstance(value.owner, graph.ViewOp):
+        value = value.owner.input
+    return value in kept
+
+
+def quantize_activations_in(
+    block: Block, element: str, kept: set[SSAValue] | frozenset[SSAValue] = frozenset()
+) -> None:
+    """`kept`: values an excluded layer owns (its weight): GEMMs reading one keep their
+    left operands in high precision."""
     done: dict[SSAValue, SSAValue] = {}
     for gemm in [op for op in block.ops if isinstance(op, epilogue.GemmOp)]:
+        if any(_reads(v, set(kept)) for v in gemm.operands):
+            continue
         for position in range(0, len(gemm.products), 2):  # the left operands
             value = gemm.products[position]
             if not _quantizable(value):
@@ -74,8 +88,8 @@ class QuantizeActivations(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.element not in ELEMENTS:
             raise ValueError(f"element must be one of {', '.join(ELEMENTS)}, got {self.element}")
-        for block in function_bodies(op):
-            quantize_activations_in(block, self.element)
+        for func in [o for o in op.walk() if isinstance(o, FuncOp) and not o.is_declaration]:
+            quantize_activations_in(func.body.block, self.element, kept_values(func))
 
 
 __all__ = ["QuantizeActivations", "quantize_activations_in"]

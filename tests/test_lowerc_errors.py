@@ -101,6 +101,19 @@ CASES = {
         ["--model", "net.py:Net", "--emit", "graph"],
         "model 'net.py:Net' needs --input-shape (e.g. --input-shape 4x16)",
     ),
+    "unknown precision policy": (
+        ["--model", "mlp", "--precision", "fp9", "--emit", "epilogue"],
+        "precision policy must be one of none, w4a16, w3a16, nvfp4, mxfp8-act, mxfp4-act, "
+        "mxfp8, fp8-rowwise, fp8-tensorwise, got 'fp9'",
+    ),
+    "unknown quantize-operands recipe": (
+        ["ok.mlir", "-p", "quantize-operands{recipe=fp9}"],
+        "recipe must be one of fp8-rowwise, fp8-tensorwise, mxfp8, got fp9",
+    ),
+    "weight-only policy on a training capture": (
+        ["--model", "mlp", "--precision", "w4a16", "--emit", "kernel"],
+        "--precision w4a16 is an inference policy: add --inference",
+    ),
     "unknown dtype": (
         ["--model", "mlp", "--dtype", "fp8", "--emit", "graph"],
         "unknown dtype 'fp8' (use one of fp32, bf16, fp16)",
