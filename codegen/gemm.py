@@ -56,8 +56,8 @@ from coda.dialects.epilogue import (
     StoreOp,
     TileValueType,
 )
+from coda.dialects.graph import ConcatOp, PointwiseOp, ViewOp, tensor_shape
 from coda.dialects.graph import ConstantOp as GraphConstantOp
-from coda.dialects.graph import PointwiseOp, ViewOp, tensor_shape
 from coda.dialects.kernel import GemmKernelOp, YieldOp
 from coda.dialects.lowp import AssembleOp, DequantizeOp, QuantizeOp, StoreQuantizedOp
 from coda.dialects.view_layout import (
@@ -305,7 +305,19 @@ class _GemmGenerator:
         types = {type(element_type(v)) for v in self.gemm.products}
         return _NATIVE_DOT_TYPES.get(types.pop(), "") if len(types) == 1 else ""
 
-    def _mainloop_operand(self, value: SSAValue, role: str, prefix: str) -> _Operand:
+    def _mainloop_operand(
+        self, value: SSAValue, role: str, prefix: str, piece: tuple[int, int] | None = None
+    ) -> _Operand:
+        """The mainloop operand `value`. `piece` = (start, size): `value` is a piece of a
+        concatenation along the operand's output dim (rows of the lhs, columns of the
+        rhs), read where the tile's rows (columns) fall in [start, start + size)."""
+        if isinstance(value.owner, ConcatOp) and piece is None:
+            return self._concat_operand(value, role, prefix, value.owner)
+        if piece is not None and not self._is_view_of_operand(value):
+            raise CodegenError(
+                f'kernel.gemm "{self.kernel.kernel_name}": a piece of a concatenated '
+                f"operand must be a kernel operand or a view of one, got {self.ir.name(value)}"
+            )
         quantized = quantized_source(value)
         if quantized is not None:  # quantized as loaded (quantize-operands)
             return quantize_operand(self, value, role, prefix, *quantized)
@@ -318,6 +330,9 @@ class _GemmGenerator:
         access = self._access(value, role)
         row, col = ("m", "k") if role == "lhs" else ("k", "n")
         names = {d: d for d in self.batch_dims} | {"m": "offs_m", "n": "offs_n", "k": "kk"}
+        outer = "m" if role == "lhs" else "n"  # the dim a concatenation stacks pieces on
+        if piece is not None:
+            names[outer] = f"(offs_{outer} - {piece[0]})"
         address = _address(access, [*self.batch_dims, row, col], row, col, names)
         # offsets along m or n are hoisted out of the mainloop; those along k are not
         hoisted = "rows" if role == "lhs" else "cols"
@@ -336,6 +351,12 @@ class _GemmGenerator:
         f32 = isinstance(element_type(value), Float32Type)
         upcast = "" if self._native_dot() or f32 else ".to(tl.float32)"
         rows, cols = ("mask_m", "mask_k") if role == "lhs" else ("mask_k", "mask_n")
+        if piece is not None:
+            start, size = piece
+            inside = f"(offs_{outer} >= {start}) & (offs_{outer} < {start + size})"
+            rows, cols = (
+                (f"({rows} & {inside})", cols) if role == "lhs" else (rows, f"({cols} & {inside})")
+            )
         mask = f"{rows}[:, None] & {cols}[None, :]"
         tile = f"{prefix}_tile" if prefix in ("a", "b") else self.namer.fresh(f"{prefix}_tile")
         return _Operand(
@@ -344,6 +365,45 @@ class _GemmGenerator:
             setup=setup,
             address=lines,
             load=f"{tile} = tl.load({ptrs}, mask={mask}, other=0.0){upcast}",
+            tile=tile,
+        )
+
+    def _is_view_of_operand(self, value: SSAValue) -> bool:
+        while isinstance(value.owner, ViewOp):
+            value = value.owner.input
+        return isinstance(value, BlockArgument) and value.block is self.kernel.body.block
+
+    def _concat_operand(
+        self, value: SSAValue, role: str, prefix: str, concat: ConcatOp
+    ) -> _Operand:
+        """An operand concatenated along its output dim (q|k|v weights of different
+        widths): each piece is loaded where the tile's rows (columns) fall in its range,
+        zeros elsewhere, and the pieces summed."""
+        outer = 0 if role == "lhs" else 1
+        if concat.axis != outer:
+            raise CodegenError(
+                f'kernel.gemm "{self.kernel.kernel_name}": a concatenated {role} must be '
+                f"joined along dim {outer} (its output dim), not {concat.axis}"
+            )
+        pieces = [
+            self._mainloop_operand(v, role, self.namer.fresh(f"{prefix}_part"), (start, size))
+            for v, start, size in zip(
+                concat.inputs,
+                concat.offsets(),
+                (tensor_shape(v)[outer] for v in concat.inputs),
+                strict=True,
+            )
+        ]
+        tile = self.namer.fresh(f"{prefix}_tile")
+        return _Operand(
+            name=self.ir.name(value),
+            comment="; ".join(
+                [f"{self.ir.name(value)} = concatenation of {len(pieces)} pieces"]
+                + [p.comment for p in pieces if p.comment != p.name]
+            ),
+            setup=[line for p in pieces for line in p.setup],
+            address=[line for p in pieces for line in (*p.address, p.load)],
+            load=f"{tile} = {' + '.join(p.tile for p in pieces)}",
             tile=tile,
         )
 
@@ -732,7 +792,8 @@ def _the_gemm(kernel: GemmKernelOp) -> GemmOp:
             | DequantizeOp
             | QuantizeOp
             | PointwiseOp
-            | GraphConstantOp,
+            | GraphConstantOp
+            | ConcatOp,
         ):
             raise CodegenError(
                 f'kernel.gemm "{kernel.kernel_name}" may hold only graph.view, operand '

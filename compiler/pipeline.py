@@ -16,6 +16,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "graph": ("fuse-rotary", "canonicalize", "fold-views"),
     "epilogue": (
         "fuse-prologues",
+        "concat-projections",
         "fuse-epilogues",
         "fuse-reductions",
         "expand-logsumexp",

@@ -340,9 +340,10 @@ def lower_with_policy(module: ModuleOp, policy: PrecisionPolicy, until: str = "k
         for name in passes:
             if name == "fuse-quantize" and element is not None:
                 QuantizeActivations(element=element).apply(ctx, module)
-            if name == "fuse-prologues" and policy.name in OPERAND_POLICIES:
-                # the mainloop quantizer reads its operand from memory (its row amax is a
-                # pass over K before the mainloop): a normalized activation is written
+            if name in ("fuse-prologues", "concat-projections"):
+                # the quantizers of these recipes read each GEMM operand from memory as
+                # one tensor (a row amax over K runs before the mainloop): a normalized
+                # activation is written, and projections of different widths stay apart
                 continue
             PASSES[name]()().apply(ctx, module)
         if stage == "kernel" and policy.name in OPERAND_POLICIES:

@@ -67,6 +67,8 @@ def fused_ops(op: kernel.KernelOp) -> list[Operation]:
             isinstance(v.owner, graph.ConstantOp) for v in inner.inputs
         ):
             continue  # a pattern of constants (a sign per piece) is index arithmetic
+        elif isinstance(inner, graph.ConcatOp) and isinstance(op, kernel.GemmKernelOp):
+            continue  # weights of several projections, read piece by piece: addressing
         elif not isinstance(inner, kernel.YieldOp | graph.ConstantOp | graph.ViewOp):
             ops.append(inner)
     return ops

@@ -31,6 +31,12 @@ def _fuse_prologues() -> type[ModulePass]:
     return FusePrologues
 
 
+def _concat_projections() -> type[ModulePass]:
+    from coda.passes.concat_projections import ConcatProjections
+
+    return ConcatProjections
+
+
 def _fuse_reductions() -> type[ModulePass]:
     from coda.passes.fuse_reductions import FuseReductions
 
@@ -97,6 +103,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "fuse-rotary": _fuse_rotary,
     "fuse-epilogues": _fuse_epilogues,
     "fuse-prologues": _fuse_prologues,
+    "concat-projections": _concat_projections,
     "fuse-reductions": _fuse_reductions,
     "expand-logsumexp": _expand_logsumexp,
     "split-blocks": _split_blocks,

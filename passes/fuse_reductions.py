@@ -169,7 +169,7 @@ def fuse_reduction(op: graph.ReduceOp, block: Block) -> bool:
     assert tile is not None and reduced is not None
     kind = reduced[1]
     finalize_kind = _FINALIZE[kind]
-    square = None if kind != "sumsq" or op.kind.data == "sumsq" else _gemm_result(op.input).owner
+    square = _gemm_result(op.input).owner if kind == "sumsq" else None
     group = epilogue.PARTIAL_ROWS if axis == "rows" else epilogue.PARTIAL_COLUMNS
     gemm.body.block.add_op(epilogue.ReduceOp(kind, tile, len(gemm.results), group, axis))
     gemm = _rebuilt(gemm, block, set())
@@ -188,24 +188,32 @@ def fuse_reduction(op: graph.ReduceOp, block: Block) -> bool:
     if tuple(viewed) == shape:
         block.erase_op(result)
         result = gemm
-    finalize = graph.ReduceOp(
-        finalize_kind,
-        partials if result is gemm else result.results[0],
-        list(op.reduced_dims),
-        op.keepdim is not None,
-        op.result.type,
-    )
-    block.insert_op_after(finalize, result)
-    result = finalize
+    value = partials if result is gemm else result.results[0]
+    anchor = result
+    if all(viewed[d] == 1 for d in op.reduced_dims):
+        # one partial per kept coordinate (no more rows than one group): it is the
+        # whole reduction, and a finalize over one value would be a kernel for nothing
+        if value.type != op.result.type:
+            whole = graph.ViewOp("reshape", value, op.result.type)
+            block.insert_op_after(whole, anchor)
+            value, anchor = whole.result, whole
+    else:
+        finalize = graph.ReduceOp(
+            finalize_kind, value, list(op.reduced_dims), op.keepdim is not None,
+            op.result.type,
+        )  # fmt: skip
+        block.insert_op_after(finalize, anchor)
+        value, anchor = finalize.results[0], finalize
     if op.kind.data == "mean":  # the sum of the partials over the count
         count = math.prod(graph.tensor_shape(op.input)[d] for d in op.reduced_dims)
-        scale = graph.ConstantOp(1.0 / count, TensorType(f32, ()))
-        mean = graph.PointwiseOp("mul", [finalize.results[0], scale.result], op.result.type)
-        block.insert_op_after(scale, finalize)
-        block.insert_op_after(mean, scale)
-        result = mean
-    result.results[0].name_hint = op.result.name_hint
-    op.result.replace_all_uses_with(result.results[0])
+        divisor = graph.ConstantOp(float(count), TensorType(f32, ()))
+        mean = graph.PointwiseOp("div", [value, divisor.result], op.result.type)
+        block.insert_op_after(divisor, anchor)
+        block.insert_op_after(mean, divisor)
+        value = mean.result
+    if value.owner is not gemm:  # the partials themselves keep their name
+        value.name_hint = op.result.name_hint
+    op.result.replace_all_uses_with(value)
     block.erase_op(op)
     if square is not None:  # square(x) is computed in the epilogue now
         _erase_dead_reshapes(square.results[0], block)

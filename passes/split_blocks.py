@@ -430,8 +430,9 @@ def _view_chains(op: Operation) -> list[graph.ViewOp]:
 
 def _prologue(gemm: epilogue.GemmOp) -> list[Operation]:
     """The pointwise ops fuse-prologues left on the GEMM's product operands (each in its
-    operand's shape), with the views and constants they read, producers first: they are
-    cloned into the kernel, which computes them on each tile its mainloop loads."""
+    operand's shape) and the concatenations concat-projections made, with the views
+    and constants they read, producers first: they are cloned into the kernel, which
+    computes them on each tile its mainloop loads."""
     ops: list[Operation] = []
 
     def qualifies(op: Operation, shape: tuple[int, ...]) -> bool:
@@ -465,6 +466,10 @@ def _prologue(gemm: epilogue.GemmOp) -> list[Operation]:
     for value in gemm.products:
         owner = value.owner
         if isinstance(owner, Operation) and qualifies(owner, graph.tensor_shape(value)):
+            visit(owner)
+        elif isinstance(owner, graph.ConcatOp) and all(
+            use.operation is gemm for use in value.uses
+        ):  # weights of different widths (concat-projections): read piece by piece
             visit(owner)
     return ops
 
