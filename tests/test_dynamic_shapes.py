@@ -66,9 +66,9 @@ def test_five_sequence_lengths_compile_at_most_twice(caplog: pytest.LogCaptureFi
         # (a length of 1 would be a third graph: Dynamo specializes sizes 0 and 1.)
         # Lengths 10-16 (20-32 tokens) share one plan: above 18 tokens the gated MLP's
         # projections are recomputed in the backward (saved_values), and up to 32 tokens
-        # a norm weight's column partials have one 32-row group; lengths 24 and 30 cross
-        # the second line, a plan of their own.
-        for seq in (12, 13, 10, 16, 11, 24, 30):
+        # a norm weight's column partials have one 32-row group (the whole sum, so no
+        # finalize kernel); lengths 24, 30 and 27 cross that line, a plan of their own.
+        for seq in (12, 13, 10, 16, 11, 24, 30, 27):
             x = torch.randn(2, seq, 32)
             with record_launches() as launches:
                 got = _step(compiled, model, x)
@@ -80,14 +80,16 @@ def test_five_sequence_lengths_compile_at_most_twice(caplog: pytest.LogCaptureFi
             loaded.append(cache.loads - start_loads)
     assert len(calls) == 2  # the first size static, then one graph with symbolic sizes
     sizes = [m.split("specialized for ")[1].split(" (")[0] for m in _specializations(caplog)]
-    assert [s.split("=")[1] for s in sizes] == ["13", "10", "16", "11", "24", "30"]
+    assert [s.split("=")[1] for s in sizes] == ["13", "10", "16", "11", "24", "30", "27"]
     # the static graph's kernels, then the size-generic ones (unless an earlier test of
     # this process imported them): from the second length on, every length of the same
     # plan runs the modules already imported
     assert imported[1:5] == [imported[1]] * 4, imported
     assert all(b > a for a, b in zip(loaded, loaded[1:], strict=False)), loaded
-    # the new plan's kernels that differ (the column partials' second row group) once
-    assert imported[6] == imported[5], imported
+    # the new plan's kernels that differ (the column partials' second row group and
+    # their finalize) are imported at its first length, widened to size-generic ones at
+    # its second, and reused from then on
+    assert imported[7] == imported[6], imported
 
 
 def test_mark_dynamic_compiles_once(caplog: pytest.LogCaptureFixture) -> None:
