@@ -45,7 +45,9 @@ def dequantized_source(value: SSAValue) -> DequantizeOp | None:
     return root.owner if isinstance(root.owner, DequantizeOp) else None
 
 
-def _is_transpose(value: SSAValue, source: SSAValue) -> bool:
+def is_transpose(value: SSAValue, source: SSAValue) -> bool:
+    """`value` is `source` transposed (a 2-D permute [1, 0]): nn.Linear's weight read as
+    [K, N]."""
     owner = value.owner
     return (
         isinstance(owner, ViewOp)
@@ -62,7 +64,7 @@ def dequantize_operand(
     from coda.codegen.gemm import _Operand
 
     name = f'kernel.gemm "{gen.kernel.kernel_name}"'
-    if role == "rhs" and _is_transpose(value, deq.result):
+    if role == "rhs" and is_transpose(value, deq.result):
         # nn.Linear's [N, K] weight read as [K, N]: k runs down the tile
         row, k_of, mask = "offs_n[None, :]", "[:, None]", "mask_k[:, None] & mask_n[None, :]"
     elif role == "lhs" and value is deq.result:

@@ -43,6 +43,7 @@ from xdsl.dialects.builtin import Float8E4M3FNType, Float8E5M2Type
 from xdsl.ir import SSAValue
 
 from coda.codegen.common import CodegenError
+from coda.codegen.dequantize import is_transpose
 from coda.codegen.quantize import amax_lines, e8m0_decode_expr, mx_exponent_call, round_call
 from coda.dialects.graph import ViewOp, tensor_shape
 from coda.dialects.lowp import DequantizeOp, QuantizeOp, ScaledType, element_name
@@ -77,16 +78,6 @@ class ScaledOperandInfo:
     scale: str  # row/tensor: the float32 scale vector/scalar; mx: E8M0 codes [R, BK/32]
 
 
-def _is_transpose(value: SSAValue, source: SSAValue) -> bool:
-    owner = value.owner
-    return (
-        isinstance(owner, ViewOp)
-        and owner.input is source
-        and owner.kind.data == "permute"
-        and list(owner.perm.get_values()) == [1, 0]
-    )
-
-
 def quantize_operand(
     gen: _GemmGenerator,
     value: SSAValue,
@@ -103,7 +94,7 @@ def quantize_operand(
         raise CodegenError(f"{name}: mainloop quantize of a batched GEMM")
     if role == "lhs" and value is deq.result:
         rows, offs, mask_r, block_r = "m", "offs_m", "mask_m", "BLOCK_M"
-    elif role == "rhs" and _is_transpose(value, deq.result):
+    elif role == "rhs" and is_transpose(value, deq.result):
         rows, offs, mask_r, block_r = "n", "offs_n", "mask_n", "BLOCK_N"
     else:
         raise CodegenError(

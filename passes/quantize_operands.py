@@ -29,8 +29,8 @@ Recipes (`recipe=`):
 Operands already dequantized (activations an epilogue stored as MX codes, packed
 weights) and GEMMs with batch dims are left as they are, and so are the GEMMs of layers
 a policy excludes: kernels that read a function argument marked `{lowp.keep}` (an
-excluded layer's weight) or whose result reaches a returned value marked `{lowp.keep}`
-(its weight gradient), see coda.compiler.precision_policy.mark_excluded.
+excluded layer's weight) or whose stored output tile reaches a returned value marked
+`{lowp.keep}` (its weight gradient), see coda.compiler.precision_policy.mark_excluded.
 """
 
 from __future__ import annotations
@@ -183,10 +183,26 @@ class QuantizeOperands(ModulePass):
             kept = kept_values(func)
             for kernel_op in [o for o in func.body.block.ops if isinstance(o, kernel.GemmKernelOp)]:
                 if any(v in kept for v in kernel_op.inputs) or any(
-                    _reaches(r, kept) for r in kernel_op.results
+                    _reaches(r, kept) for r in _tile_results(kernel_op)
                 ):
                     continue  # an excluded layer's GEMM stays in full precision
                 quantize_operands_in(kernel_op, self.recipe)
+
+
+def _tile_results(kernel_op: kernel.GemmKernelOp) -> list[SSAValue]:
+    """The kernel's results its GEMM stores as output tiles: a weight gradient is one.
+    Partials an epilogue writes beside them (the next layer's bias gradient, reduced
+    from the input gradient this GEMM computes) do not make it that layer's GEMM."""
+    gemm = next(op for op in kernel_op.body.block.ops if isinstance(op, epilogue.GemmOp))
+    stored = {op.index.value.data for op in gemm.body.block.ops if isinstance(op, epilogue.StoreOp)}
+    found = []
+    yields = kernel_op.body.block.last_op.operands
+    for result, yielded in zip(kernel_op.results, yields, strict=True):
+        while isinstance(yielded.owner, graph.ViewOp):
+            yielded = yielded.owner.input
+        if yielded.owner is gemm and list(gemm.results).index(yielded) in stored:
+            found.append(result)
+    return found
 
 
 def _marked(attrs: DictionaryAttr) -> bool:

@@ -30,6 +30,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from training_check import track_bf16
 
 from coda.compiler.models import MLP, LlamaBlock
 
@@ -162,22 +163,6 @@ def test_twenty_steps_track_bf16(name: str, recipe: str) -> None:
         model, x = LlamaBlock(d=32, heads=2, kv_heads=1, ffn=64), torch.randn(1, 8, 32)
     torch.manual_seed(1)
     target = torch.randn(x.shape[:-1] + ((16,) if name == "mlp" else (32,)))
-    ref = copy.deepcopy(model)
-    compiled = torch.compile(model, backend="coda", options={"strict": True, "precision": recipe})
-    opt, opt_ref = (torch.optim.SGD(m.parameters(), lr=0.05) for m in (model, ref))
-    losses = []
-    for _ in range(20):
-        loss = F.mse_loss(compiled(x), target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = ref(x)
-        loss_ref = F.mse_loss(out.float(), target)
-        opt_ref.zero_grad()
-        loss_ref.backward()
-        opt_ref.step()
-        assert abs(loss.item() - loss_ref.item()) < 0.01 * loss_ref.item(), (
-            len(losses), loss.item(), loss_ref.item())  # fmt: skip
-        losses.append(loss.item())
+    options = {"strict": True, "precision": recipe}
+    losses = track_bf16(model, options, x, target, tolerance=0.01)
     assert losses[-1] < losses[0]  # it trains

@@ -18,6 +18,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from training_check import track_bf16
 
 from coda.compiler import precision_policy as P
 from coda.compiler.models import MLP, LlamaBlock
@@ -89,25 +90,8 @@ def test_twenty_steps_track_bf16(name: str) -> None:
     else:
         # one sequence of 8 tokens: the interpreter runs 20 forward + backward steps
         model, x, target = LlamaBlock(), torch.randn(1, 8, 64), torch.randn(1, 8, 64)
-    ref = copy.deepcopy(model)
-    compiled = torch.compile(model, backend="coda", options=OPTIONS)
-    opt, opt_ref = (torch.optim.SGD(m.parameters(), lr=0.05) for m in (model, ref))
-    first = last = None
-    for _ in range(20):
-        loss = F.mse_loss(compiled(x), target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = ref(x)
-        loss_ref = F.mse_loss(out.float(), target)
-        opt_ref.zero_grad()
-        loss_ref.backward()
-        opt_ref.step()
-        assert abs(loss.item() - loss_ref.item()) < 0.01 * loss_ref.item()
-        first = first if first is not None else loss.item()
-        last = loss.item()
-    assert last < first  # it trains
+    losses = track_bf16(model, OPTIONS, x, target, tolerance=0.01)
+    assert losses[-1] < losses[0]  # it trains
 
 
 def test_mxfp4_act_twenty_steps_track_bf16() -> None:
@@ -115,20 +99,7 @@ def test_mxfp4_act_twenty_steps_track_bf16() -> None:
     torch._dynamo.reset()
     torch.manual_seed(0)
     model, x, target = MLP(), torch.randn(8, 32), torch.randn(8, 16)
-    ref = copy.deepcopy(model)
     before = len(P.QUANTIZED_ACTIVATIONS)
     options = {"strict": True, "precision": "mxfp4-act"}
-    compiled = torch.compile(model, backend="coda", options=options)
-    opt, opt_ref = (torch.optim.SGD(m.parameters(), lr=0.05) for m in (model, ref))
-    for _ in range(20):
-        loss = F.mse_loss(compiled(x), target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss_ref = F.mse_loss(ref(x).float(), target)
-        opt_ref.zero_grad()
-        loss_ref.backward()
-        opt_ref.step()
-        assert abs(loss.item() - loss_ref.item()) < 0.05 * loss_ref.item()
+    track_bf16(model, options, x, target, tolerance=0.05)
     assert all(n >= 1 for n in P.QUANTIZED_ACTIVATIONS[before:])

@@ -36,3 +36,38 @@ def check_training_step(model: nn.Module, x: torch.Tensor, rtol: float = 1e-4) -
     for (name, p), q in named:
         torch.testing.assert_close(q.grad, p.grad, rtol=rtol, atol=rtol, msg=name)
     return TrainingRun(launches, allocations)
+
+
+def track_bf16(
+    model: nn.Module,
+    options: dict[str, object],
+    x: torch.Tensor,
+    target: torch.Tensor,
+    tolerance: float,
+    steps: int = 20,
+) -> list[float]:
+    """Train `model` compiled with coda `options` and a copy of it under bf16 autocast
+    in eager, both with SGD on the MSE to `target`, for `steps` steps: at every step
+    the losses must agree within `tolerance` (relative to the bf16 loss). Returns coda's
+    losses."""
+    import torch.nn.functional as F
+
+    ref = copy.deepcopy(model)
+    compiled = torch.compile(model, backend="coda", options=options)
+    opt, opt_ref = (torch.optim.SGD(m.parameters(), lr=0.05) for m in (model, ref))
+    losses: list[float] = []
+    for step in range(steps):
+        loss = F.mse_loss(compiled(x), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = ref(x)
+        loss_ref = F.mse_loss(out.float(), target)
+        opt_ref.zero_grad()
+        loss_ref.backward()
+        opt_ref.step()
+        gap = abs(loss.item() - loss_ref.item())
+        assert gap < tolerance * loss_ref.item(), (step, loss.item(), loss_ref.item())
+        losses.append(loss.item())
+    return losses
