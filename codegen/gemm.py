@@ -237,6 +237,7 @@ class _GemmGenerator:
         if not self.outputs:
             raise CodegenError(f'kernel.gemm "{kernel.kernel_name}" has no results')
         self.helpers: set[str] = set()  # triton.language @jit helpers the kernel calls
+        self.combines: set[str] = set()  # module-local reduction combines (helpers.j2)
         self.lowp_helpers = False  # whether coda.codegen.quantize's helpers are needed
         self.scaled_dot = False  # whether a mainloop multiplies fp8/MX codes on GPUs
         self.var: dict[SSAValue, str] = {}  # epilogue value -> Python expression
@@ -542,7 +543,7 @@ class _GemmGenerator:
             acc_names=self.ir.names(args[:count]),
             epilogue=epilogue,
             helpers=[(n, *JIT_HELPERS[n]) for n in sorted(self.helpers)],
-            combines=[],
+            combines=sorted(self.combines),
             lowp_helpers=HELPERS_SOURCE if self.lowp_helpers else "",
             out_tensor=self.outputs[0].tensor,
         )
@@ -680,9 +681,11 @@ class _GemmGenerator:
 
     def _reduce_row(self, var: str, combine: str, masked: str) -> list[str]:
         if self.target is not None:
-            # a GPU reduces across its lanes with shuffles (the halving costs registers)
-            reduce = "tl.max" if combine == "max" else "tl.sum"
-            return [f"{var} = {reduce}({masked}, axis=1)[:, None]"]
+            # a GPU reduces across its lanes with shuffles (the halving costs registers);
+            # a module-local combine, as tl.sum itself may be an interpreted function here
+            fn = "_max" if combine == "max" else "_sum"
+            self.combines.add(fn)
+            return [f"{var} = tl.reduce({masked}, 1, {fn})[:, None]"]
         lines = [f"{var} = tl.reshape({masked}, (BLOCK_M, 1, BLOCK_N))"]
         return lines + self._tree(var, combine, "BLOCK_M", "1", self.tile.block_n)
 

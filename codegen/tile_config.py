@@ -156,8 +156,13 @@ def gemm_tiles(target: Target, gemm: GemmOp) -> list[GemmTile]:
     full = replace(first, block_n=max(first.block_n, 128))
     narrow = replace(full, block_n=full.block_n // 2)
     small = replace(full, block_m=64, block_n=64, num_warps=4)
-    # whole rows (epilogue.row_reduce): fewer of them per program
-    rows = [replace(first, block_m=m, num_warps=w) for m, w in ((32, 8), (16, 8), (16, 4))]
+    # whole rows (epilogue.row_reduce): a shallower pipeline or half the K per stage
+    # (a 256-wide rhs tile fills shared memory), then fewer rows per program
+    rows = [
+        replace(first, num_stages=2),
+        replace(first, block_k=max(16, first.block_k // 2), num_stages=2),
+        *(replace(first, block_m=m, num_warps=w) for m, w in ((32, 8), (16, 8), (16, 4))),
+    ]
     tiles: list[GemmTile] = []
     for tile in (first, full, narrow, replace(narrow, num_warps=4), small, *rows):
         if tile not in tiles and fits_partials(tile, gemm):
