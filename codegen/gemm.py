@@ -312,22 +312,10 @@ class _GemmGenerator:
         """The mainloop operand `value`. `piece` = (start, size): `value` is a piece of a
         concatenation along the operand's output dim (rows of the lhs, columns of the
         rhs), read where the tile's rows (columns) fall in [start, start + size)."""
-        if isinstance(value.owner, ConcatOp) and piece is None:
-            return self._concat_operand(value, role, prefix, value.owner)
-        if piece is not None and not self._is_view_of_operand(value):
-            raise CodegenError(
-                f'kernel.gemm "{self.kernel.kernel_name}": a piece of a concatenated '
-                f"operand must be a kernel operand or a view of one, got {self.ir.name(value)}"
-            )
-        quantized = quantized_source(value)
-        if quantized is not None:  # quantized as loaded (quantize-operands)
-            return quantize_operand(self, value, role, prefix, *quantized)
-        deq = dequantized_source(value)
-        if deq is not None:  # a packed low-precision weight (the precision pass)
-            return dequantize_operand(self, value, role, prefix, deq)
-        root = prologue_root(value)
-        if root is not None:  # elementwise work on the operand (fuse-prologues)
-            return prologue_operand(self, value, role, prefix, root)
+        if piece is None:  # a piece of a concatenation is read through its address alone
+            special = self._special_operand(value, role, prefix)
+            if special is not None:
+                return special
         access = self._access(value, role)
         row, col = ("m", "k") if role == "lhs" else ("k", "n")
         names = {d: d for d in self.batch_dims} | {"m": "offs_m", "n": "offs_n", "k": "kk"}
@@ -369,10 +357,21 @@ class _GemmGenerator:
             tile=tile,
         )
 
-    def _is_view_of_operand(self, value: SSAValue) -> bool:
-        while isinstance(value.owner, ViewOp):
-            value = value.owner.input
-        return isinstance(value, BlockArgument) and value.block is self.kernel.body.block
+    def _special_operand(self, value: SSAValue, role: str, prefix: str) -> _Operand | None:
+        """A mainloop operand not read as it is: concatenated, quantized as it is loaded,
+        dequantized from packed storage or computed by a prologue; None otherwise."""
+        if isinstance(value.owner, ConcatOp):
+            return self._concat_operand(value, role, prefix, value.owner)
+        quantized = quantized_source(value)
+        if quantized is not None:  # quantized as loaded (quantize-operands)
+            return quantize_operand(self, value, role, prefix, *quantized)
+        deq = dequantized_source(value)
+        if deq is not None:  # a packed low-precision weight (the precision pass)
+            return dequantize_operand(self, value, role, prefix, deq)
+        root = prologue_root(value)
+        if root is not None:  # elementwise work on the operand (fuse-prologues)
+            return prologue_operand(self, value, role, prefix, root)
+        return None
 
     def _concat_operand(
         self, value: SSAValue, role: str, prefix: str, concat: ConcatOp

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType, i1
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.ir import Block, Operation, SSAValue, Use
 from xdsl.passes import ModulePass
 from xdsl.traits import IsTerminator
 
@@ -54,21 +54,26 @@ def _is_prologue_op(op: Operation | None) -> bool:
     return isinstance(op, graph.PointwiseOp) and op.fn.data in PROLOGUE_FNS
 
 
-def gemm_operand_uses(value: SSAValue) -> list[tuple[Operation, int]] | None:
+def _is_gemm_operand(use: Use) -> bool:
+    """`use` is a matrix operand of a matmul or an epilogue.gemm product."""
+    user = use.operation
+    return isinstance(user, graph.MatmulOp) or (
+        isinstance(user, epilogue.GemmOp) and use.index < len(user.products)
+    )
+
+
+def _gemm_operand_uses(value: SSAValue) -> list[tuple[Operation, int]] | None:
     """(matmul or gemm, operand index) of every use of `value` through views; None if
     something other than a GEMM's matrix operand reads it."""
     found: list[tuple[Operation, int]] = []
     for use in value.uses:
-        user = use.operation
-        if isinstance(user, graph.ViewOp):
-            inner = gemm_operand_uses(user.result)
+        if isinstance(use.operation, graph.ViewOp):
+            inner = _gemm_operand_uses(use.operation.result)
             if inner is None:
                 return None
             found += inner
-        elif isinstance(user, graph.MatmulOp) or (
-            isinstance(user, epilogue.GemmOp) and use.index < len(user.products)
-        ):
-            found.append((user, use.index))
+        elif _is_gemm_operand(use):
+            found.append((use.operation, use.index))
         else:
             return None
     return found
@@ -81,10 +86,7 @@ def feeds_gemm_operands_only(value: SSAValue) -> bool:
         if isinstance(user, graph.ViewOp) or _is_prologue_op(user):
             if not feeds_gemm_operands_only(user.results[0]):
                 return False
-        elif not (
-            isinstance(user, graph.MatmulOp)
-            or (isinstance(user, epilogue.GemmOp) and use.index < len(user.products))
-        ):
+        elif not _is_gemm_operand(use):
             return False
     return True
 
@@ -245,7 +247,7 @@ def _erase_dead(values: list[SSAValue], block: Block) -> None:
 
 def fuse_prologue(root: graph.PointwiseOp, block: Block) -> bool:
     """Recompute `root` (and the chain only it reads) in every GEMM that reads it."""
-    uses = gemm_operand_uses(root.result)
+    uses = _gemm_operand_uses(root.result)
     chain = _chain(root) if uses else None
     if not uses or chain is None:
         return False
@@ -294,5 +296,4 @@ __all__ = [
     "FusePrologues",
     "feeds_gemm_operands_only",
     "fuse_prologues_in",
-    "gemm_operand_uses",
 ]
