@@ -17,8 +17,10 @@ when a later size changes it, the template widens (one more module, never a wron
 one). Sources whose code genuinely depends on the size (another tile count, another
 plan) have another skeleton and get their own module. A template is refused (the
 concrete source is used) when a varying literal sits where a runtime value is not
-allowed or not enough: outside `launch` and the launched kernel (module constants,
-helper functions), in a `tl.constexpr` argument of the launch, or in a block shape.
+allowed or not enough: outside `launch`, the launched kernel and the `@triton.jit`
+functions it calls (whose literals become parameters the kernel passes on: a chain's
+producer, codegen/gemm_chain.py), as in module constants; in a `tl.constexpr` argument
+of the launch; or in a block shape.
 Triple-quoted strings are taken as documentation (generated code has no others);
 other strings must match exactly.
 """
@@ -175,10 +177,24 @@ def _render(source: str, slots: list[Slot], template: _Template) -> GenericSourc
         if a.annotation is not None and "constexpr" in ast.unparse(a.annotation)
     }
     constexpr_spans = [span(k.value) for k in call.keywords if k.arg in constexprs]
-    # inside the kernel, block shapes and constexpr assignments need compile-time values
+    # @triton.jit functions the kernel calls (a chain's producer, gemm_chain.py): their
+    # varying literals become parameters as well, which the kernel passes on
+    helper_calls: dict[str, list[ast.Call]] = {}
+    for node in ast.walk(kernel):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in functions
+            and node.func.id not in (kernel.name, "launch")
+        ):
+            helper_calls.setdefault(node.func.id, []).append(node)
+    helpers = {name: functions[name] for name in helper_calls}
+    # inside the kernel and its helpers, block shapes and constexpr assignments need
+    # compile-time values
     constexpr_spans += [
         span(node)
-        for node in ast.walk(kernel)
+        for function in (kernel, *helpers.values())
+        for node in ast.walk(function)
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
@@ -187,9 +203,11 @@ def _render(source: str, slots: list[Slot], template: _Template) -> GenericSourc
         or (isinstance(node, ast.AnnAssign) and "constexpr" in ast.unparse(node.annotation))
     ]
     launch_span, kernel_span = span(launch), span(kernel)
+    helper_spans = {name: span(f) for name, f in helpers.items()}
     edits: list[tuple[int, int, str]] = []  # (start, end, text), applied right to left
     values: list[int] = []
-    in_kernel: list[int] = []  # the values the kernel itself reads
+    in_kernel: list[int] = []  # the values the kernel (or a helper it calls) reads
+    in_helper: dict[str, list[int]] = {name: [] for name in helpers}
     for i, slot in enumerate(slots):
         if not slot.code:
             shown = "?" if i in (template.unknown_text or ()) else str(template.first[i])
@@ -208,9 +226,26 @@ def _render(source: str, slots: list[Slot], template: _Template) -> GenericSourc
             text = f"{_PARAM}{len(values)}"
             in_kernel.append(len(values))
         else:
-            return None  # module constants or a helper: no parameter reaches them
+            helper = next((n for n, (a, b) in helper_spans.items() if a <= where < b), None)
+            if helper is None:
+                return None  # module constants or a helper the kernel does not call
+            text = f"{_PARAM}{len(values)}"
+            in_kernel.append(len(values))
+            in_helper[helper].append(len(values))
         edits.append((slot.start, slot.end, text))
         values.append(slot.value)
+    for name, used in in_helper.items():
+        if not used:
+            continue
+        helper = helpers[name]
+        if not helper.args.args or helper.args.defaults or helper.args.vararg:
+            return None
+        passed = "".join(f", {_PARAM}{i}" for i in used)
+        edits.append((span(helper.args.args[-1])[1],) * 2 + (passed,))  # type: ignore[arg-type]
+        for helper_call in helper_calls[name]:
+            if helper_call.keywords or not helper_call.args:
+                return None  # positional arguments only: ours are
+            edits.append((span(helper_call.args[-1])[1],) * 2 + (passed,))  # type: ignore[arg-type]
     params = "".join(f", {_PARAM}{i}" for i in in_kernel)
     args = "".join(f", {_PARAM}{i}={_PARAM}[{i}]" for i in in_kernel)
     if not kernel.args.args or not launch.args.args or not (call.args or call.keywords):

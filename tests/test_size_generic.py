@@ -136,3 +136,53 @@ def test_a_size_in_a_block_shape_stays_concrete() -> None:
     sources.record(blocks(4))
     # tl.arange needs a compile-time bound: a runtime argument would not compile
     assert sources.generic(blocks(8)) is None
+
+
+_CHAINED = '''"""A copy of a [{rows}, 8] tensor through a helper (a chain's producer)."""
+
+import triton
+import triton.language as tl
+
+BLOCK = 16
+
+
+@triton.jit
+def _tile(x_ptr, offs, BLOCK: tl.constexpr):
+    mask = offs < {rows} * 8
+    return tl.load(x_ptr + offs, mask=mask, other=0.0)
+
+
+@triton.jit
+def copy_rows(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tile = _tile(x_ptr, offs, BLOCK)
+    tl.store(out_ptr + offs, tile, mask=offs < n)
+
+
+def launch(x, out) -> tuple[int, ...]:
+    grid = (triton.cdiv({numel}, BLOCK),)
+    copy_rows[grid](x, out, {numel}, BLOCK=BLOCK)
+    return grid
+'''
+
+
+def test_a_size_in_a_helper_the_kernel_calls_is_passed_on(tmp_path: object) -> None:
+    """A chain's producer (codegen/gemm_chain.py) is a @triton.jit function the kernel
+    calls: its sizes become parameters of it too, and the kernel passes them on."""
+
+    def chained(rows: int) -> str:
+        return _CHAINED.format(rows=rows, numel=rows * 8)
+
+    sources = SizeGenericSources()
+    sources.record(chained(3))
+    cache = KernelCache(tmp_path)  # type: ignore[arg-type]
+    for rows in (4, 9):
+        generic = sources.generic(chained(rows))
+        assert generic is not None
+        assert "def _tile(x_ptr, offs, BLOCK: tl.constexpr, _dyn" in generic.source
+        assert "_tile(x_ptr, offs, BLOCK, _dyn" in generic.source
+        x = torch.randn(rows, 8)
+        out = torch.empty_like(x)
+        cache.load(generic.source, interpret=True).launch(x, out, _dyn=generic.values)
+        torch.testing.assert_close(out, x)
+    assert cache.imports == 1
