@@ -22,7 +22,7 @@ import json
 import os
 import types
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from coda.codegen.tile_config import (
     AttentionTile,
     GemmTile,
     attention_tiles,
+    fits_partials,
     gemm_tiles,
     loop_tile,
     sixteen_bit_operands,
@@ -125,8 +126,13 @@ def _tiles(op: KernelOps, target: Target, forced: GemmTile | None) -> list[Tile 
         return [None]
     if forced is not None:
         return [forced]
-    gemm = next(o for o in op.body.block.ops if isinstance(o, GemmOp))
-    return gemm_tiles(target, gemm)
+    gemms = [o for o in op.body.block.ops if isinstance(o, GemmOp)]
+    # a chain (two gemms) is tiled for its second, whose programs hold whole rows; the
+    # first's tiles are BLOCK_M x BLOCK_K, which its partials must fit
+    tiles = gemm_tiles(target, gemms[-1], whole_rows=len(gemms) == 2)
+    if len(gemms) == 2:
+        tiles = [t for t in tiles if fits_partials(replace(t, block_n=t.block_k), gemms[0])]
+    return tiles
 
 
 def _compile(graph: str, op: KernelOps, target: Target, forced: GemmTile | None) -> AotKernel:
@@ -212,8 +218,8 @@ def _mma_expected(op: KernelOps, target: Target) -> bool:
         return bool(torch.backends.cuda.matmul.allow_tf32)
     if not isinstance(op, kernel.GemmKernelOp):
         return False
-    gemm = next(o for o in op.body.block.ops if isinstance(o, GemmOp))
-    if sixteen_bit_operands(gemm) or target.backend == "hip":
+    gemms = [o for o in op.body.block.ops if isinstance(o, GemmOp)]
+    if all(sixteen_bit_operands(g) for g in gemms) or target.backend == "hip":
         return True
     return bool(torch.backends.cuda.matmul.allow_tf32)
 

@@ -37,6 +37,7 @@ from coda.codegen.common import (
     store_expr,
 )
 from coda.codegen.dequantize import dequantize_operand, dequantized_source
+from coda.codegen.gemm_chain import ChainStage
 from coda.codegen.prologue import prologue_operand, prologue_root
 from coda.codegen.quantize import HELPERS_SOURCE
 from coda.codegen.quantize_epilogue import store_quantized_lines
@@ -193,6 +194,7 @@ class _Output:
     """One kernel result: written by the stores of gemm result `index`."""
 
     index: int
+    gemm: GemmOp  # the epilogue.gemm whose result `index` it is (a chain has two)
     tensor: str
     ptr: str
     ptrs: str  # kernel local: the tile's addresses
@@ -210,19 +212,28 @@ def generate_gemm(
 
 
 class _GemmGenerator:
+    """Generates the program of one epilogue.gemm of `kernel`: the kernel's own (its
+    last gemm), or with `producer` the stage function of a chain's first gemm."""
+
     def __init__(
-        self, kernel: GemmKernelOp, target: Target | None = None, tile: GemmTile | None = None
+        self,
+        kernel: GemmKernelOp,
+        target: Target | None = None,
+        tile: GemmTile | None = None,
+        producer: str | None = None,
     ) -> None:
         self.kernel = kernel
         self.ir = IrText(kernel)
-        self.gemm = _the_gemm(kernel)
-        self.tile = tile or gemm_tile(target, self.gemm)
+        self.gemms = kernel_gemms(kernel)
+        self.gemm = self.gemms[0] if producer else self.gemms[-1]
+        chained = len(self.gemms) == 2
+        self.tile = tile or gemm_tile(target, self.gemm, whole_rows=chained)
         self.target = target
         self.tile_for = target.name if target else "Triton's interpreter"
         rank = len(self.gemm.out_shape)
         self.namer = Namer(_TEMPLATE_LOCALS | _batch_locals(rank))
         self.batch_dims = [f"b{d}" for d in range(rank - 2)]  # indices into the batch dims
-        self.fn = self.namer.fresh(kernel.kernel_name)
+        self.fn = producer or self.namer.fresh(kernel.kernel_name)
         # kernel operands: one launch parameter and one pointer each
         self.tensor_of: dict[SSAValue, str] = {}
         self.ptr_of: dict[SSAValue, str] = {}
@@ -241,6 +252,11 @@ class _GemmGenerator:
         self.lowp_helpers = False  # whether coda.codegen.quantize's helpers are needed
         self.scaled_dot = False  # whether a mainloop multiplies fp8/MX codes on GPUs
         self.var: dict[SSAValue, str] = {}  # epilogue value -> Python expression
+        self.k_names: dict[int, str] = {}  # contraction size -> its kernel parameter
+        # a chain's first gemm, which the kernel's mainloop runs as a function
+        self.chain: ChainStage | None = None
+        if producer is None and chained:
+            self.chain = ChainStage(self, "_" + self.namer.fresh(f"{self.fn}_producer"))
 
     @property
     def _dims(self) -> list[str]:
@@ -251,15 +267,18 @@ class _GemmGenerator:
         result = value
         while isinstance(result.owner, ViewOp):  # stored in another layout
             result = result.owner.input
-        if result.owner is not self.gemm:
+        if result.owner not in self.gemms:
             raise CodegenError(
                 f'kernel.gemm "{self.kernel.kernel_name}" yields {self.ir.name(value)}, '
                 "which is not a result of its epilogue.gemm (or a view of one)"
             )
-        index = list(self.gemm.outputs).index(result)
+        gemm = result.owner
+        assert isinstance(gemm, GemmOp)
+        index = list(gemm.outputs).index(result)
         tensor = self.namer.fresh(f"out{k}")
         out = _Output(
             index=index,
+            gemm=gemm,
             tensor=tensor,
             ptr=self.namer.fresh(f"{tensor}_ptr"),
             ptrs=self.namer.fresh(f"{tensor}_ptrs"),
@@ -359,7 +378,10 @@ class _GemmGenerator:
 
     def _special_operand(self, value: SSAValue, role: str, prefix: str) -> _Operand | None:
         """A mainloop operand not read as it is: concatenated, quantized as it is loaded,
-        dequantized from packed storage or computed by a prologue; None otherwise."""
+        dequantized from packed storage, computed by a prologue or by the chain's first
+        gemm; None otherwise."""
+        if self.chain is not None and value.owner is self.chain.gemm:
+            return self.chain.operand(value, prefix)
         if isinstance(value.owner, ConcatOp):
             return self._concat_operand(value, role, prefix, value.owner)
         quantized = quantized_source(value)
@@ -419,6 +441,7 @@ class _GemmGenerator:
                 by_k.setdefault(tensor_shape(lhs)[-1], []).append((acc, lhs, rhs))
         single = len(gemm.products) == 2
         k_sizes = {"K" if i == 0 else f"K{i}": k for i, k in enumerate(by_k)}
+        self.k_names = {k: name for name, k in k_sizes.items()}
         loops = []
         for k_size, products in zip(k_sizes, by_k.values(), strict=True):
             operands: dict[tuple[str, SSAValue], _Operand] = {}
@@ -469,7 +492,9 @@ class _GemmGenerator:
         setup = [line for o in operands for line in o.setup]
         return _Mainloop(k_size, comments, setup, body, after)
 
-    def source(self) -> str:
+    def program(self) -> tuple[dict[str, object], dict[str, int]]:
+        """The slots of the program body (gemm_body.j2) and the contraction sizes, by
+        kernel parameter name."""
         gemm = self.gemm
         args = gemm.body.block.args
         count = len(gemm.accumulators)
@@ -483,7 +508,38 @@ class _GemmGenerator:
         ]
         epilogue = [inp.load for inp in inputs]
         epilogue += [self._epilogue_op(op) for op in gemm.body.block.ops]
+        out_shape = gemm.out_shape
+        body = {
+            # offsets of this program's tile, for the tile the source is generated with
+            "tile_offsets": [
+                tile_offsets("offs_m", out_shape[-2], self.tile.block_m, "pid_m", "BLOCK_M"),
+                tile_offsets("offs_n", out_shape[-1], self.tile.block_n, "pid_n", "BLOCK_N"),
+            ],
+            "accumulators": [self.var[a] for a in args[:count]],
+            "mainloops": mainloops,
+            "acc_names": self.ir.names(args[:count]),
+            "epilogue": epilogue,
+        }
+        return body, k_sizes
 
+    def constexpr_args(self, native: str, scaled: bool) -> list[tuple[str, str]]:
+        """The kernel's tl.constexpr arguments and their values in `launch`, for dots of
+        `native` 16-bit operands ('' for float32) and scaled fp8/MX dots."""
+        first = self.tensor_of[self.kernel.body.block.args[0]]
+        if native:
+            # only the interpreter (CPU tensors) needs float32 operands
+            args = [("UPCAST_OPERANDS", f'{first}.device.type == "cpu"')]
+        else:
+            # float32 operands: full precision unless torch allows TF32 for matmuls
+            precision = '"tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"'
+            args = [("INPUT_PRECISION", precision)]
+        if scaled:
+            # GPUs multiply fp8/MX codes natively; the interpreter dequantized tiles
+            args.append(("NATIVE_LOWP", f'{first}.device.type != "cpu"'))
+        return args
+
+    def source(self) -> str:
+        body, k_sizes = self.program()
         operands = self.kernel.body.block.args
         stride_params, stride_args = [], []
         for arg in operands:
@@ -493,27 +549,29 @@ class _GemmGenerator:
         for out in self.outputs:
             stride_params.append(", ".join(out.strides.values()))
             stride_args.append(f"*{out.tensor}.stride()")
-
         native = self._native_dot()
-        if native:
-            # only the interpreter (CPU tensors) needs float32 operands
-            first = self.tensor_of[operands[0]]
-            constexpr_args = [("UPCAST_OPERANDS", f'{first}.device.type == "cpu"')]
-        else:
-            # float32 operands: full precision unless torch allows TF32 for matmuls
-            precision = '"tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"'
-            constexpr_args = [("INPUT_PRECISION", precision)]
-        if self.scaled_dot:
-            # GPUs multiply fp8/MX codes natively; the interpreter dequantized tiles
-            first = self.tensor_of[operands[0]]
-            constexpr_args.append(("NATIVE_LOWP", f'{first}.device.type != "cpu"'))
+        constexpr_args = self.constexpr_args(native, self.scaled_dot)
+        size_names, sizes = ["M", "N", *k_sizes], [*self.gemm.out_shape[-2:], *k_sizes.values()]
+        gemm_text = self._gemm_text()
+        stage = None
+        if self.chain is not None:
+            stage = self.chain.slots()
+            gemm_text = f"{self.chain.gen._gemm_text()}\n{gemm_text}"
+            for pair in self.constexpr_args(stage["native"], scaled=False):
+                if pair[0] not in dict(constexpr_args):
+                    constexpr_args.append(pair)
+            size_names += self.chain.size_params.values()
+            sizes += self.chain.k_sizes.values()
+            self.helpers |= self.chain.gen.helpers
+            self.combines |= self.chain.gen.combines
+            self.lowp_helpers |= self.chain.gen.lowp_helpers
         out_shape = self.gemm.out_shape
         return render(
             "gemm.py.j2",
             kernel_name=self.kernel.kernel_name,
             tile=self.tile,
             tile_for=self.tile_for,
-            gemm_text=self._gemm_text(),
+            gemm_text=gemm_text,
             fn=self.fn,
             pointers=[self.ptr_of[a] for a in operands] + [o.ptr for o in self.outputs],
             tensors=[self.tensor_of[a] for a in operands] + [o.tensor for o in self.outputs],
@@ -524,23 +582,16 @@ class _GemmGenerator:
             batch_index=batch_indices(
                 self.batch_dims, [f"B{d}" for d in range(len(self.batch_dims))], "pid_b"
             ),
-            # offsets of this program's tile, for the tile the source is generated with
-            tile_offsets=[
-                tile_offsets("offs_m", out_shape[-2], self.tile.block_m, "pid_m", "BLOCK_M"),
-                tile_offsets("offs_n", out_shape[-1], self.tile.block_n, "pid_n", "BLOCK_N"),
-            ],
             # sizes of batch dims 1, 2, ... (kernel parameters); dim 0's is never needed
             batch_sizes=[f"B{d}" for d in range(1, len(self.batch_dims))],
-            size_names=["M", "N", *k_sizes],
-            sizes=(out_shape[-2], out_shape[-1], *k_sizes.values()),
+            size_names=size_names,
+            sizes=tuple(sizes),
             shapes=tuple(tensor_shape(v) for v in (*operands, *self.kernel.terminator.values)),
             batch=tuple(out_shape[:-2]),
             num_batches=prod(out_shape[:-2]),
-            accumulators=[self.var[a] for a in args[:count]],
-            mainloops=mainloops,
+            main=body,
+            stage=stage,
             native_dot=native,
-            acc_names=self.ir.names(args[:count]),
-            epilogue=epilogue,
             helpers=[(n, *JIT_HELPERS[n]) for n in sorted(self.helpers)],
             combines=sorted(self.combines),
             lowp_helpers=HELPERS_SOURCE if self.lowp_helpers else "",
@@ -627,7 +678,7 @@ class _GemmGenerator:
         value = self.var[op.value]
         lines = []
         column = isinstance(op.value.type, ColType)
-        for out in (o for o in self.outputs if o.index == index):
+        for out in self._outputs_of(index):
             if column:  # one value per row, [..., M, 1]: the program holds whole rows
                 if out.address is not None:
                     raise CodegenError(
@@ -656,6 +707,10 @@ class _GemmGenerator:
             stored = store_expr(value, out.ptr, out_type, self.helpers)
             lines.append(f"tl.store({out.ptrs}, {stored}, mask=mask)")
         return lines or [f"pass  # result {index} is not a result of the kernel"]
+
+    def _outputs_of(self, index: int) -> list[_Output]:
+        """The kernel results that result `index` of this generator's gemm is stored to."""
+        return [o for o in self.outputs if o.index == index and o.gemm is self.gemm]
 
     def _row_reduce(self, op: RowReduceOp, var: str) -> list[str]:
         """A whole row's statistic as a [BLOCK_M, 1] column in `var`: the program holds
@@ -734,7 +789,7 @@ class _GemmGenerator:
         lines.append(f"{offs} = {pid} * ({groups}) + tl.arange(0, {groups})")
         shape = tensor_shape(self.gemm.outputs[index])
         partials = shape[-2] if op.over_rows else shape[-1]
-        for out in (o for o in self.outputs if o.index == index):
+        for out in self._outputs_of(index):
             if out.address is not None:
                 raise CodegenError(
                     f'kernel.gemm "{self.kernel.kernel_name}": partials are stored in place'
@@ -781,11 +836,13 @@ class _GemmGenerator:
         return pointwise_expr(op.fn.data, operands, self.helpers)
 
 
-def _the_gemm(kernel: GemmKernelOp) -> GemmOp:
-    gemm: GemmOp | None = None
+def kernel_gemms(kernel: GemmKernelOp) -> list[GemmOp]:
+    """The kernel's epilogue.gemm (two for a chain: producer, then consumer), checked to
+    be all that it holds besides operand work."""
+    gemms: list[GemmOp] = []
     for op in kernel.body.block.ops:
         if isinstance(op, GemmOp):
-            gemm = op
+            gemms.append(op)
         elif not isinstance(
             op,
             YieldOp
@@ -802,6 +859,8 @@ def _the_gemm(kernel: GemmKernelOp) -> GemmOp:
                 "prologues (graph.pointwise, graph.constant), lowp quantization, "
                 f"epilogue.gemm and kernel.yield, found '{op.name}'"
             )
-    if gemm is None:
+    if not gemms:
         raise CodegenError(f'kernel.gemm "{kernel.kernel_name}" holds no epilogue.gemm')
-    return gemm
+    if len(gemms) > 2:
+        raise CodegenError(f'kernel.gemm "{kernel.kernel_name}" chains {len(gemms)} GEMMs')
+    return gemms

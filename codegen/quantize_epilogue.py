@@ -93,7 +93,7 @@ def store_quantized_lines(gen: _GemmGenerator, op: StoreQuantizedOp) -> list[str
         (op.codes.value.data, v["codes"], code_cols, code_bound),
         (op.scales.value.data, v["scale"], offs, scales_n),
     ):
-        for out in (o for o in gen.outputs if o.index == index):
+        for out in gen._outputs_of(index):
             if out.address is not None:
                 raise CodegenError(f"{name}: quantized results are stored in place")
             mask = "mask" if bound is None else f"mask_m[:, None] & ({cols} < {bound})[None, :]"

@@ -102,23 +102,27 @@ def partial_columns(gemm: GemmOp, axis: str = "columns") -> int:
     return max(widths, default=1)
 
 
-def fits_partials(tile: GemmTile, gemm: GemmOp) -> bool:
+def fits_partials(tile: GemmTile, gemm: GemmOp, whole_rows: bool = False) -> bool:
+    whole_rows = whole_rows or gemm.holds_full_rows
     return (
         tile.block_n % partial_columns(gemm) == 0
         and tile.block_m % partial_columns(gemm, "rows") == 0
-        and (not gemm.holds_full_rows or tile.block_n >= gemm.out_shape[-1])
+        and (not whole_rows or tile.block_n >= gemm.out_shape[-1])
     )
 
 
-def _whole_rows(tile: GemmTile, gemm: GemmOp, gpu: bool) -> GemmTile:
+def _whole_rows(tile: GemmTile, gemm: GemmOp, gpu: bool, whole_rows: bool) -> GemmTile:
     """`tile` widened to hold whole output rows when the epilogue reduces them
-    (epilogue.row_reduce; N is at most FULL_ROW_MAX): BLOCK_N the power of two at or
-    above N. On a GPU a 256-wide accumulator takes 64 rows, not 128, to stay in the
-    registers the 128 x 128 tile used."""
-    if not gemm.holds_full_rows:
+    (epilogue.row_reduce; N is at most FULL_ROW_MAX) or `whole_rows` asks for them (a
+    chain's second GEMM): BLOCK_N the power of two at or above N. On a GPU a 256-wide
+    accumulator takes 64 rows, not 128, to stay in the registers the 128 x 128 tile
+    used; so does a chain, whose program also holds the first GEMM's accumulators."""
+    if not (whole_rows or gemm.holds_full_rows):
         return tile
     width = max(16, 1 << (gemm.out_shape[-1] - 1).bit_length())
-    rows = tile.block_m if not gpu or width <= 128 else min(tile.block_m, 64)
+    # a chain's program also holds the first GEMM's accumulators: 64 rows as well
+    wide = width > 128 or whole_rows
+    rows = min(tile.block_m, 64) if gpu and wide else tile.block_m
     return replace(tile, block_m=rows, block_n=max(tile.block_n, width))
 
 
@@ -133,39 +137,45 @@ def _mx_in_mainloop(gemm: GemmOp) -> bool:
     return False
 
 
-def gemm_tile(target: Target | None, gemm: GemmOp) -> GemmTile:
-    """The tile for `gemm` on `target` (None: the interpreter)."""
+def gemm_tile(target: Target | None, gemm: GemmOp, whole_rows: bool = False) -> GemmTile:
+    """The tile for `gemm` on `target` (None: the interpreter); `whole_rows`: each
+    program holds entire rows of the output (the second GEMM of a chain, whose BLOCK_K
+    is also the first GEMM's BLOCK_N)."""
     if target is None:
         # an operand MX-quantized as it is loaded needs whole 32-element blocks per tile
         tile = replace(INTERPRETER_GEMM, block_k=32) if _mx_in_mainloop(gemm) else INTERPRETER_GEMM
-        return _whole_rows(tile, gemm, gpu=False)
+        return _whole_rows(tile, gemm, gpu=False, whole_rows=whole_rows)
     tile = (_GEMM_16BIT if sixteen_bit_operands(gemm) else _GEMM_32BIT)[target.name]
     if live_tiles(gemm) > _MAX_LIVE_TILES:
         # many live tiles (several aux outputs, residuals): halve the columns so each
         # costs half the registers
         tile = replace(tile, block_n=tile.block_n // 2)
-    return _whole_rows(tile, gemm, gpu=True)
+    return _whole_rows(tile, gemm, gpu=True, whole_rows=whole_rows)
 
 
-def gemm_tiles(target: Target, gemm: GemmOp) -> list[GemmTile]:
+def gemm_tiles(target: Target, gemm: GemmOp, whole_rows: bool = False) -> list[GemmTile]:
     """Tiles to try for `gemm` on `target`, best first. Register allocation is not
     monotone in the tile (ptxas may spill a 128x64 tile where 128x128 fits), so the
     ahead-of-time compile takes the first that compiles clean: `gemm_tile`'s choice,
     then the full and narrowed table tiles, then fewer warps and a 64x64 tile."""
-    first = gemm_tile(target, gemm)
+    first = gemm_tile(target, gemm, whole_rows)
     full = replace(first, block_n=max(first.block_n, 128))
     narrow = replace(full, block_n=full.block_n // 2)
     small = replace(full, block_m=64, block_n=64, num_warps=4)
-    # whole rows (epilogue.row_reduce): a shallower pipeline or half the K per stage
-    # (a 256-wide rhs tile fills shared memory), then fewer rows per program
+    # whole rows (epilogue.row_reduce, a chain): a shallower pipeline or half the K per
+    # stage (a 256-wide rhs tile fills shared memory), no pipelining at all (a norm
+    # backward chained to the gate/up recompute needs every register for its
+    # accumulators), then fewer rows per program
+    half_k = max(16, first.block_k // 2)
     rows = [
         replace(first, num_stages=2),
-        replace(first, block_k=max(16, first.block_k // 2), num_stages=2),
+        replace(first, block_k=half_k, num_stages=2),
+        replace(first, block_k=half_k, num_stages=1),
         *(replace(first, block_m=m, num_warps=w) for m, w in ((32, 8), (16, 8), (16, 4))),
     ]
     tiles: list[GemmTile] = []
     for tile in (first, full, narrow, replace(narrow, num_warps=4), small, *rows):
-        if tile not in tiles and fits_partials(tile, gemm):
+        if tile not in tiles and fits_partials(tile, gemm, whole_rows):
             tiles.append(tile)
     return tiles
 

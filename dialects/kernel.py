@@ -6,7 +6,8 @@ Codegen turns each op into one Triton kernel (or, for `kernel.fallback`, a torch
 call); what stays outside kernels in the function (`graph.view`, `graph.constant`)
 moves no data and costs no launch.
 
-    kernel.gemm      one epilogue.gemm: GEMM mainloop + epilogue program
+    kernel.gemm      one epilogue.gemm: GEMM mainloop + epilogue program; or two
+                     chained, the second's lhs the first's output tiles (chain-gemms)
     kernel.loop      loop-fused graph.pointwise / graph.reduce ops over one shape
     kernel.attention one graph.attention or graph.attention_backward (tiled, online
                      softmax), reading its operands through views in place
@@ -137,9 +138,12 @@ class GemmKernelOp(KernelOp):
 
     def verify_contents(self, block: Block) -> None:
         gemms = [op for op in _body_ops(block) if op.name == "epilogue.gemm"]
-        if len(gemms) != 1:
+        if len(gemms) == 2:
+            _verify_chain(*gemms)
+        elif len(gemms) != 1:
             raise VerifyException(
-                f"'kernel.gemm' must contain exactly one epilogue.gemm, found {len(gemms)}"
+                "'kernel.gemm' must contain one epilogue.gemm, or two chained (the second "
+                f"reading the first's results as its lhs), found {len(gemms)}"
             )
         # A yielded view is a store in another layout: it must be invertible
         for value in block.last_op.operands:
@@ -151,6 +155,27 @@ class GemmKernelOp(KernelOp):
                         f"{value.owner.kind.data} view"
                     )
                 value = value.owner.operands[0]
+
+
+def _verify_chain(first: IRDLOperation, second: IRDLOperation) -> None:
+    """Two GEMMs in one kernel are a chain (passes/chain_gemms.py): every product of the
+    second multiplies a result of the first, which nothing else in the kernel but the
+    yield reads; each program then computes the first's tiles of its rows as the second's
+    mainloop needs them."""
+    products = 2 * sum(second.sums.get_values())
+    if not all(second.operands[i].owner is first for i in range(0, products, 2)):
+        raise VerifyException(
+            "'kernel.gemm' with two epilogue.gemm ops: every product of the second must "
+            "multiply a result of the first (a chain)"
+        )
+    for result in first.results:
+        for use in result.uses:
+            lhs = use.operation is second and use.index < products and use.index % 2 == 0
+            if not (lhs or use.operation.name == "kernel.yield"):
+                raise VerifyException(
+                    "'kernel.gemm' chain: the first epilogue.gemm's results may only be the "
+                    f"second's lhs operands or yielded, not read by '{use.operation.name}'"
+                )
 
 
 @irdl_op_definition

@@ -78,7 +78,7 @@ func.func @gemm_without_epilogue(%a: tensor<4x8xf32>, %b: tensor<8x16xf32>) {
   }
   func.return
 }
-// CHECK: kernel_invalid.mlir:74:3: error: 'kernel.gemm' must contain exactly one epilogue.gemm, found 0
+// CHECK: kernel_invalid.mlir:74:3: error: 'kernel.gemm' must contain one epilogue.gemm, or two chained (the second reading the first's results as its lhs), found 0
 
 // -----
 
@@ -97,7 +97,7 @@ func.func @gemm_two_epilogues(%a: tensor<4x8xf32>, %b: tensor<8x16xf32>) {
   }
   func.return
 }
-// CHECK: kernel_invalid.mlir:86:3: error: 'kernel.gemm' must contain exactly one epilogue.gemm, found 2
+// CHECK: kernel_invalid.mlir:86:3: error: 'kernel.gemm' with two epilogue.gemm ops: every product of the second must multiply a result of the first (a chain)
 
 // -----
 
@@ -166,3 +166,24 @@ func.func @gemm_yields_a_slice(%x: tensor<4x8xf32>, %w: tensor<8x4xf32>) {
   func.return
 }
 // CHECK: kernel_invalid.mlir:{{[0-9]+}}:3: error: 'kernel.gemm' can yield its results through reshape and permute views only (a store in another layout), not through a slice view
+
+// -----
+
+// A chain whose second GEMM also reads the first's result in its epilogue.
+func.func @chain_result_read_by_epilogue(%a: tensor<4x8xf32>, %b: tensor<8x16xf32>, %c: tensor<16x16xf32>) {
+  %0 = kernel.gemm "gemm0_chain" (%a, %b, %c) : (tensor<4x8xf32>, tensor<8x16xf32>, tensor<16x16xf32>) -> (tensor<4x16xf32>) {
+  ^bb0(%x: tensor<4x8xf32>, %y: tensor<8x16xf32>, %z: tensor<16x16xf32>):
+    %1 = epilogue.gemm %x, %y : (tensor<4x8xf32>, tensor<8x16xf32>) -> (tensor<4x16xf32>) {
+    ^bb0(%acc: !epilogue.tile<f32>):
+      epilogue.store %acc : !epilogue.tile<f32> -> result 0
+    }
+    %2 = epilogue.gemm %1, %z inputs(%1) : (tensor<4x16xf32>, tensor<16x16xf32>, tensor<4x16xf32>) -> (tensor<4x16xf32>) {
+    ^bb0(%acc: !epilogue.tile<f32>, %h: !epilogue.tile<f32>):
+      %3 = epilogue.accumulate %acc, %h : (!epilogue.tile<f32>, !epilogue.tile<f32>) -> !epilogue.tile<f32>
+      epilogue.store %3 : !epilogue.tile<f32> -> result 0
+    }
+    kernel.yield %2 : tensor<4x16xf32>
+  }
+  func.return
+}
+// CHECK: kernel_invalid.mlir:174:3: error: 'kernel.gemm' chain: the first epilogue.gemm's results may only be the second's lhs operands or yielded, not read by 'epilogue.gemm'

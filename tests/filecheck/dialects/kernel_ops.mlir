@@ -72,3 +72,38 @@ func.func @empty() {
 // CHECK-NEXT:    }
 // CHECK-NEXT:    func.return
 // CHECK-NEXT:  }
+
+// A chain (chain-gemms): the second GEMM's lhs is the first's result.
+func.func @chain(%x: tensor<8x32xf32>, %w1: tensor<32x64xf32>, %w2: tensor<64x16xf32>) -> tensor<8x16xf32> {
+  %y = kernel.gemm "gemm0_chain" (%x, %w1, %w2) : (tensor<8x32xf32>, tensor<32x64xf32>, tensor<64x16xf32>) -> (tensor<8x16xf32>) {
+  ^bb0(%a: tensor<8x32xf32>, %b: tensor<32x64xf32>, %c: tensor<64x16xf32>):
+    %h = epilogue.gemm %a, %b : (tensor<8x32xf32>, tensor<32x64xf32>) -> (tensor<8x64xf32>) {
+    ^bb0(%acc: !epilogue.tile<f32>):
+      %0 = epilogue.map "relu"(%acc) : (!epilogue.tile<f32>) -> !epilogue.tile<f32>
+      epilogue.store %0 : !epilogue.tile<f32> -> result 0
+    }
+    %out = epilogue.gemm %h, %c : (tensor<8x64xf32>, tensor<64x16xf32>) -> (tensor<8x16xf32>) {
+    ^bb0(%acc_1: !epilogue.tile<f32>):
+      epilogue.store %acc_1 : !epilogue.tile<f32> -> result 0
+    }
+    kernel.yield %out : tensor<8x16xf32>
+  }
+  func.return %y : tensor<8x16xf32>
+}
+
+// CHECK-LABEL: func.func @chain
+// CHECK-NEXT:    %y = kernel.gemm "gemm0_chain" (%x, %w1, %w2) : (tensor<8x32xf32>, tensor<32x64xf32>, tensor<64x16xf32>) -> (tensor<8x16xf32>) {
+// CHECK-NEXT:    ^bb0(%a: tensor<8x32xf32>, %b: tensor<32x64xf32>, %c: tensor<64x16xf32>):
+// CHECK-NEXT:      %h = epilogue.gemm %a, %b : (tensor<8x32xf32>, tensor<32x64xf32>) -> (tensor<8x64xf32>) {
+// CHECK-NEXT:      ^bb0(%acc: !epilogue.tile<f32>):
+// CHECK-NEXT:        %0 = epilogue.map "relu"(%acc) : (!epilogue.tile<f32>) -> !epilogue.tile<f32>
+// CHECK-NEXT:        epilogue.store %0 : !epilogue.tile<f32> -> result 0
+// CHECK-NEXT:      }
+// CHECK-NEXT:      %out = epilogue.gemm %h, %c : (tensor<8x64xf32>, tensor<64x16xf32>) -> (tensor<8x16xf32>) {
+// CHECK-NEXT:      ^bb0(%acc_1: !epilogue.tile<f32>):
+// CHECK-NEXT:        epilogue.store %acc_1 : !epilogue.tile<f32> -> result 0
+// CHECK-NEXT:      }
+// CHECK-NEXT:      kernel.yield %out : tensor<8x16xf32>
+// CHECK-NEXT:    }
+// CHECK-NEXT:    func.return %y : tensor<8x16xf32>
+// CHECK-NEXT:  }
