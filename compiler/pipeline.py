@@ -22,7 +22,7 @@ STAGES: dict[str, tuple[str, ...]] = {
         "expand-logsumexp",
         "fuse-quantize",
     ),
-    "kernel": ("split-blocks", "fuse-dequantize"),
+    "kernel": ("split-blocks", "fuse-dequantize", "chain-gemms"),
 }
 IR_STAGES = tuple(STAGES)
 

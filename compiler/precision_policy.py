@@ -340,10 +340,11 @@ def lower_with_policy(module: ModuleOp, policy: PrecisionPolicy, until: str = "k
         for name in passes:
             if name == "fuse-quantize" and element is not None:
                 QuantizeActivations(element=element).apply(ctx, module)
-            if name in ("fuse-prologues", "concat-projections"):
+            if name in ("fuse-prologues", "concat-projections", "chain-gemms"):
                 # the quantizers of these recipes read each GEMM operand from memory as
                 # one tensor (a row amax over K runs before the mainloop): a normalized
-                # activation is written, and projections of different widths stay apart
+                # activation is written, projections of different widths stay apart and
+                # no GEMM reads another's output tiles on chip
                 continue
             PASSES[name]()().apply(ctx, module)
         if stage == "kernel" and policy.name in OPERAND_POLICIES:

@@ -55,6 +55,12 @@ def _split_blocks() -> type[ModulePass]:
     return SplitBlocks
 
 
+def _chain_gemms() -> type[ModulePass]:
+    from coda.passes.chain_gemms import ChainGemms
+
+    return ChainGemms
+
+
 def _fold_layouts() -> type[ModulePass]:
     from coda.passes.fold_layouts import FoldLayouts
 
@@ -112,6 +118,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "precision": _precision,
     "fuse-quantize": _fuse_quantize,
     "fuse-dequantize": _fuse_dequantize,
+    "chain-gemms": _chain_gemms,
     "quantize-activations": _quantize_activations,
     "quantize-operands": _quantize_operands,
 }

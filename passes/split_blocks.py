@@ -568,7 +568,7 @@ def _attention_label(op: graph.AttentionOp | graph.AttentionBackwardOp) -> str:
 _PREFIXES = {"gemm": "gemm", "loop": "loop", "attention": "attn", "fallback": "torch"}
 
 
-def _number_kernels(block: Block) -> None:
+def number_kernels(block: Block) -> None:
     """Name kernels `<kind><position>_<label>` in launch order."""
     kernels = [op for op in block.ops if isinstance(op, kernel.KernelOp)]
     for index, op in enumerate(kernels):
@@ -692,7 +692,7 @@ def split_block(block: Block) -> None:
         label = _loop_label(group.members)
         _outline(kernel.LoopKernelOp, label, group.members, block, list(dict.fromkeys(views)))
     topological_reorder(block)
-    _number_kernels(block)
+    number_kernels(block)
     for op in reversed(list(block.ops)):
         if isinstance(op, graph.ConstantOp) and not op.result.uses:
             block.erase_op(op)
