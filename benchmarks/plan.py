@@ -165,11 +165,13 @@ def capture_graphs(
 ) -> CapturedGraphs:
     """The aten graphs coda would compile (on `device`: "meta" runs no arithmetic, but an
     op without a meta autograd kernel, such as nll_loss, loses its backward there)."""
+    # the spec's dtype, not just the default: capture casts the model to it
+    spec = ModelSpec(factory, (input_shape,), dtype=dtype)
     with default_device_and_dtype(device, dtype):
         if device != "meta":
-            return capture(ModelSpec(factory, (input_shape,)), training=training)
+            return capture(spec, training=training)
         with cpu_attention_dispatch():
-            return capture(ModelSpec(factory, (input_shape,)), training=training)
+            return capture(spec, training=training)
 
 
 def plan(captured: CapturedGraphs) -> list[PlannedKernel]:
