@@ -15,6 +15,10 @@ logsumexp and the masked sum that gathers the target logit. A result other GEMMs
 (GPT-2's pre-GELU gradient, read by two GEMMs and summed for the bias gradient) is
 written for them, with its partials beside it. Results elementwise ops read are left
 alone (see fuse_reductions_in).
+
+A bf16 or f16 result reduces like a float32 one: the epilogue computes in float32 (as a
+loop kernel reading the stored result would), the partials, their finalize and a mean's
+division stay float32, and the statistic is rounded to its type once, at the end.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import math
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, TensorType, f32
+from xdsl.dialects.builtin import AnyFloat, ModuleOp, TensorType, f32
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.traits import IsTerminator
@@ -102,8 +106,8 @@ def _candidate(op: graph.ReduceOp) -> _Candidate | None:
     index = list(gemm.results).index(source)
     if _stored_tile(gemm, index) is None:
         return None
-    if not isinstance(source.type.element_type, type(f32)):
-        return None  # partials are f32; a narrower result would round before reducing
+    if not isinstance(source.type.element_type, AnyFloat):
+        return None
     viewed = graph.tensor_shape(op.input)
     if viewed[-1:] != gemm.out_shape[-1:]:
         return None  # a reshape that regroups the columns
@@ -190,27 +194,33 @@ def fuse_reduction(op: graph.ReduceOp, block: Block) -> bool:
         result = gemm
     value = partials if result is gemm else result.results[0]
     anchor = result
+    # the statistic in float32 (the partials' type), narrowed once at the end: a bf16
+    # mean is the float32 sum over the count rounded once, as eager computes it
+    wide = TensorType(f32, graph.tensor_shape(op.result))
     if all(viewed[d] == 1 for d in op.reduced_dims):
         # one partial per kept coordinate (no more rows than one group): it is the
         # whole reduction, and a finalize over one value would be a kernel for nothing
-        if value.type != op.result.type:
-            whole = graph.ViewOp("reshape", value, op.result.type)
+        if value.type != wide:
+            whole = graph.ViewOp("reshape", value, wide)
             block.insert_op_after(whole, anchor)
             value, anchor = whole.result, whole
     else:
         finalize = graph.ReduceOp(
-            finalize_kind, value, list(op.reduced_dims), op.keepdim is not None,
-            op.result.type,
-        )  # fmt: skip
+            finalize_kind, value, list(op.reduced_dims), op.keepdim is not None, wide
+        )
         block.insert_op_after(finalize, anchor)
         value, anchor = finalize.results[0], finalize
     if op.kind.data == "mean":  # the sum of the partials over the count
         count = math.prod(graph.tensor_shape(op.input)[d] for d in op.reduced_dims)
         divisor = graph.ConstantOp(float(count), TensorType(f32, ()))
-        mean = graph.PointwiseOp("div", [value, divisor.result], op.result.type)
+        mean = graph.PointwiseOp("div", [value, divisor.result], wide)
         block.insert_op_after(divisor, anchor)
         block.insert_op_after(mean, divisor)
-        value = mean.result
+        value, anchor = mean.result, mean
+    if value.type != op.result.type:  # a bf16 or f16 statistic
+        narrow = graph.PointwiseOp("cast", [value], op.result.type)
+        block.insert_op_after(narrow, anchor)
+        value = narrow.result
     if value.owner is not gemm:  # the partials themselves keep their name
         value.name_hint = op.result.name_hint
     op.result.replace_all_uses_with(value)

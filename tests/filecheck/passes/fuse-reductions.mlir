@@ -82,3 +82,19 @@ func.func @bias_gradient_beside_gemm_operand(%dy: tensor<64x16xf32>, %w: tensor<
 // CHECK-NEXT:      epilogue.reduce "sum" %acc : !epilogue.tile<f32> -> result 1 rows 32
 // CHECK:         graph.reduce "sum" %[[P]] dims array<i64: 0> keepdim : tensor<2x64xf32> -> tensor<1x64xf32>
 // CHECK:         epilogue.gemm %[[G]], %w2
+
+// A bf16 RMSNorm's statistic of a GEMM output wider than one program's rows: float32
+// sum-of-squares partials in the epilogue, their sum over the count in float32, and one
+// rounding to bf16 at the end (as eager's mean rounds once).
+// CHECK-LABEL: func.func @bf16_mean_of_squares
+// CHECK:         epilogue.reduce "sumsq" %{{.*}} : !epilogue.tile<bf16> -> result 1 columns 32
+// CHECK:         %[[SUM:.*]] = graph.reduce "sum" %{{.*}} dims array<i64: 1> keepdim : tensor<16x16xf32> -> tensor<16x1xf32>
+// CHECK:         %[[MEAN:.*]] = graph.pointwise "div"(%[[SUM]], %{{.*}}) : (tensor<16x1xf32>, tensor<f32>) -> tensor<16x1xf32>
+// CHECK:         %ms = graph.pointwise "cast"(%[[MEAN]]) : (tensor<16x1xf32>) -> tensor<16x1xbf16>
+func.func @bf16_mean_of_squares(%x: tensor<16x64xbf16>, %w: tensor<64x512xbf16>, %r: tensor<16x512xbf16>) -> (tensor<16x512xbf16>, tensor<16x1xbf16>) {
+  %y = graph.matmul %x, %w : (tensor<16x64xbf16>, tensor<64x512xbf16>) -> tensor<16x512xbf16>
+  %h = graph.pointwise "add"(%r, %y) : (tensor<16x512xbf16>, tensor<16x512xbf16>) -> tensor<16x512xbf16>
+  %sq = graph.pointwise "square"(%h) : (tensor<16x512xbf16>) -> tensor<16x512xbf16>
+  %ms = graph.reduce "mean" %sq dims array<i64: 1> keepdim : tensor<16x512xbf16> -> tensor<16x1xbf16>
+  func.return %h, %ms : tensor<16x512xbf16>, tensor<16x1xbf16>
+}
