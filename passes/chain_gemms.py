@@ -33,6 +33,7 @@ Conditions (else the kernels stay apart):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -171,14 +172,7 @@ def _merge(chain: _Chain, block: Block, at: Operation) -> kernel.GemmKernelOp:
         outer[value] = arg
         arg.name_hint = value.name_hint
     mapping_a = {arg: outer[v] for arg, v in zip(a.body.block.args, a.inputs, strict=True)}
-    for op in a.body.block.ops:
-        if isinstance(op, kernel.YieldOp):
-            break
-        clone = op.clone(value_mapper=mapping_a)
-        body.add_op(clone)
-        for old, new in zip(op.results, clone.results, strict=True):
-            new.name_hint = old.name_hint
-            mapping_a[old] = new
+    _clone_into(body, a, mapping_a)
     yielded_a = [mapping_a[v] for v in a.terminator.values]
     # B's chained lhs operands read A's gemm result itself; its other arguments map to
     # the merged kernel's
@@ -191,17 +185,15 @@ def _merge(chain: _Chain, block: Block, at: Operation) -> kernel.GemmKernelOp:
         root, _ = _through_reshapes(lhs)
         mapping_b[lhs] = mapping_a[chain.gemm_results[chain.chained_args[root]]]
     chained: set[SSAValue] = set(chain.chained_args)
-    for op in b.body.block.ops:
-        if isinstance(op, kernel.YieldOp):
-            break
+
+    def reshapes_chained(op: Operation) -> bool:
+        """A reshape of a chained result: B reads the gemm's result itself."""
         if isinstance(op, graph.ViewOp) and op.input in chained:
-            chained.add(op.result)  # a reshape of a chained result: B reads the gemm's own
-            continue
-        clone = op.clone(value_mapper=mapping_b)
-        body.add_op(clone)
-        for old, new in zip(op.results, clone.results, strict=True):
-            new.name_hint = old.name_hint
-            mapping_b[old] = new
+            chained.add(op.result)
+            return True
+        return False
+
+    _clone_into(body, b, mapping_b, skip=reshapes_chained)
     # A's results that something besides B reads stay results of the merged kernel
     kept = [i for i, r in enumerate(a.results) if any(u.operation is not b for u in r.uses)]
     yielded = [yielded_a[i] for i in kept] + [mapping_b[v] for v in b.terminator.values]
@@ -217,6 +209,24 @@ def _merge(chain: _Chain, block: Block, at: Operation) -> kernel.GemmKernelOp:
     block.erase_op(b)
     block.erase_op(a)
     return merged
+
+
+def _clone_into(
+    body: Block,
+    source: kernel.GemmKernelOp,
+    mapping: dict[SSAValue, SSAValue],
+    skip: Callable[[Operation], bool] = lambda op: False,
+) -> None:
+    """Clone the ops of `source`'s body but its yield (and those `skip` takes) into
+    `body`, recording each result's clone in `mapping`."""
+    for op in source.body.block.ops:
+        if isinstance(op, kernel.YieldOp) or skip(op):
+            continue
+        clone = op.clone(value_mapper=mapping)
+        body.add_op(clone)
+        for old, new in zip(op.results, clone.results, strict=True):
+            new.name_hint = old.name_hint
+            mapping[old] = new
 
 
 def _label(name: str) -> str:
