@@ -778,7 +778,14 @@ class _GemmGenerator:
         operands = [self.var[v] for v in op.inputs]
         if op.fn.data == "cast":
             return cast_expr(operands[0], element_type(op.inputs[0]), element_type(op.result))
-        return pointwise_expr(op.fn.data, operands, self.helpers)
+        # the accumulators and epilogue results are float32 whatever their IR type;
+        # loaded epilogue inputs and literals hold what the IR type can
+        inputs = set(self.gemm.body.block.args[len(self.gemm.accumulators) :])
+        widened = [
+            None if v in inputs or isinstance(v.owner, ConstantOp) else element_type(v)
+            for v in op.inputs
+        ]
+        return pointwise_expr(op.fn.data, operands, self.helpers, widened)
 
 
 def _the_gemm(kernel: GemmKernelOp) -> GemmOp:
