@@ -780,7 +780,9 @@ class _GemmGenerator:
             return cast_expr(operands[0], element_type(op.inputs[0]), element_type(op.result))
         # the accumulators and epilogue results are float32 whatever their IR type;
         # loaded epilogue inputs and literals hold what the IR type can
-        inputs = set(self.gemm.body.block.args[len(self.gemm.accumulators) :])
+        gemm = op.parent_op()
+        assert isinstance(gemm, GemmOp)
+        inputs = set(gemm.body.block.args[len(gemm.accumulators) :])
         widened = [
             None if v in inputs or isinstance(v.owner, ConstantOp) else element_type(v)
             for v in op.inputs
