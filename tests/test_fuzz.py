@@ -391,6 +391,23 @@ REGRESSIONS: list[Any] = [
         ),
         21585,
     ),
+    # column 0 of a linear layer over an input expanded along its last dim: the input's
+    # gradient is a GEMM with a row-sum epilogue stored through a permute of the input's
+    # layout, and GEMM kernels could not store a column through a view (CodegenError)
+    (
+        GraphSpec(
+            "float32",
+            ((31, 1, 7), (4, 4)),
+            (
+                Step("permute"),
+                Step("expand", (2, 4)),
+                Step("linear", (1, -1)),
+                Step("narrow", (0, 1)),
+            ),
+            -1,
+        ),
+        0,
+    ),
     # elements 0..16 of a flattened [2, 16] input: the runtime strides' layout cannot
     # slice the merged dim; a range of the outermost dim is addressed flat instead
     (
