@@ -5,6 +5,7 @@ from __future__ import annotations
 import keyword
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
@@ -13,6 +14,7 @@ import jinja2
 from xdsl.dialects.builtin import (
     AnyFloat,
     BFloat16Type,
+    Float16Type,
     Float32Type,
     Float64Type,
     FloatAttr,
@@ -159,6 +161,17 @@ def store_expr(var: str, ptr: str, target: Attribute, helpers: set[str]) -> str:
     return f"{var}.to({ptr}.dtype.element_ty)"
 
 
+def rounded_expr(var: str, elem: Attribute, helpers: set[str]) -> str:
+    """`var` (compute type) rounded to the precision of `elem`, still in the compute type:
+    the value a store into an `elem` tensor and a reload would give."""
+    if isinstance(elem, BFloat16Type):
+        helpers.add("round_bf16")
+        return f"_round_bf16({var}).to(tl.float32)"
+    if isinstance(elem, Float16Type):
+        return f"{var}.to(tl.float16).to(tl.float32)"
+    return var
+
+
 def _is_jit_helper(name: str) -> bool:
     """Is `tl.<name>` a @triton.jit function of triton.language rather than a builtin?"""
     import triton.language as tl
@@ -168,8 +181,20 @@ def _is_jit_helper(name: str) -> bool:
     return isinstance(getattr(tl, name, None), JITFunction | InterpretedFunction)
 
 
-def pointwise_expr(fn: str, operands: list[str], helpers: set[str]) -> str:
+def pointwise_expr(
+    fn: str,
+    operands: list[str],
+    helpers: set[str],
+    widened: Sequence[Attribute | None] = (),
+) -> str:
     """The registry's Triton expression for `fn` applied to `operands`.
+
+    `widened[i]` is operand i's IR element type where the kernel holds it in a wider
+    compute type than that (a bf16 value computed in float32 and not stored), else None.
+    Kernels skip the rounding to bf16/f16 between ops, which only perturbs arithmetic
+    slightly, but a comparison is discontinuous: `x * w == amax(x * w)` with the amax
+    stored as bf16 holds for no element when x * w stays float32. So the operands `fn`
+    compares are rounded to their IR type first, as the IR (and eager) says they are.
 
     Calls of triton.language's own @jit helpers (tl.sigmoid) go to module-local copies,
     whose names are added to `helpers`. The originals were decorated when triton was
@@ -194,6 +219,11 @@ def pointwise_expr(fn: str, operands: list[str], helpers: set[str]) -> str:
         helpers.add(name)
         return f"_{name}("
 
+    operands = list(operands)
+    for i in entry.compared():
+        elem = widened[i] if i < len(widened) else None
+        if elem is not None:
+            operands[i] = rounded_expr(operands[i], elem, helpers)
     return _TL_CALL.sub(local, entry.triton.format(*operands))
 
 

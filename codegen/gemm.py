@@ -201,6 +201,8 @@ class _Output:
     strides: dict[str, str]  # 'b0', 'b1', ... /'m'/'n' (dims of the buffer) -> parameter
     # stored in another layout: the result reaches the buffer through views
     address: _Address | None = None
+    # that layout's offset over the kernel's dims (a column is stored at n = 0)
+    offset: sympy.Expr | None = None
 
 
 def generate_gemm(
@@ -295,6 +297,8 @@ class _GemmGenerator:
             raise CodegenError(f'kernel.gemm "{self.kernel.kernel_name}": {error}') from None
         names = {d: d for d in self.batch_dims} | {"m": "offs_m", "n": "offs_n"}
         out.address = _address(access, self._dims, "m", "n", names)
+        indices = [_index(d) for d in self._dims[len(self._dims) - len(access.shape) :]]
+        out.offset = access.offset(indices)
         return out
 
     def _access(self, value: SSAValue, role: str) -> ViewAccess:
@@ -680,13 +684,24 @@ class _GemmGenerator:
         column = isinstance(op.value.type, ColType)
         for out in self._outputs_of(index):
             if column:  # one value per row, [..., M, 1]: the program holds whole rows
-                if out.address is not None:
-                    raise CodegenError(
-                        f'kernel.gemm "{self.kernel.kernel_name}": a column is stored in place'
-                    )
-                batch = _batch_offset(self.batch_dims, out.strides)
                 out_type = element_type(self.gemm.results[index])
                 stored = store_expr(value, out.ptr, out_type, self.helpers)
+                if out.offset is not None:  # through views: the layout at column 0
+                    offset = out.offset.subs(_index("n"), 0)
+                    names = {_index(d): d for d in self.batch_dims} | {_index("m"): "offs_m"}
+                    text = triton_expr(offset, names)
+                    if _index("m") in offset.free_symbols:
+                        ptrs = f"{out.ptr} + ({text})[:, None]"
+                    else:  # one row: a [BLOCK_M, 1] block of its address
+                        at = out.ptr if offset == 0 else f"{out.ptr} + {text}"
+                        ptrs = f"tl.broadcast_to({at}, (BLOCK_M, 1))"
+                    lines += [
+                        f"# stored through layout {out.address.comment}, column 0",
+                        f"{out.ptrs} = {ptrs}",
+                        f"tl.store({out.ptrs}, {stored}, mask=mask_m[:, None])",
+                    ]
+                    continue
+                batch = _batch_offset(self.batch_dims, out.strides)
                 lines += [
                     f"{out.ptrs} = {out.ptr}{batch} + offs_m[:, None] * {out.strides['m']}",
                     f"tl.store({out.ptrs}, {stored}, mask=mask_m[:, None])",
@@ -833,7 +848,16 @@ class _GemmGenerator:
         operands = [self.var[v] for v in op.inputs]
         if op.fn.data == "cast":
             return cast_expr(operands[0], element_type(op.inputs[0]), element_type(op.result))
-        return pointwise_expr(op.fn.data, operands, self.helpers)
+        # the accumulators and epilogue results are float32 whatever their IR type;
+        # loaded epilogue inputs and literals hold what the IR type can
+        gemm = op.parent_op()
+        assert isinstance(gemm, GemmOp)
+        inputs = set(gemm.body.block.args[len(gemm.accumulators) :])
+        widened = [
+            None if v in inputs or isinstance(v.owner, ConstantOp) else element_type(v)
+            for v in op.inputs
+        ]
+        return pointwise_expr(op.fn.data, operands, self.helpers, widened)
 
 
 def kernel_gemms(kernel: GemmKernelOp) -> list[GemmOp]:

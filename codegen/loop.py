@@ -810,7 +810,13 @@ class _LoopGenerator:
         operands = [self._operand(v, in_loop) for v in op.inputs]
         if op.fn.data == "cast":
             return cast_expr(operands[0], element_type(op.inputs[0]), element_type(op.result))
-        return pointwise_expr(op.fn.data, operands, self.helpers)
+        # values this kernel computes are float32 whatever their IR type; loaded operands
+        # and literals hold what the IR type can
+        widened = [
+            element_type(v) if isinstance(v.owner, PointwiseOp | ReduceOp) else None
+            for v in op.inputs
+        ]
+        return pointwise_expr(op.fn.data, operands, self.helpers, widened)
 
     # -- outputs ---------------------------------------------------------------------------
 

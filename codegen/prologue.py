@@ -54,7 +54,12 @@ def prologue_operand(
             if owner.fn.data == "cast":
                 text = cast_expr(operands[0], element_type(owner.inputs[0]), element_type(v))
             else:
-                text = pointwise_expr(owner.fn.data, operands, gen.helpers)
+                # a comparison sees computed (float32) operands rounded to their IR type
+                widened = [
+                    element_type(i) if isinstance(i.owner, PointwiseOp) else None
+                    for i in owner.inputs
+                ]
+                text = pointwise_expr(owner.fn.data, operands, gen.helpers, widened)
             var = gen.namer.fresh(f"{prefix}_{owner.fn.data}")
             lines.extend([f"# {gen.ir.op(owner)}", f"{var} = {text}"])
             return var

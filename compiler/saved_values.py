@@ -10,6 +10,11 @@ kernel that recomputes `h`. Banning recomputation of such an add
 and nothing when it does not: the GEMM's own backward reads its operands, never its
 output.
 
+The input of a max or min whose gradient is taken (`x == amax(x)` in the backward):
+the comparison must see the value the forward reduced. Kernels keep values in float32
+between stores, so a bf16 input recomputed in another kernel (another fusion) may
+differ from the forward's by a rounding, and then no element equals the maximum.
+
 Compile-time constants (a rotary table's cos and sin): both graphs fold them, so the
 forward returns them at no cost, where a backward that recomputes them from a saved
 angle table runs a kernel for it.
@@ -47,6 +52,14 @@ aten = torch.ops.aten
 
 _GEMMS = (aten.mm.default, aten.addmm.default, aten.bmm.default)
 _VIEWS = (aten.view.default, aten._unsafe_view.default, aten.reshape.default)
+#: reductions whose backward compares their input with their result (x == amax(x);
+#: max.dim and min.dim select by their indices instead):
+#: a recomputed input must be the very value the forward reduced, and kernels keep values
+#: in float32 between stores, so a bf16 input recomputed by another kernel (another
+#: fusion: the forward's RMSNorm used its rstd unrounded, the backward the stored bf16
+#: one) can differ from the forward's by a rounding, no element equals the maximum and
+#: the gradient is 0/0. The saved input is one value for both.
+_EXTREMA = (aten.amax.default, aten.amin.default)
 #: the gate activations of gated MLPs (SwiGLU, GeGLU)
 _GATES = (aten.silu.default, aten.gelu.default)
 
@@ -93,18 +106,41 @@ def _residual(node: fx.Node) -> bool:
     )
 
 
+def _undetached(node: object) -> object:
+    while isinstance(node, fx.Node) and node.target == aten.detach.default:
+        node = node.args[0]
+    return node
+
+
+def _compared_with_extrema(graph: fx.Graph) -> set[fx.Node]:
+    """Inputs of a max or min that an `eq` compares with its result (the max's gradient
+    goes to the elements equal to it; autograd saves the result detached)."""
+    found = set()
+    for node in graph.nodes:
+        if node.target != aten.eq.Tensor:
+            continue
+        a, b = (_undetached(arg) for arg in node.args[:2])
+        for x, extremum in ((a, b), (b, a)):
+            if isinstance(extremum, fx.Node) and extremum.target in _EXTREMA:
+                if _undetached(extremum.args[0]) is _undetached(x):
+                    found.add(extremum.args[0])
+    return found
+
+
 def prefer_saving(joint: fx.GraphModule) -> int:
-    """Mark the forward's residual adds and the constants other nodes read must-save
-    (min-cut then never recomputes them; it saves them only where the backward reads
-    them). Returns how many nodes were marked."""
+    """Mark the forward's residual adds, the constants other nodes read and the inputs of
+    maxima and minima the backward compares with them must-save (min-cut then never
+    recomputes them; it saves them only where the backward reads them). Returns how many
+    nodes were marked."""
     backward = backward_nodes(joint.graph)
     constant = constant_nodes(joint.graph)
+    compared = _compared_with_extrema(joint.graph)
     marked = 0
     for node in joint.graph.nodes:
         if node in backward or node.op != "call_function":
             continue
         read = node in constant and any(user not in constant for user in node.users)
-        if _residual(node) or read:
+        if _residual(node) or read or node in compared:
             node.meta["recompute"] = CheckpointPolicy.MUST_SAVE
             marked += 1
     return marked

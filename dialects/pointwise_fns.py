@@ -30,6 +30,13 @@ class PointwiseFn:
     torch_ref: Callable[..., Any]
     #: the result is boolean (comparisons), whatever the operand types
     predicate: bool = False
+    #: positions of the operands the Triton expression compares (a predicate compares
+    #: all of them): a kernel rounds those to their IR element type first (see
+    #: coda.codegen.common.pointwise_expr)
+    compares: tuple[int, ...] = ()
+
+    def compared(self) -> tuple[int, ...]:
+        return tuple(range(self.arity)) if self.predicate else self.compares
 
 
 def _tanh(x: str) -> str:
@@ -125,6 +132,7 @@ _FNS: tuple[PointwiseFn, ...] = (
         3,
         "tl.where({1} <= {2}, 0.0, {0})",
         lambda dy, x, t: _torch().where(x <= t, _torch().zeros_like(dy), dy),
+        compares=(1, 2),
     ),
     # comparisons and selection
     PointwiseFn("eq", 2, "{0} == {1}", lambda a, b: a == b, predicate=True),

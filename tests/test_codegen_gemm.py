@@ -276,6 +276,39 @@ def test_bf16_operands_f16_and_bf16_outputs(tmp_path: Path) -> None:
     torch.testing.assert_close(out_bf.float(), expected, rtol=1e-2, atol=1e-2)
 
 
+def test_epilogue_comparison_sees_the_bf16_rounded_product(tmp_path: Path) -> None:
+    """An epilogue comparing the accumulator cast to bf16 with a stored bf16 value (the
+    row max of the same product) compares the rounded product, as eager does: in float32
+    no element equals the max."""
+    x, w, m = "tensor<20x32xbf16>", "tensor<32x24xbf16>", "tensor<20x1xbf16>"
+    p, bf_tile, col = "tensor<20x24xi1>", "!epilogue.tile<bf16>", "!epilogue.col<bf16>"
+    kernel = parse_kernel(
+        {"x": x, "w": w, "m": m},
+        f"""
+%p = kernel.gemm "is_row_max" (%x, %w, %m) : ({x}, {w}, {m}) -> ({p}) {{
+^bb0(%xa: {x}, %wa: {w}, %ma: {m}):
+  %o = epilogue.gemm %xa, %wa inputs(%ma) : ({x}, {w}, {m}) -> ({p}) {{
+  ^tile(%acc: {TILE}, %max: {col}):
+    %0 = epilogue.map "cast"(%acc) : ({TILE}) -> {bf_tile}
+    %1 = epilogue.map "eq"(%0, %max) : ({bf_tile}, {col}) -> !epilogue.tile<i1>
+    epilogue.store %1 : !epilogue.tile<i1> -> result 0
+  }}
+  kernel.yield %o : {p}
+}}""",
+    )
+    source = generate_kernel_source(kernel)
+    mod = load(source, tmp_path)
+    gen = torch.Generator().manual_seed(0)
+    xt = torch.randn(20, 32, generator=gen).bfloat16()
+    wt = torch.randn(32, 24, generator=gen).bfloat16()
+    product = (xt.float() @ wt.float()).bfloat16()
+    row_max = product.amax(-1, keepdim=True)
+    out = torch.empty(20, 24, dtype=torch.bool)
+    mod.launch(xt, wt, row_max, out)
+    assert torch.equal(out, product == row_max)
+    assert out.any(-1).all()
+
+
 def test_empty_output_launches_nothing(tmp_path: Path) -> None:
     mod = load(generate_kernel_source(_linear_gelu(0, 24, 40)), tmp_path)
     x, w, b, r = torch.randn(0, 40), torch.randn(40, 24), torch.randn(24), torch.randn(0, 24)

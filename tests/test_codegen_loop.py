@@ -498,6 +498,34 @@ def test_bf16_stores_round_to_nearest_even(tmp_path: Path) -> None:
     assert torch.equal(out[~nan].view(torch.int16), expected[~nan].view(torch.int16))
 
 
+def test_comparisons_see_low_precision_values_rounded_to_their_type(tmp_path: Path) -> None:
+    """A bf16 (f16) value computed in the kernel is float32 there; a comparison must see
+    it rounded to its IR type, as eager and a store would: the gradient of amax(x * w)
+    compares the recomputed x * w with the stored bf16 amax, and in float32 no element
+    equalled it (the fuzzer's NaN gradient). Loaded operands are compared as loaded."""
+    for elem, dtype in (("bf16", torch.bfloat16), ("f16", torch.float16)):
+        t, r, p = f"tensor<4x31x{elem}>", f"tensor<4x1x{elem}>", "tensor<4x31xi1>"
+        source, mod = build(
+            {"x": t, "w": t, "m": r},
+            f"""
+%r = kernel.loop "is_max_{elem}" (%x, %w, %m) : ({t}, {t}, {r}) -> ({p}) {{
+^bb0(%xa: {t}, %wa: {t}, %ma: {r}):
+  %0 = graph.pointwise "mul"(%xa, %wa) : ({t}, {t}) -> {t}
+  %1 = graph.pointwise "eq"(%ma, %0) : ({r}, {t}) -> {p}
+  kernel.yield %1 : {p}
+}}""",
+            tmp_path,
+        )
+        assert "== ma" not in source and "ma == " in source  # the loaded operand as is
+        gen = torch.Generator().manual_seed(0)
+        x, w = (torch.randn(4, 31, generator=gen).to(dtype) for _ in range(2))
+        m = (x * w).amax(-1, keepdim=True)
+        out = torch.empty(4, 31, dtype=torch.bool)
+        mod.launch(x, w, m, out)
+        assert torch.equal(out, m == x * w)
+        assert out.any(-1).all()  # every row finds its max
+
+
 def _finalize_then_dx_kernel(rows: tuple[int, int], n: int, partials: int) -> str:
     """A norm backward after fuse-reductions: the row sum arrives as `partials` values
     per row ([rows, P], viewed in the reduction's shape), is finalized with the per-row
