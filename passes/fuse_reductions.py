@@ -175,7 +175,14 @@ def fuse_reduction(op: graph.ReduceOp, block: Block) -> bool:
     finalize_kind = _FINALIZE[kind]
     square = _gemm_result(op.input).owner if kind == "sumsq" else None
     group = epilogue.PARTIAL_ROWS if axis == "rows" else epilogue.PARTIAL_COLUMNS
-    gemm.body.block.add_op(epilogue.ReduceOp(kind, tile, len(gemm.results), group, axis))
+    reduce = epilogue.ReduceOp(kind, tile, len(gemm.results), group, axis)
+    body = gemm.body.block
+    if isinstance(tile.owner, Operation) and tile.owner.parent_block() is body:
+        # right after its tile: the tile need not stay live through the rest of the
+        # epilogue (a whole-row norm backward spilled on sm_90a with it at the end)
+        body.insert_op_after(reduce, tile.owner)
+    else:
+        body.insert_op_before(reduce, body.first_op) if body.first_op else body.add_op(reduce)
     gemm = _rebuilt(gemm, block, set())
     partials = gemm.results[-1]
     partials.name_hint = f"{op.result.name_hint or axis[:-1]}_partials"

@@ -15,11 +15,13 @@ func.func @lm_head_cross_entropy(%h: tensor<8x16xf32>, %w: tensor<16x320xf32>, %
   func.return %lse, %picked : tensor<8x1xf32>, tensor<8x1xf32>
 }
 // CHECK:         %[[LSE_P:.*]], %[[PICK_P:.*]] = epilogue.gemm %h, %w inputs(%iota, %t) : (tensor<8x16xf32>, tensor<16x320xf32>, tensor<1x320xi64>, tensor<8x1xi64>) -> (tensor<8x10xf32>, tensor<8x10xf32>) {
-// CHECK:           epilogue.map "eq"
-// CHECK:           epilogue.map "where"
-// CHECK-NOT:       epilogue.store
-// CHECK:           epilogue.reduce "logsumexp" %acc : !epilogue.tile<f32> -> result 0 columns 32
-// CHECK-NEXT:      epilogue.reduce "sum" %{{.*}} : !epilogue.tile<f32> -> result 1 columns 32
+// Each partial reduction comes right after its tile, which need not stay live after it.
+// CHECK-NEXT:      ^bb0(%acc: !epilogue.tile<f32>, %{{.*}}: !epilogue.row<i64>, %{{.*}}: !epilogue.col<i64>):
+// CHECK-NEXT:      epilogue.reduce "logsumexp" %acc : !epilogue.tile<f32> -> result 0 columns 32
+// CHECK-NEXT:      epilogue.map "eq"
+// CHECK-NEXT:      epilogue.constant
+// CHECK-NEXT:      %[[MASKED:.*]] = epilogue.map "where"
+// CHECK-NEXT:      epilogue.reduce "sum" %[[MASKED]] : !epilogue.tile<f32> -> result 1 columns 32
 // CHECK-NEXT:    }
 // CHECK-DAG:     %{{.*}} = graph.reduce "sum" %[[PICK_P]] dims array<i64: 1> keepdim : tensor<8x10xf32> -> tensor<8x1xf32>
 // CHECK-DAG:     %{{.*}} = graph.reduce "logsumexp" %[[LSE_P]] dims array<i64: 1> keepdim : tensor<8x10xf32> -> tensor<8x1xf32>
@@ -55,8 +57,9 @@ func.func @norm_backward_sums(%dz: tensor<32x16xf32>, %w: tensor<16x320xf32>, %x
 }
 // CHECK:         %row_partials, %col_partials = epilogue.gemm %dz, %w inputs(%x) : (tensor<32x16xf32>, tensor<16x320xf32>, tensor<32x320xf32>) -> (tensor<32x10xf32>, tensor<1x320xf32>) {
 // CHECK-NOT:       epilogue.store
-// CHECK:           epilogue.reduce "sum" %{{.*}} : !epilogue.tile<f32> -> result 0 columns 32
-// CHECK-NEXT:      epilogue.reduce "sum" %acc : !epilogue.tile<f32> -> result 1 rows 32
+// CHECK:           epilogue.reduce "sum" %acc : !epilogue.tile<f32> -> result 1 rows 32
+// CHECK-NEXT:      %[[GX:.*]] = epilogue.map "mul"(%acc, %{{.*}})
+// CHECK-NEXT:      epilogue.reduce "sum" %[[GX]] : !epilogue.tile<f32> -> result 0 columns 32
 // CHECK-NEXT:    }
 // CHECK-DAG:     %[[R:.*]] = graph.view "reshape" %row_partials : tensor<32x10xf32> -> tensor<2x16x10xf32>
 // CHECK-DAG:     graph.reduce "sum" %[[R]] dims array<i64: 2> keepdim : tensor<2x16x10xf32> -> tensor<2x16x1xf32>
@@ -78,8 +81,8 @@ func.func @bias_gradient_beside_gemm_operand(%dy: tensor<64x16xf32>, %w: tensor<
   func.return %db, %dx, %dw : tensor<1x64xf32>, tensor<64x16xf32>, tensor<64x8xf32>
 }
 // CHECK:         %[[G:.*]], %[[P:.*]] = epilogue.gemm %dy, %w : (tensor<64x16xf32>, tensor<16x64xf32>) -> (tensor<64x64xf32>, tensor<2x64xf32>) {
-// CHECK:           epilogue.store %acc : !epilogue.tile<f32> -> result 0
-// CHECK-NEXT:      epilogue.reduce "sum" %acc : !epilogue.tile<f32> -> result 1 rows 32
+// CHECK:           epilogue.reduce "sum" %acc : !epilogue.tile<f32> -> result 1 rows 32
+// CHECK-NEXT:      epilogue.store %acc : !epilogue.tile<f32> -> result 0
 // CHECK:         graph.reduce "sum" %[[P]] dims array<i64: 0> keepdim : tensor<2x64xf32> -> tensor<1x64xf32>
 // CHECK:         epilogue.gemm %[[G]], %w2
 
