@@ -506,12 +506,20 @@ class _GemmGenerator:
             # the accumulators keep their IR names (acc, acc_1, ...) where they are free
             self.var[arg] = "acc" if count == 1 else self.namer.fresh(self.ir.name(arg)[1:])
         mainloops, k_sizes = self._mainloops()
-        inputs = [
-            self._input(i, value, arg)
+        # each input is loaded right before its first use, not all at the top: a tile
+        # the end of a long epilogue reads would hold its registers all along (whole-row
+        # norm backwards spilled on sm_100a)
+        unloaded = {
+            arg: (i, value)
             for i, (value, arg) in enumerate(zip(gemm.inputs, args[count:], strict=True))
-        ]
-        epilogue = [inp.load for inp in inputs]
-        epilogue += [self._epilogue_op(op) for op in gemm.body.block.ops]
+        }
+        epilogue = []
+        for op in gemm.body.block.ops:
+            for operand in op.operands:
+                if operand in unloaded:
+                    index, value = unloaded.pop(operand)
+                    epilogue.append(self._input(index, value, operand).load)
+            epilogue.append(self._epilogue_op(op))
         out_shape = gemm.out_shape
         body = {
             # offsets of this program's tile, for the tile the source is generated with
