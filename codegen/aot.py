@@ -45,7 +45,6 @@ from coda.codegen.tile_config import (
 )
 from coda.dialects import kernel
 from coda.dialects.dtypes import torch_dtype_of
-from coda.dialects.epilogue import GemmOp
 from coda.dialects.graph import AttentionBackwardOp, AttentionOp
 from coda.runtime.kernel_cache import atomic_write, default_cache
 
@@ -126,7 +125,7 @@ def _tiles(op: KernelOps, target: Target, forced: GemmTile | None) -> list[Tile 
         return [None]
     if forced is not None:
         return [forced]
-    gemms = [o for o in op.body.block.ops if isinstance(o, GemmOp)]
+    gemms = op.gemms
     # a chain (two gemms) is tiled for its second, whose programs hold whole rows; the
     # first's tiles are BLOCK_M x BLOCK_K, which its partials must fit
     tiles = gemm_tiles(target, gemms[-1], whole_rows=len(gemms) == 2)
@@ -218,8 +217,7 @@ def _mma_expected(op: KernelOps, target: Target) -> bool:
         return bool(torch.backends.cuda.matmul.allow_tf32)
     if not isinstance(op, kernel.GemmKernelOp):
         return False
-    gemms = [o for o in op.body.block.ops if isinstance(o, GemmOp)]
-    if all(sixteen_bit_operands(g) for g in gemms) or target.backend == "hip":
+    if all(sixteen_bit_operands(g) for g in op.gemms) or target.backend == "hip":
         return True
     return bool(torch.backends.cuda.matmul.allow_tf32)
 

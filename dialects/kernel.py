@@ -17,7 +17,7 @@ moves no data and costs no launch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from xdsl.dialects.builtin import StringAttr
 from xdsl.ir import Attribute, Block, Dialect, Region, SSAValue
@@ -36,6 +36,9 @@ from xdsl.traits import IsolatedFromAbove, IsTerminator
 from xdsl.utils.exceptions import VerifyException
 
 from coda.dialects.region_syntax import parse_signature_and_region, print_signature_and_region
+
+if TYPE_CHECKING:
+    from coda.dialects.epilogue import GemmOp
 
 
 @irdl_op_definition
@@ -136,8 +139,14 @@ class GemmKernelOp(KernelOp):
     name = "kernel.gemm"
     KIND: ClassVar[str] = "gemm"
 
+    @property
+    def gemms(self) -> list[GemmOp]:
+        """Its epilogue.gemm ops: one, or a chain's two (producer first)."""
+        ops = _body_ops(self.body.block)
+        return [op for op in ops if op.name == "epilogue.gemm"]  # type: ignore[misc]
+
     def verify_contents(self, block: Block) -> None:
-        gemms = [op for op in _body_ops(block) if op.name == "epilogue.gemm"]
+        gemms = self.gemms
         if len(gemms) == 2:
             _verify_chain(*gemms)
         elif len(gemms) != 1:

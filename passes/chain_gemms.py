@@ -53,13 +53,9 @@ _LOW_PRECISION = (
 )
 
 
-def the_gemms(op: kernel.GemmKernelOp) -> list[epilogue.GemmOp]:
-    return [o for o in op.body.block.ops if isinstance(o, epilogue.GemmOp)]
-
-
 def _plain(op: kernel.GemmKernelOp) -> epilogue.GemmOp | None:
     """The kernel's single 2-D epilogue.gemm, if it has one and no low-precision work."""
-    gemms = the_gemms(op)
+    gemms = op.gemms
     if len(gemms) != 1 or len(gemms[0].out_shape) != 2:
         return None
     for inner in op.walk():
@@ -180,7 +176,8 @@ def _merge(chain: _Chain, block: Block, at: Operation) -> kernel.GemmKernelOp:
     for arg, value in zip(b.body.block.args, b.inputs, strict=True):
         if arg not in chain.chained_args:
             mapping_b[arg] = outer[value]
-    gemm_b = the_gemms(b)[0]
+    gemm_b = _plain(b)
+    assert gemm_b is not None
     for lhs, _ in gemm_b.product_pairs:
         root, _ = _through_reshapes(lhs)
         mapping_b[lhs] = mapping_a[chain.gemm_results[chain.chained_args[root]]]
