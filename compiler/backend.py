@@ -22,7 +22,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +33,10 @@ from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 from torch._functorch.partitioners import min_cut_rematerialization_partition
 
-from coda.compiler.dynamic import is_symbolic, specialize_per_size
-from coda.compiler.fold_constants import fold_constants
+from coda.compiler.dynamic import concretize, is_symbolic, specialize_per_size
+from coda.compiler.fold_constants import FoldedGraph, fold_constants
 from coda.compiler.fuse_cross_entropy import fuse_cross_entropy
-from coda.compiler.fx_import import UnsupportedGraph, import_graph
+from coda.compiler.fx_import import ImportedGraph, UnsupportedGraph, import_graph
 from coda.compiler.precision_policy import (
     PrecisionPolicy,
     apply_weight_only,
@@ -49,9 +49,16 @@ from coda.compiler.saved_values import (
     prefer_recomputing_norms,
     prefer_saving,
 )
+from coda.compiler.symbolic_graph import SymbolicGraph, tensor_arguments
+from coda.dialects.graph_dims import Dim
+from coda.passes.bind_sizes import size_hints
 
 if TYPE_CHECKING:
+    from xdsl.dialects.builtin import ModuleOp
+    from xdsl.dialects.func import FuncOp
+
     from coda.codegen.targets import Target
+    from coda.runtime import Program
 
 log = logging.getLogger("coda.compiler")
 aten = torch.ops.aten
@@ -130,29 +137,25 @@ def compile_graph(
 ) -> Callable[..., Any]:
     """Compile one aten graph; on failure fall back to running `gm` eagerly. `params`:
     the graph inputs that are the model's parameters (index -> Dynamo name, value)."""
-    from coda.compiler.program import build_program  # codegen loads only when compiling
-
     start = time.perf_counter()
     device = _device_of(example_inputs)
+    if is_symbolic(example_inputs):
+        try:
+            folded = fold_constants(gm, device)
+            imported = import_graph(folded.gm, graph_kind)
+            return _symbolic(gm, folded, imported, device, graph_kind, options, params or {})
+        except UnsupportedGraph as err:
+            if options.strict:
+                raise
+            # something the symbolic import cannot say (a slice at a symbolic offset):
+            # each size is traced again, static, and compiled as any static graph
+            log.info("coda: %s graph is planned per size: %s", graph_kind, one_line(err))
+            return _per_size(gm, graph_kind, options, params or {})
     try:
         folded = fold_constants(gm, device)
         imported = import_graph(folded.gm, graph_kind)
-        placeholders = [n.name for n in folded.gm.graph.nodes if n.op == "placeholder"]
-        mark_excluded(imported.func, placeholders, imported.output_slots, graph_kind,
-                      options.precision, params or {})  # fmt: skip
-        lower_with_policy(imported.module, options.precision)
-        packed = apply_weight_only(imported.func, options.precision, graph_kind, params or {})
-        sources = _ahead_of_time(imported.module, graph_kind, options)
-        # a GPU runs what was checked for it; the interpreter keeps its small tiles
-        sources = sources if device.type != "cpu" else None
-        program = build_program(
-            imported.func,
-            imported.output_slots,
-            graph_kind,
-            device,
-            sources=sources,
-            size_generic=options.size_generic,
-        )
+        plan = _planner(folded.gm, imported, device, graph_kind, options, params or {})
+        program, packed = plan(imported.module, imported.func)
     except Exception as err:  # a graph coda cannot compile must not break training
         if options.strict:
             raise
@@ -169,8 +172,100 @@ def compile_graph(
         len(program.steps),
         time.perf_counter() - start,
     )
-    run = _boxed(program, [*folded.constants, *packed])
+    run = _boxed(program, [*folded.constants, *packed], imported.size_outputs)
     return run if options.strict else _eager_if_first_run_fails(run, gm, graph_kind)
+
+
+def _per_size(
+    gm: fx.GraphModule,
+    graph_kind: str,
+    options: CodaOptions,
+    params: dict[int, tuple[str, torch.Tensor]],
+) -> Callable[..., Any]:
+    """A symbolic aten graph compiled per size from static copies of it (`concretize`)."""
+    tensor_index = tensor_arguments(gm)
+    numbered = {tensor_index.index(i): p for i, p in params.items() if i in tensor_index}
+
+    def compile_static(static: fx.GraphModule, tensors: list[torch.Tensor]) -> Any:
+        boxed = compile_graph(
+            static, tensors, graph_kind=graph_kind, options=options, params=numbered
+        )
+        return lambda *args: boxed(list(args))
+
+    return make_boxed_func(
+        specialize_per_size(gm, compile_static, strict=options.strict, bind=concretize)
+    )
+
+
+def _planner(
+    folded_gm: fx.GraphModule,
+    imported: ImportedGraph,
+    device: torch.device,
+    graph_kind: str,
+    options: CodaOptions,
+    params: dict[int, tuple[str, torch.Tensor]],
+) -> Callable[[ModuleOp, FuncOp], tuple[Program, list[torch.Tensor]]]:
+    """Lowers an imported graph (static, or bound to one call's sizes) into a program
+    and the packed weights it takes after its other inputs."""
+    from coda.compiler.program import build_program  # codegen loads only when compiling
+
+    # size inputs are no func arguments: parameters are numbered as func arguments
+    arguments = tensor_arguments(folded_gm)
+    placeholders = [n.name for n in folded_gm.graph.nodes if n.op == "placeholder"]
+    names = [placeholders[i] for i in arguments]
+    numbered = {arguments.index(i): p for i, p in params.items() if i in arguments}
+
+    def plan(module: ModuleOp, func: FuncOp) -> tuple[Program, list[torch.Tensor]]:
+        mark_excluded(func, names, imported.output_slots, graph_kind, options.precision,
+                      numbered)  # fmt: skip
+        lower_with_policy(module, options.precision)
+        packed = apply_weight_only(func, options.precision, graph_kind, numbered)
+        sources = _ahead_of_time(module, graph_kind, options)
+        # a GPU runs what was checked for it; the interpreter keeps its small tiles
+        sources = sources if device.type != "cpu" else None
+        program = build_program(
+            func,
+            imported.output_slots,
+            graph_kind,
+            device,
+            sources=sources,
+            size_generic=options.size_generic,
+        )
+        return program, packed
+
+    return plan
+
+
+def _symbolic(
+    gm: fx.GraphModule,
+    folded: FoldedGraph,
+    imported: ImportedGraph,
+    device: torch.device,
+    graph_kind: str,
+    options: CodaOptions,
+    params: dict[int, tuple[str, torch.Tensor]],
+) -> Callable[..., Any]:
+    """A graph with symbolic sizes, imported once: each call's sizes are bound and
+    planned the first time they are seen (compiler/symbolic_graph.py)."""
+    plan = _planner(folded.gm, imported, device, graph_kind, options, params)
+
+    def plan_run(module: ModuleOp, func: FuncOp) -> Callable[[list[Any]], list[Any]]:
+        start = time.perf_counter()
+        program, packed = plan(module, func)
+        log.info(
+            "coda: compiled %s graph into %d steps in %.2fs",
+            graph_kind, len(program.steps), time.perf_counter() - start,
+        )  # fmt: skip
+        run = _boxed(program, packed)
+        return run if options.strict else _eager_if_first_run_fails(run, gm, graph_kind)
+
+    log.info(
+        "coda: %s graph imported with symbolic sizes %s",
+        graph_kind, ", ".join(sorted(size_hints(imported.func))),
+    )  # fmt: skip
+    return SymbolicGraph(
+        gm, folded, imported, plan_run, graph_kind=graph_kind, strict=options.strict
+    )
 
 
 def one_line(err: BaseException) -> str:
@@ -228,15 +323,22 @@ def _ahead_of_time(module: Any, graph_kind: str, options: CodaOptions) -> dict[s
 
 
 def _boxed(
-    program: Callable[[list[Any]], list[Any]], constants: list[torch.Tensor]
+    program: Callable[[list[Any]], list[Any]],
+    constants: list[torch.Tensor],
+    sizes: Mapping[int, Dim] | None = None,
 ) -> Callable[[list[Any]], list[Any]]:
     """AOTAutograd's boxed calling convention: one list of arguments; the tensors folded
-    at compile time follow the graph's own inputs."""
+    at compile time follow the graph's own inputs. `sizes`: the outputs that are sizes
+    (a forward returns those its backward takes), static by now."""
+    static = {i: int(d) for i, d in (sizes or {}).items()}
 
     def run(args: list[Any]) -> list[Any]:
         if constants:
             args = [*args, *constants]
-        return program(args)
+        outputs = program(args)
+        for index, value in static.items():
+            outputs[index] = value
+        return outputs
 
     run._boxed_call = True  # type: ignore[attr-defined]
     return run
@@ -274,21 +376,35 @@ def coda_backend(
     """Dynamo backend; receives `options=`/`mode=` only when the user passes them."""
     options = CodaOptions.from_user(kwargs.get("options"))
     if is_symbolic(example_inputs):
-        # the graph is planned once per distinct set of concrete sizes, a bounded number
-        # of them, and its kernels take size-generic sources, so that sizes share
-        # compiled kernels (compiler/dynamic.py, codegen/size_generic.py)
-        static = functools.partial(
-            _compile_static, options=dataclasses.replace(options, size_generic=True)
-        )
-        return specialize_per_size(gm, static, strict=options.strict)
-    return _compile_static(gm, example_inputs, options=options)
+        # AOTAutograd traces once with the symbolic sizes; each forward and backward graph
+        # is imported once and planned per distinct size, a bounded number of them, with
+        # size-generic kernels that sizes share (compiler/symbolic_graph.py)
+        generic = dataclasses.replace(options, size_generic=True)
+        try:
+            return _compile(gm, example_inputs, options=generic, on_error="raise")
+        except Exception as err:
+            if options.strict:
+                raise
+            # the symbolic trace failed: each size is traced and compiled on its own
+            log.info(
+                "coda: graph is traced per size after the symbolic trace failed: %s: %s",
+                type(err).__name__, one_line(err),
+            )  # fmt: skip
+            static = functools.partial(_compile, options=generic)
+            return specialize_per_size(gm, static, strict=options.strict)
+    return _compile(gm, example_inputs, options=options)
 
 
-def _compile_static(
-    gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: CodaOptions
+def _compile(
+    gm: fx.GraphModule,
+    example_inputs: Sequence[Any],
+    *,
+    options: CodaOptions,
+    on_error: str = "eager",
 ) -> Callable[..., Any]:
-    """aot_autograd + coda's graph compiler for a graph of concrete sizes; a failure
-    outside compile_graph (AOTAutograd, joint rewrites, partitioning) runs `gm` eagerly."""
+    """aot_autograd + coda's graph compiler; a failure outside compile_graph
+    (AOTAutograd, joint rewrites, partitioning) runs `gm` eagerly, or raises when
+    `on_error` is "raise" (or the options are strict)."""
     # Dynamo's example inputs are the real parameters (AOTAutograd's compilers see fake
     # tensors): a weight-only policy packs their values once, at compile time
     names = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
@@ -303,7 +419,7 @@ def _compile_static(
     except Exception as err:
         # AOTAutograd itself, the joint-graph rewrites or the partitioner failed: the
         # whole Dynamo graph runs eagerly (each graph compile_graph sees falls back alone)
-        if options.strict:
+        if options.strict or on_error == "raise":
             raise
         log.warning(
             "coda: graph runs eagerly after an internal error: %s: %s",

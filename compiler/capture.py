@@ -46,12 +46,21 @@ class CapturedGraphs:
         return ModuleOp(funcs)
 
 
-def capture(spec: ModelSpec, *, training: bool = True, seed: int = 0) -> CapturedGraphs:
+def capture(
+    spec: ModelSpec,
+    *,
+    training: bool = True,
+    seed: int = 0,
+    dynamic: Sequence[tuple[int, int]] = (),
+) -> CapturedGraphs:
+    """`dynamic`: (input, dim) pairs traced as symbolic sizes (mark_dynamic)."""
     torch.manual_seed(seed)
     model = spec.factory().to(spec.dtype)
     inputs = [
         torch.randn(shape, dtype=spec.dtype, requires_grad=training) for shape in spec.input_shapes
     ]
+    for index, dim in dynamic:
+        torch._dynamo.mark_dynamic(inputs[index], dim)
     graphs: list[tuple[str, fx.GraphModule]] = []
 
     def recorder(kind: str) -> Any:

@@ -1,23 +1,23 @@
-"""Graphs with symbolic sizes: planned for the concrete sizes of each call (bounded),
-with kernels shared between sizes.
+"""Graphs with symbolic sizes, planned per concrete size from static copies.
 
 Dynamo recompiles a frame once with symbolic sizes when an input's size changes (or at
-once under `torch._dynamo.mark_dynamic` / `dynamic=True`), so coda receives one graph
-whose sizes are SymInts. The passes plan with concrete sizes (layouts with concrete
-extents, size-dependent choices such as what the backward recomputes), so such a graph
-is planned per distinct set of concrete sizes the first time they are seen: the symbolic
-graph gets the call's sizes bound (`bind_numbers`) and goes through the static pipeline.
-Each specialization is logged; after `max_specializations()` distinct sizes a graph runs
-new sizes eagerly (logged once), so a run whose sizes never repeat does not plan without
-end.
+once under `torch._dynamo.mark_dynamic` / `dynamic=True`). The normal path traces that
+graph once with AOTAutograd and imports it once with symbolic dims
+(compiler/symbolic_graph.py). This module is the fallback for graphs that path cannot
+take, and the bounds both share:
 
-The kernels are not per size: a specialization builds its program with size-generic
-sources (`coda.codegen.size_generic`), in which the integer literals that differ between
-the sources of two sizes are `launch`/kernel arguments. Every size whose plan has the
-same code runs the same module, imported (and, on a GPU, compiled by Triton) once; a
-specialization costs the planning and the concrete source's text, not a new kernel.
-What remains to do for fully symbolic compilation: sympy sizes in the IR, so that one
-plan serves every size without re-planning and size-dependent choices are made once.
+- `specialize_per_size`: a graph (Dynamo's, when the symbolic trace failed; an aten
+  graph, when the symbolic import cannot express it) gets each call's sizes bound
+  (`bind_numbers`, or `concretize` for an aten graph, which also propagates the shapes
+  again) and goes through the static compiler, once per distinct set of sizes.
+- `max_specializations()`: after that many distinct sizes a graph runs new sizes
+  eagerly (logged once; strict raises), so a run whose sizes never repeat does not plan
+  without end.
+
+Either way the kernels are not per size: a specialization builds its program with
+size-generic sources (`coda.codegen.size_generic`), in which the integer literals that
+differ between the sources of two sizes are `launch`/kernel arguments, so every size
+whose plan has the same code runs the same module.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 import torch.fx as fx
+from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
+from torch.fx.passes.fake_tensor_prop import FakeTensorProp
 
 log = logging.getLogger("coda.compiler")
 
@@ -83,14 +85,36 @@ def bind_numbers(gm: fx.GraphModule, args: Sequence[Any]) -> fx.GraphModule:
     for node, value in zip(placeholders, args, strict=True):
         if isinstance(value, torch.Tensor):
             continue
-        for user in list(node.users):
-            user.args = fx.node.map_arg(user.args, lambda n, v=value, p=node: v if n is p else n)
-            user.kwargs = fx.node.map_arg(
-                user.kwargs, lambda n, v=value, p=node: v if n is p else n
-            )
-        graph.erase_node(node)
+        _substitute(graph, node, value)
     graph.lint()
     return fx.GraphModule(gm, graph)
+
+
+def _substitute(graph: fx.Graph, node: fx.Node, value: Any) -> None:
+    """Replace `node` by the constant `value` in its users' arguments; erase it."""
+    for user in list(node.users):
+        user.args = fx.node.map_arg(user.args, lambda n: value if n is node else n)
+        user.kwargs = fx.node.map_arg(user.kwargs, lambda n: value if n is node else n)
+    graph.erase_node(node)
+
+
+def concretize(gm: fx.GraphModule, args: Sequence[Any]) -> fx.GraphModule:
+    """`bind_numbers` for a traced (aten) graph: its shape metadata is propagated again
+    with `args`' tensors, and arithmetic on sizes is folded into the arguments that use
+    it, so the copy is a static graph like any other."""
+    bound = bind_numbers(gm, args)
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    with unset_fake_temporarily(), FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        fakes = [mode.from_tensor(t) for t in tensors]
+        FakeTensorProp(bound, mode).propagate_dont_convert_inputs(*fakes)
+    graph = bound.graph
+    for node in list(graph.nodes):
+        value = node.meta.get("val")
+        if node.op == "call_function" and type(value) in (int, float, bool):
+            _substitute(graph, node, value)
+    graph.lint()
+    bound.recompile()
+    return bound
 
 
 def specialize_per_size(
@@ -98,10 +122,12 @@ def specialize_per_size(
     compile_static: Callable[[fx.GraphModule, list[torch.Tensor]], Callable[..., Any]],
     *,
     strict: bool,
+    bind: Callable[[fx.GraphModule, Sequence[Any]], fx.GraphModule] = bind_numbers,
 ) -> Callable[..., Any]:
     """A Dynamo-convention callable (positional arguments) that runs `gm`, a graph with
     symbolic sizes, through `compile_static` once per distinct set of input sizes, at
-    most `max_specializations()` of them; later new sizes run `gm` eagerly."""
+    most `max_specializations()` of them; later new sizes run `gm` eagerly. `bind`
+    makes the static graph of one call (`concretize` for an aten graph)."""
     names = [n.name for n in gm.graph.find_nodes(op="placeholder")]
     programs: dict[tuple[Any, ...], Callable[..., Any]] = {}
     state = {"warned": False}
@@ -137,7 +163,7 @@ def specialize_per_size(
             return eager
         try:
             tensors = [a for a in args if isinstance(a, torch.Tensor)]
-            program = compile_static(bind_numbers(gm, args), tensors)
+            program = compile_static(bind(gm, args), tensors)
         except Exception as err:  # binding failed: these sizes run eagerly
             if strict:
                 raise

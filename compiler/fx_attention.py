@@ -70,6 +70,8 @@ def _mask(imp: Importer, node: fx.Node, q: Any, k: Any) -> SSAValue | None:
         raise Decline(f"an attn_mask of {meta.dtype} with {q.dtype} attention runs in torch")
     scores = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
     shape = tuple(meta.shape)
+    if not all(isinstance(d, int) for d in (*scores, *shape)):
+        raise Decline("an attn_mask with symbolic sizes runs in torch")
     if len(shape) > 4 or torch.broadcast_shapes(shape, scores) != scores:
         raise Decline(f"attn_mask of shape {list(shape)} does not broadcast to {list(scores)}")
     value = imp.value(mask)

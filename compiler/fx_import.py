@@ -32,6 +32,15 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from coda.dialects import graph
 from coda.dialects.dtypes import element_type_of, torch_dtype_of
+from coda.dialects.graph_dims import (
+    Dim,
+    SymbolicSizeError,
+    canonical,
+    is_symbolic,
+    symbolic_shape,
+    symbolic_type,
+)
+from coda.passes.bind_sizes import set_size_hints
 
 log = logging.getLogger("coda.compiler")
 aten = torch.ops.aten
@@ -56,15 +65,34 @@ def element_type(dtype: torch.dtype) -> Attribute:
     return elem
 
 
+def size_dim(size: int | torch.SymInt) -> Dim:
+    """A dim of a traced tensor: an int, or the expression of a symbolic size."""
+    if isinstance(size, int):
+        return size
+    if not isinstance(size, torch.SymInt):
+        raise UnsupportedGraph(f"size {size!r} is neither an int nor a symbolic size")
+    try:
+        return canonical(size.node.expr)
+    except SymbolicSizeError as err:
+        raise UnsupportedGraph(f"symbolic size {size}: {err}") from None
+
+
 def tensor_type(value: torch.Tensor) -> TensorType:
-    shape = []
-    for size in value.shape:
-        if not isinstance(size, int):
-            raise UnsupportedGraph(
-                f"dynamic shapes are not supported yet (symbolic shape {tuple(value.shape)})"
-            )
-        shape.append(size)
-    return TensorType(element_type(value.dtype), shape)
+    return symbolic_type(element_type(value.dtype), [size_dim(s) for s in value.shape])
+
+
+def _size_hints(val: torch.SymInt | torch.Tensor) -> dict[str, int]:
+    """The traced value of each size symbol in a placeholder's type."""
+    sizes = [val] if isinstance(val, torch.SymInt) else [*val.shape]
+    hints: dict[str, int] = {}
+    for size in sizes:
+        if isinstance(size, torch.SymInt):
+            env = size.node.shape_env
+            for symbol in size.node.expr.free_symbols:
+                hint = env.backed_var_to_val.get(symbol)
+                if hint is not None:
+                    hints[str(symbol)] = int(hint)
+    return hints
 
 
 def _meta(node: fx.Node) -> Any:
@@ -78,13 +106,15 @@ class ImportedGraph:
     """A function in the graph dialect plus what the IR does not say.
 
     `output_slots[i]` is the index into the func's returned values of the graph's
-    i-th output, or None where the graph returns None (a missing gradient).
+    i-th output, or None where the graph returns None (a missing gradient) or a size
+    (`size_outputs[i]`: a forward returns the sizes its backward takes).
     """
 
     module: ModuleOp
     func: FuncOp
     output_slots: list[int | None]
     fallback_reasons: dict[str, str] = field(default_factory=dict)
+    size_outputs: dict[int, Dim] = field(default_factory=dict)
 
 
 _logged_reasons: set[str] = set()
@@ -105,6 +135,8 @@ class Importer:
         self.block = Block()
         self.values: dict[fx.Node, SSAValue | list[SSAValue]] = {}
         self.fallback_reasons: dict[str, str] = {}
+        #: size symbol -> its value in the trace (graph.size_hints of a symbolic graph)
+        self.size_hints: dict[str, int] = {}
 
     # -- emission helpers used by the rules ---------------------------------------------
     def emit(self, op: Operation) -> SSAValue:
@@ -114,7 +146,10 @@ class Importer:
     def value(self, arg: Any, like: TensorType | None = None) -> SSAValue:
         """The SSA value of an FX argument; Python scalars become 0-d constants."""
         if isinstance(arg, fx.Node):
-            found = self.values[arg]
+            found = self.values.get(arg)
+            if found is None:
+                users = ", ".join(u.name for u in arg.users)
+                raise UnsupportedGraph(f"{arg.name} is a size used as a tensor value ({users})")
             if isinstance(found, list):
                 raise Decline(f"{arg.name} is a tuple, not a tensor")
             return found
@@ -135,14 +170,14 @@ class Importer:
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
                 val = _meta(node)
-                if isinstance(val, torch.SymInt | torch.SymFloat):
-                    raise UnsupportedGraph(
-                        f"dynamic shapes are not supported yet (input {node.name} is a "
-                        "symbolic size)"
-                    )
+                if isinstance(val, torch.SymInt):
+                    # a size input: its value is in the types of the tensors (graph_dims)
+                    self.size_hints.update(_size_hints(val))
+                    continue
                 if not isinstance(val, torch.Tensor):
                     raise UnsupportedGraph(f"input {node.name} is {type(val).__name__}")
                 ty = tensor_type(val)
+                self.size_hints.update(_size_hints(val))
                 arg_types.append(ty)
                 self.values[node] = self.block.insert_arg(ty, len(self.block.args))
                 self.block.args[-1].name_hint = node.name
@@ -155,18 +190,29 @@ class Importer:
         assert output_node is not None
         returned: list[SSAValue] = []
         slots: list[int | None] = []
+        sizes: dict[int, Dim] = {}
         for out in fx.node.map_arg(output_node.args[0], lambda n: n):
             if out is None:
                 slots.append(None)
                 continue
+            if type(out) is int:  # a size the backward takes, known once sizes are bound
+                sizes[len(slots)] = out
+                slots.append(None)
+                continue
             if not isinstance(out, fx.Node):
                 raise UnsupportedGraph(f"graph output {out!r} is not a tensor")
+            if isinstance(out.meta.get("val"), torch.SymInt):
+                sizes[len(slots)] = size_dim(out.meta["val"])
+                slots.append(None)
+                continue
             slots.append(len(returned))
             returned.append(self.value(out))
         self.block.add_op(ReturnOp(*returned))
         func = FuncOp(self.name, (arg_types, [v.type for v in returned]), Region(self.block))
+        if any(is_symbolic(t) for t in (*arg_types, *(v.type for v in returned))):
+            set_size_hints(func, self.size_hints)
         module = ModuleOp([func])
-        return ImportedGraph(module, func, slots, self.fallback_reasons)
+        return ImportedGraph(module, func, slots, self.fallback_reasons, sizes)
 
     def import_call(self, node: fx.Node) -> None:
         if node.target is operator.getitem:
@@ -177,6 +223,8 @@ class Importer:
             self.values[node] = found[index]
             return
         val = _meta(node)
+        if isinstance(val, torch.SymInt | torch.SymFloat | torch.SymBool):
+            return  # arithmetic on sizes: its results are in the types (graph_dims)
         packet = getattr(node.target, "_overloadpacket", None)
         if isinstance(val, tuple | list) and packet in MULTI_RESULT_LOWERINGS:
             try:
@@ -229,6 +277,8 @@ def _check_kernel_dtypes(node: fx.Node, val: Any) -> None:
 def _encode(value: Any, operands: list[fx.Node]) -> Any:
     """A Python-literal form of FX arguments; tensors become operand references."""
     if isinstance(value, fx.Node):
+        if isinstance(value.meta.get("val"), torch.SymInt):
+            raise UnsupportedGraph(f"an opaque op takes the symbolic size {value.name}")
         operands.append(value)
         return {"operand": len(operands) - 1}
     if isinstance(value, list | tuple):
@@ -291,7 +341,7 @@ def _add_sub(fn: str) -> Rule:
             raise Decline(f"keyword arguments {sorted(node.kwargs)}")
         rhs = imp.value(b, out)
         if alpha != 1:
-            scaled = TensorType(out.element_type, graph.tensor_shape(rhs))
+            scaled = symbolic_type(out.element_type, symbolic_shape(rhs))
             rhs = imp.pointwise("mul", [rhs, alpha], scaled)
         return imp.emit(graph.PointwiseOp(fn, [imp.value(a, out), rhs], out))
 
@@ -306,7 +356,7 @@ def _rsub(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
     lhs = imp.value(a, out)
     if alpha != 1:
         lhs = imp.pointwise(
-            "mul", [lhs, alpha], TensorType(out.element_type, graph.tensor_shape(lhs))
+            "mul", [lhs, alpha], symbolic_type(out.element_type, symbolic_shape(lhs))
         )
     return imp.emit(graph.PointwiseOp("sub", [imp.value(b, out), lhs], out))
 
@@ -338,7 +388,7 @@ def _addmm(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
         product = imp.pointwise("mul", [product, alpha], out)
     bias_value = imp.value(bias, out)
     if beta != 1:
-        bias_ty = TensorType(out.element_type, graph.tensor_shape(bias_value))
+        bias_ty = symbolic_type(out.element_type, symbolic_shape(bias_value))
         bias_value = imp.pointwise("mul", [bias_value, beta], bias_ty)
     return imp.emit(graph.PointwiseOp("add", [product, bias_value], out))
 
@@ -349,11 +399,11 @@ def _reshape(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
 
 def _expand(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
     source = imp.value(node.args[0])
-    if len(graph.tensor_shape(source)) == len(out.get_shape()):
+    if len(symbolic_shape(source)) == len(out.get_shape()):
         return imp.emit(graph.ViewOp("expand", source, out))
     # expand may add leading dims: reshape to the full rank first
-    shape = (1,) * (len(out.get_shape()) - len(graph.tensor_shape(source)))
-    padded = TensorType(out.element_type, [*shape, *graph.tensor_shape(source)])
+    shape = (1,) * (len(out.get_shape()) - len(symbolic_shape(source)))
+    padded = symbolic_type(out.element_type, [*shape, *symbolic_shape(source)])
     source = imp.emit(graph.ViewOp("reshape", source, padded))
     return imp.emit(graph.ViewOp("expand", source, out))
 
@@ -361,11 +411,11 @@ def _expand(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
 def _slice(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
     """aten.slice(x, dim, start, end, step): a strided view, no copy."""
     source = imp.value(node.args[0])
-    shape = graph.tensor_shape(source)
+    shape = symbolic_shape(source)
     dim = (node.args[1] if len(node.args) > 1 else 0) % len(shape)
     start = node.args[2] if len(node.args) > 2 and node.args[2] is not None else 0
     step = node.args[4] if len(node.args) > 4 else 1
-    if not all(isinstance(v, int) for v in (start, step)):
+    if not all(isinstance(v, int) for v in (start, step)) or not isinstance(shape[dim], int):
         raise Decline("slice with symbolic bounds")
     start = min(start + shape[dim], shape[dim]) if start < 0 else min(start, shape[dim])
     if tuple(out.get_shape()) == shape:
@@ -381,15 +431,17 @@ def _slice_backward(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
     if step != 1 or not all(isinstance(v, int) for v in (dim, start, end)):
         raise Decline("slice_backward with a step or symbolic bounds")
     dim %= len(shape)
+    if not isinstance(shape[dim], int):
+        raise Decline("slice_backward along a symbolic dim")
     start = min(start + shape[dim], shape[dim]) if start < 0 else min(start, shape[dim])
     value = imp.value(grad)
-    width = graph.tensor_shape(value)[dim]
+    width = symbolic_shape(value)[dim]
     pieces = []
     for size in (start, shape[dim] - start - width):
         if size:
             piece = list(shape)
             piece[dim] = size
-            pieces.append(imp.emit(graph.ConstantOp(0, TensorType(out.element_type, piece))))
+            pieces.append(imp.emit(graph.ConstantOp(0, symbolic_type(out.element_type, piece))))
         else:
             pieces.append(None)
     inputs = [p for p in (pieces[0], value, pieces[1]) if p is not None]
@@ -401,7 +453,7 @@ def _slice_backward(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
 def _permute_rule(perm_of: Callable[[fx.Node, int], list[int]]) -> Rule:
     def rule(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
         source = imp.value(node.args[0])
-        rank = len(graph.tensor_shape(source))
+        rank = len(symbolic_shape(source))
         perm = perm_of(node, rank)
         if perm == list(range(rank)):
             return source
@@ -482,7 +534,7 @@ def _reduction(kind: str) -> Rule:
     def rule(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
         _require_float(out)
         source = imp.value(node.args[0])
-        rank = len(graph.tensor_shape(source))
+        rank = len(symbolic_shape(source))
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
         keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
         if set(node.kwargs) - {"dim", "keepdim"}:

@@ -24,11 +24,13 @@ from coda.compiler.fx_import import (
     Decline,
     Importer,
     Rule,
+    UnsupportedGraph,
     _meta,
     _require_float,
     tensor_type,
 )
 from coda.dialects import graph
+from coda.dialects.graph_dims import symbolic_shape, symbolic_type
 
 prims = torch.ops.prims
 aten = torch.ops.aten
@@ -51,7 +53,7 @@ def _prims_sum(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
     _require_float(out)
     _check_output_dtype(node)
     source = imp.value(node.args[0])
-    dims = _dims(node.args[1], len(graph.tensor_shape(source)))
+    dims = _dims(node.args[1], len(symbolic_shape(source)))
     if not dims:
         return source
     return imp.emit(graph.ReduceOp("sum", source, dims, False, out))
@@ -63,17 +65,19 @@ def _prims_var(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
     _require_float(out)
     _check_output_dtype(node)
     source = imp.value(node.args[0])
-    shape = graph.tensor_shape(source)
+    shape = symbolic_shape(source)
     dims = _dims(node.args[1], len(shape))
     correction = node.args[2] if len(node.args) > 2 else node.kwargs.get("correction", 0)
     count = 1
     for d in dims:
         count *= shape[d]
+    if not isinstance(count, int):
+        raise Decline("variance over a symbolic size")
     if not isinstance(correction, int | float) or count - correction <= 0:
         raise Decline(f"variance of {count} elements with correction {correction!r}")
     elem = out.element_type
-    kept = TensorType(elem, [1 if d in dims else n for d, n in enumerate(shape)])
-    full = TensorType(elem, list(shape))
+    kept = symbolic_type(elem, [1 if d in dims else n for d, n in enumerate(shape)])
+    full = symbolic_type(elem, list(shape))
     mean = imp.emit(graph.ReduceOp("mean", source, dims, True, kept))
     centered = imp.emit(graph.PointwiseOp("sub", [source, mean], full))
     squares = imp.emit(graph.PointwiseOp("square", [centered], full))
@@ -93,14 +97,14 @@ def _broadcast_in_dim(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue
     reshape), then expand to `shape`."""
     source = imp.value(node.args[0])
     shape, positions = list(node.args[1]), list(node.args[2])
-    src_shape = graph.tensor_shape(source)
+    src_shape = symbolic_shape(source)
     placed = [1] * len(shape)
     for size, position in zip(src_shape, positions, strict=True):
         placed[position] = size
     value = source
     if tuple(placed) != src_shape:
-        value = imp.emit(graph.ViewOp("reshape", value, TensorType(out.element_type, placed)))
-    if placed != shape:
+        value = imp.emit(graph.ViewOp("reshape", value, symbolic_type(out.element_type, placed)))
+    if tuple(placed) != symbolic_shape(out):
         value = imp.emit(graph.ViewOp("expand", value, out))
     return value
 
@@ -108,7 +112,7 @@ def _broadcast_in_dim(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue
 def _split(imp: Importer, node: fx.Node) -> list[SSAValue]:
     """split(x, sizes, dim): one slice view per piece."""
     source = imp.value(node.args[0])
-    shape = graph.tensor_shape(source)
+    shape = symbolic_shape(source)
     dim = (node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)) % len(shape)
     pieces, start = [], 0
     for val in _meta(node):
@@ -116,6 +120,8 @@ def _split(imp: Importer, node: fx.Node) -> list[SSAValue]:
         size = ty.get_shape()[dim]
         if size == shape[dim]:
             pieces.append(source)
+        elif not isinstance(start, int):
+            raise UnsupportedGraph("split along a symbolic dim")
         else:
             pieces.append(imp.emit(graph.ViewOp("slice", source, ty, slice=(dim, start, 1))))
         start += size
@@ -130,11 +136,11 @@ def _cat(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
     pieces = []
     for arg in node.args[0]:
         value = imp.value(arg)
-        shape = graph.tensor_shape(value)
+        shape = symbolic_shape(value)
         if len(shape) == 1 and shape[0] == 0 and rank != 1:
             continue  # torch.cat skips legacy empty 1-D tensors
         if value.type.element_type != out.element_type:
-            cast = TensorType(out.element_type, list(shape))
+            cast = symbolic_type(out.element_type, list(shape))
             value = imp.emit(graph.PointwiseOp("cast", [value], cast))
         pieces.append(value)
     if len(pieces) == 1:

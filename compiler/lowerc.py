@@ -5,6 +5,7 @@
     lowerc --model mlp --emit kernel            capture a model and print a stage
     lowerc --model my.py:Net --input-shape 4x16 --emit summary
 
+    lowerc --model llama-block --dynamic 0:1    the graphs with a symbolic sequence length
     lowerc --model llama-block --dtype bf16 --target cuda:sm_90a --emit resources
     lowerc --model mlp --precision mxfp8-act --emit epilogue   a low-precision policy
 
@@ -213,6 +214,14 @@ class Lowerc(xDSLOptMain):
             help="shape of a model input, e.g. 4x16 (repeat for several inputs)",
         )
         arg_parser.add_argument(
+            "--dynamic",
+            type=_parse_dynamic,
+            action="append",
+            metavar="INPUT:DIM",
+            help="trace dim DIM of input INPUT as a symbolic size (torch._dynamo.mark_dynamic): "
+            "the imported IR keeps it symbolic; stages bind it (bind-sizes) at the traced size",
+        )
+        arg_parser.add_argument(
             "--inference",
             action="store_true",
             help="capture the no-grad inference graph instead of forward + backward",
@@ -245,6 +254,7 @@ class Lowerc(xDSLOptMain):
         )
 
     def apply_passes(self, prog: ModuleOp) -> None:
+        self._check_sizes_bound(prog)
         super().apply_passes(prog)
         if self.args.emit in (
             "graph",
@@ -267,6 +277,24 @@ class Lowerc(xDSLOptMain):
 
                 Precision(policy=policy.name).apply(make_context(), prog)
                 prog.verify()
+
+    def _check_sizes_bound(self, prog: ModuleOp) -> None:
+        """Passes plan with static sizes: on a graph with symbolic sizes the pipeline
+        must bind them first (the default pipeline of --emit does)."""
+        from coda.dialects.graph_dims import is_symbolic
+
+        names = [p.name for p in parse_pipeline(self.args.passes)] if self.args.passes else []
+        if not names or names[0] == "bind-sizes":
+            return
+        for op in prog.walk():
+            values = [*op.results, *(a for r in op.regions for b in r.blocks for a in b.args)]
+            for value in values:
+                if is_symbolic(value):
+                    name = f"%{value.name_hint}: " if value.name_hint else ""
+                    raise UsageError(
+                        f"pass '{names[0]}' needs static sizes: run bind-sizes first "
+                        f"({name}{value.type})"
+                    )
 
     def _policy(self) -> PrecisionPolicy:
         """The --precision policy; a bad name is a usage error."""
@@ -329,7 +357,12 @@ class Lowerc(xDSLOptMain):
             raise ValueError(f"unknown dtype '{self.args.dtype}' (use one of {', '.join(DTYPES)})")
         spec = load_model(self.args.model, tuple(self.args.input_shape or ()) or None, dtype)
         _check_model_runs(self.args.model, spec)
-        captured = capture(spec, training=not self.args.inference)
+        dynamic = tuple(self.args.dynamic or ())
+        for index, dim in dynamic:
+            if index >= len(spec.input_shapes) or dim >= len(spec.input_shapes[index]):
+                shapes = ", ".join("x".join(map(str, s)) for s in spec.input_shapes)
+                raise UsageError(f"--dynamic {index}:{dim} is outside the inputs ({shapes})")
+        captured = capture(spec, training=not self.args.inference, dynamic=dynamic)
         out = self.prepare_output()
         try:
             if self.args.emit == "fx":
@@ -372,6 +405,14 @@ class Lowerc(xDSLOptMain):
 
             count = len(self.aot_diagnostics)
             raise AotError(f"{count} kernel diagnostic(s) for {self.args.gpu_target}")
+
+
+def _parse_dynamic(text: str) -> tuple[int, int]:
+    """`--dynamic 0:1` -> (input 0, dim 1)."""
+    index, colon, dim = text.partition(":")
+    if not (colon and index.isdigit() and dim.isdigit()):
+        raise argparse.ArgumentTypeError(f"'{text}' is not INPUT:DIM (e.g. 0:1)")
+    return int(index), int(dim)
 
 
 def _check_model_runs(name: str, spec: ModelSpec) -> None:

@@ -13,7 +13,8 @@ from coda.passes import PASSES
 
 #: stage name -> the passes that produce it from the previous stage
 STAGES: dict[str, tuple[str, ...]] = {
-    "graph": ("fuse-rotary", "canonicalize", "fold-views"),
+    # a graph with symbolic sizes is planned at the sizes it was traced at
+    "graph": ("bind-sizes", "fuse-rotary", "canonicalize", "fold-views"),
     "epilogue": (
         "fuse-prologues",
         "concat-projections",

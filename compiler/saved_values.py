@@ -139,7 +139,12 @@ def prefer_saving(joint: fx.GraphModule) -> int:
     for node in joint.graph.nodes:
         if node in backward or node.op != "call_function":
             continue
-        read = node in constant and any(user not in constant for user in node.users)
+        # (sizes are not tensors to save: a symbolic graph's size arithmetic is constant)
+        read = (
+            node in constant
+            and isinstance(node.meta.get("val"), torch.Tensor)
+            and any(user not in constant for user in node.users)
+        )
         if _residual(node) or read or node in compared:
             node.meta["recompute"] = CheckpointPolicy.MUST_SAVE
             marked += 1

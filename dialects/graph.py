@@ -19,7 +19,9 @@ from __future__ import annotations
 import ast
 from collections.abc import Sequence
 
+import sympy
 from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
     I64,
     DenseArrayBase,
     FloatAttr,
@@ -47,20 +49,41 @@ from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
 from coda.dialects.graph_attention import AttentionBackwardOp, AttentionOp, RotaryOp
+from coda.dialects.graph_dims import (
+    Dim,
+    DimsAttr,
+    SymbolicSizeError,
+    canonical,
+    symbolic_shape,
+)
 from coda.dialects.pointwise_fns import POINTWISE_FNS
 
 
 def tensor_shape(value: SSAValue | Attribute) -> tuple[int, ...]:
-    """Static shape of a tensor-typed value or type."""
+    """Static shape of a tensor-typed value or type. A symbolic type is refused: the
+    passes that plan kernels run after `bind-sizes` (graph_dims.py)."""
     ty = value.type if isinstance(value, SSAValue) else value
     assert isinstance(ty, TensorType), f"expected a tensor type, got {ty}"
-    return tuple(ty.get_shape())
+    shape = tuple(ty.get_shape())
+    if DYNAMIC_INDEX in shape:
+        raise SymbolicSizeError(f"{ty} has symbolic sizes: bind them first (bind-sizes)")
+    return shape
 
 
-def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...] | None:
-    """Numpy broadcasting of static shapes; None when they are incompatible."""
+def shape_of(value: SSAValue | Attribute) -> tuple[Dim, ...]:
+    """A verifier's view of a shape: symbolic dims as sympy expressions."""
+    try:
+        return symbolic_shape(value)
+    except SymbolicSizeError as err:
+        raise VerifyException(str(err)) from None
+
+
+def broadcast_shapes(*shapes: Sequence[Dim]) -> tuple[Dim, ...] | None:
+    """Numpy broadcasting of shapes; None when they are incompatible. A symbolic dim
+    broadcasts only with 1 or with an equal expression: sizes are at least 1, and a
+    symbolic dim that may be 1 is not assumed to broadcast (Dynamo specializes 0 and 1)."""
     rank = max((len(s) for s in shapes), default=0)
-    out: list[int] = []
+    out: list[Dim] = []
     for dim in range(rank):
         sizes = {s[dim - rank + len(s)] for s in shapes if dim - rank + len(s) >= 0}
         sizes.discard(1)
@@ -93,7 +116,7 @@ class MatmulOp(IRDLOperation):
         super().__init__(operands=[lhs, rhs], result_types=[result_type])
 
     def verify_(self) -> None:
-        a, b, c = tensor_shape(self.lhs), tensor_shape(self.rhs), tensor_shape(self.result)
+        a, b, c = shape_of(self.lhs), shape_of(self.rhs), shape_of(self.result)
         if not (len(a) >= 2 and len(a) == len(b) == len(c)):
             raise VerifyException(
                 f"'graph.matmul' operands and result must have one rank >= 2 "
@@ -130,11 +153,11 @@ class PointwiseOp(IRDLOperation):
 
     def verify_(self) -> None:
         verify_fn_application(self, self.fn.data, [v.type for v in self.inputs])
-        shape = broadcast_shapes(*(tensor_shape(v) for v in self.inputs))
-        if shape != tensor_shape(self.result):
+        shape = broadcast_shapes(*(shape_of(v) for v in self.inputs))
+        if shape != shape_of(self.result):
             raise VerifyException(
-                f"'graph.pointwise' result shape {list(tensor_shape(self.result))} is not the "
-                f"broadcast of its operand shapes {[list(tensor_shape(v)) for v in self.inputs]}"
+                f"'graph.pointwise' result shape {list(shape_of(self.result))} is not the "
+                f"broadcast of its operand shapes {[list(shape_of(v)) for v in self.inputs]}"
             )
         if POINTWISE_FNS[self.fn.data].predicate and self.result.type.element_type != i1:
             raise VerifyException(f"'graph.pointwise' \"{self.fn.data}\" must produce i1")
@@ -191,7 +214,7 @@ class ReduceOp(IRDLOperation):
                 f"'graph.reduce' kind must be one of {', '.join(REDUCE_KINDS)}, "
                 f'got "{self.kind.data}"'
             )
-        shape = tensor_shape(self.input)
+        shape = shape_of(self.input)
         dims = self.reduced_dims
         if any(not 0 <= d < len(shape) for d in dims) or len(set(dims)) != len(dims):
             raise VerifyException(
@@ -201,9 +224,9 @@ class ReduceOp(IRDLOperation):
         keep = self.keepdim is not None
         expected = tuple((1 if keep else None) if d in dims else s for d, s in enumerate(shape))
         expected = tuple(s for s in expected if s is not None)
-        if expected != tensor_shape(self.result):
+        if expected != shape_of(self.result):
             raise VerifyException(
-                f"'graph.reduce' result shape {list(tensor_shape(self.result))} does not match "
+                f"'graph.reduce' result shape {list(shape_of(self.result))} does not match "
                 f"reducing {list(shape)} over {list(dims)} (expected {list(expected)})"
             )
 
@@ -257,7 +280,7 @@ class ViewOp(IRDLOperation):
 
     def verify_(self) -> None:
         kind = self.kind.data
-        src, dst = tensor_shape(self.input), tensor_shape(self.result)
+        src, dst = shape_of(self.input), shape_of(self.result)
         if kind not in VIEW_KINDS:
             raise VerifyException(
                 f"'graph.view' kind must be one of {', '.join(VIEW_KINDS)}, got \"{kind}\""
@@ -288,7 +311,13 @@ class ViewOp(IRDLOperation):
             raise VerifyException(f"'graph.view' cannot expand {list(src)} to {list(dst)}")
 
 
-def _verify_slice(spec: Sequence[int], src: Sequence[int], dst: Sequence[int]) -> None:
+def _provable(condition: object) -> bool:
+    """A comparison of sizes that holds for every value of its symbols (a symbolic
+    bound the verifier cannot decide is not an error)."""
+    return bool(sympy.sympify(condition) is sympy.true)
+
+
+def _verify_slice(spec: Sequence[int], src: Sequence[Dim], dst: Sequence[Dim]) -> None:
     if len(spec) != 3:
         raise VerifyException(f"'graph.view' slice must be [dim, start, step], got {list(spec)}")
     dim, start, step = spec
@@ -301,7 +330,8 @@ def _verify_slice(spec: Sequence[int], src: Sequence[int], dst: Sequence[int]) -
         a == b for d, (a, b) in enumerate(zip(src, dst, strict=True)) if d != dim
     )
     count = dst[dim] if len(dst) == len(src) else -1
-    if not other_dims_kept or count < 0 or (count and start + step * (count - 1) >= src[dim]):
+    past_end = count != 0 and _provable(start + step * (count - 1) >= src[dim])
+    if not other_dims_kept or _provable(count < 0) or past_end:
         raise VerifyException(
             f"'graph.view' slice of {list(src)} along dim {dim} from {start} by {step} "
             f"cannot give {list(dst)}"
@@ -341,7 +371,7 @@ class ConcatOp(IRDLOperation):
         return starts
 
     def verify_(self) -> None:
-        out = tensor_shape(self.result)
+        out = shape_of(self.result)
         dim = self.axis
         if not self.inputs:
             raise VerifyException("'graph.concat' needs at least one input")
@@ -349,7 +379,7 @@ class ConcatOp(IRDLOperation):
             raise VerifyException(f"'graph.concat' dim {dim} is out of range for {list(out)}")
         element = self.result.type.element_type
         for k, value in enumerate(self.inputs):
-            shape = tensor_shape(value)
+            shape = shape_of(value)
             if value.type.element_type != element:
                 raise VerifyException(
                     f"'graph.concat' input {k} has element type {value.type.element_type}, "
@@ -362,7 +392,7 @@ class ConcatOp(IRDLOperation):
                     f"'graph.concat' input {k} of shape {list(shape)} does not fit "
                     f"{list(out)} along dim {dim}"
                 )
-        total = sum(tensor_shape(v)[dim] for v in self.inputs)
+        total = canonical(sum(shape_of(v)[dim] for v in self.inputs))
         if total != out[dim]:
             raise VerifyException(
                 f"'graph.concat' inputs add up to {total} along dim {dim}, the result has "
@@ -370,11 +400,11 @@ class ConcatOp(IRDLOperation):
             )
 
 
-def _numel(shape: Sequence[int]) -> int:
-    n = 1
+def _numel(shape: Sequence[Dim]) -> Dim:
+    n: Dim = 1
     for s in shape:
         n *= s
-    return n
+    return canonical(n)
 
 
 @irdl_op_definition
@@ -470,7 +500,7 @@ Graph = Dialect(
         AttentionBackwardOp,
         RotaryOp,
     ],
-    [],
+    [DimsAttr],
 )
 
 __all__ = [

@@ -56,10 +56,15 @@ from xdsl.printer import Printer
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
+from coda.dialects.graph_dims import Dim, SymbolicSizeError, symbolic_shape
 
-def _shape(value: SSAValue) -> tuple[int, ...]:
-    assert isinstance(value.type, TensorType)
-    return tuple(value.type.get_shape())
+
+def _shape(value: SSAValue) -> tuple[Dim, ...]:
+    """Batch and sequence may be symbolic (graph_dims.py); heads and head dims are not."""
+    try:
+        return symbolic_shape(value)
+    except SymbolicSizeError as err:
+        raise VerifyException(str(err)) from None
 
 
 def _element(value: SSAValue) -> Attribute:

@@ -7,6 +7,12 @@ from collections.abc import Callable
 from xdsl.passes import ModulePass
 
 
+def _bind_sizes() -> type[ModulePass]:
+    from coda.passes.bind_sizes import BindSizes
+
+    return BindSizes
+
+
 def _canonicalize() -> type[ModulePass]:
     from coda.passes.canonicalize import Canonicalize
 
@@ -105,6 +111,7 @@ def _quantize_operands() -> type[ModulePass]:
 
 #: pass name -> factory of the pass class (lazy, as xDSL's registries are)
 PASSES: dict[str, Callable[[], type[ModulePass]]] = {
+    "bind-sizes": _bind_sizes,
     "canonicalize": _canonicalize,
     "fuse-rotary": _fuse_rotary,
     "fuse-epilogues": _fuse_epilogues,

@@ -36,8 +36,8 @@ def test_inference_graph_is_compiled() -> None:
 
 
 def test_shape_change_is_compiled_per_size(caplog: pytest.LogCaptureFixture) -> None:
-    """Dynamo's second graph has symbolic sizes; coda compiles it for each concrete size
-    (compiler/dynamic.py), so no size runs eagerly."""
+    """Dynamo's second graph has symbolic sizes; coda imports it once and plans it for
+    each concrete size (compiler/symbolic_graph.py), so no size runs eagerly."""
     torch.manual_seed(0)
     torch._dynamo.reset()
     model = TwoLayer()
@@ -53,6 +53,6 @@ def test_shape_change_is_compiled_per_size(caplog: pytest.LogCaptureFixture) -> 
     assert not [m for m in messages if "eagerly" in m], messages
     specialized = [re.sub(r"for s\d+=", "for s=", m) for m in messages if "specialized" in m]
     assert specialized == [  # Dynamo numbers its size symbols: s77 or whichever
-        "coda: graph with symbolic sizes specialized for s=5 (1 of at most 8)",
-        "coda: graph with symbolic sizes specialized for s=3 (2 of at most 8)",
+        "coda: inference graph with symbolic sizes specialized for s=5 (1 of at most 8)",
+        "coda: inference graph with symbolic sizes specialized for s=3 (2 of at most 8)",
     ]

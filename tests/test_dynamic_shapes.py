@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from coda.compiler.backend import coda_backend
+from coda.compiler.dynamic import is_symbolic
 from coda.compiler.models import LlamaBlock
 from coda.runtime import record_launches
 from coda.runtime.kernel_cache import default_cache
@@ -48,8 +49,15 @@ def _assert_close(got: list[torch.Tensor], want: list[torch.Tensor]) -> None:
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
 
 
-def _specializations(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "specialized for" in r.getMessage()]
+def _specializations(caplog: pytest.LogCaptureFixture, kind: str = "forward") -> list[str]:
+    """The sizes `kind` graphs were planned for (`s0=12`), in order; kind "": Dynamo
+    graphs, each traced per size."""
+    prefix = f"coda: {kind + ' ' if kind else ''}graph with symbolic sizes specialized for "
+    return [
+        r.getMessage().removeprefix(prefix).split(" (")[0]
+        for r in caplog.records
+        if r.getMessage().startswith(prefix)
+    ]
 
 
 def test_five_sequence_lengths_compile_at_most_twice(caplog: pytest.LogCaptureFixture) -> None:
@@ -79,8 +87,10 @@ def test_five_sequence_lengths_compile_at_most_twice(caplog: pytest.LogCaptureFi
             imported.append(cache.imports - start)
             loaded.append(cache.loads - start_loads)
     assert len(calls) == 2  # the first size static, then one graph with symbolic sizes
-    sizes = [m.split("specialized for ")[1].split(" (")[0] for m in _specializations(caplog)]
-    assert [s.split("=")[1] for s in sizes] == ["13", "10", "16", "11", "24", "30", "27"]
+    # the symbolic forward and backward are each planned once per new length
+    expected = ["13", "10", "16", "11", "24", "30", "27"]
+    for kind in ("forward", "backward"):
+        assert [s.split("=")[1] for s in _specializations(caplog, kind)] == expected
     # the static graph's kernels, then the size-generic ones (unless an earlier test of
     # this process imported them): from the second length on, every length of the same
     # plan runs the modules already imported
@@ -159,7 +169,9 @@ def test_specializations_are_bounded(
     assert len(_specializations(caplog)) == 2
     limit = [r.getMessage() for r in caplog.records if "new sizes eagerly" in r.getMessage()]
     assert limit == [
-        "coda: graph runs new sizes eagerly after 2 specializations (CODA_MAX_SPECIALIZATIONS=2)"
+        f"coda: {kind} graph runs new sizes eagerly after 2 specializations "
+        "(CODA_MAX_SPECIALIZATIONS=2)"
+        for kind in ("forward", "backward")
     ]
 
 
@@ -171,3 +183,96 @@ def test_strict_raises_past_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
         compiled(torch.randn(2, 16))
         with pytest.raises(Exception, match="saw more than 1 distinct sizes"):
             compiled(torch.randn(3, 16))
+
+
+def test_symbolic_graph_is_traced_and_imported_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AOTAutograd traces the symbolic graph once and coda imports its forward and its
+    backward once (sizes are `?` dims in the IR); each new size only binds and plans."""
+    import coda.compiler.backend as backend
+
+    traced: list[int] = []
+    imported: list[str] = []
+    partition, import_graph = backend.partition, backend.import_graph
+
+    def counting_partition(joint: fx.GraphModule, *args: Any, **kwargs: Any) -> Any:
+        traced.append(1)
+        return partition(joint, *args, **kwargs)
+
+    def counting_import(gm: fx.GraphModule, kind: str) -> Any:
+        result = import_graph(gm, kind)
+        imported.append(f"{kind}: {result.func.function_type}")
+        return result
+
+    monkeypatch.setattr(backend, "partition", counting_partition)
+    monkeypatch.setattr(backend, "import_graph", counting_import)
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    model = TwoLayer()
+    compiled = torch.compile(model, backend="coda", options={"strict": True})
+    for batch in (6, 3, 9, 4):
+        x = torch.randn(batch, 16)
+        _assert_close(_step(compiled, model, x, dynamic_dim=0), _step(model, model, x))
+    assert len(traced) == 1
+    assert [text.split(":")[0] for text in imported] == ["forward", "backward"]
+    assert all('#graph.dims<"s' in text for text in imported), imported
+
+
+class DropLast(nn.Module):
+    """A slice whose end is a size expression (`s0 - 1`): the symbolic import cannot
+    say it, so each size of this graph is traced static and compiled on its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.fc(x[:, : x.shape[1] - 1]))
+
+
+def test_a_size_the_import_cannot_say_is_planned_per_size(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    model = DropLast()
+    compiled = torch.compile(model, backend="coda", options={"strict": False})
+    with caplog.at_level(logging.INFO, logger="coda"):
+        for seq in (5, 7, 4):
+            x = torch.randn(2, seq, 16)
+            with record_launches() as launches:
+                got = _step(compiled, model, x, dynamic_dim=1)
+            _assert_close(got, _step(model, model, x))
+            assert ("forward", "gemm") in {(r.graph, r.kind) for r in launches}
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "eagerly" in m], messages
+    per_size = [m for m in messages if "is planned per size" in m]
+    assert per_size and "symbolic size" in per_size[0], messages
+
+
+def test_a_failed_symbolic_trace_traces_each_size(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import coda.compiler.backend as backend
+
+    partition = backend.partition
+
+    def static_only(joint: fx.GraphModule, joint_inputs: Any, **kwargs: Any) -> Any:
+        if is_symbolic(torch.utils._pytree.tree_leaves(joint_inputs)):
+            raise RuntimeError("no symbolic partition today")
+        return partition(joint, joint_inputs, **kwargs)
+
+    monkeypatch.setattr(backend, "partition", static_only)
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    model = TwoLayer()
+    compiled = torch.compile(model, backend="coda", options={"strict": False})
+    with caplog.at_level(logging.INFO, logger="coda"):
+        for batch in (6, 3, 9):
+            x = torch.randn(batch, 16)
+            _assert_close(_step(compiled, model, x, dynamic_dim=0), _step(model, model, x))
+    messages = [r.getMessage() for r in caplog.records]
+    assert (
+        "coda: graph is traced per size after the symbolic trace failed: RuntimeError: "
+        "no symbolic partition today"
+    ) in messages
+    assert len(_specializations(caplog, kind="")) == 3, messages
