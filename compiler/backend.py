@@ -145,10 +145,9 @@ def compile_graph(
             imported = import_graph(folded.gm, graph_kind)
             return _symbolic(gm, folded, imported, device, graph_kind, options, params or {})
         except UnsupportedGraph as err:
-            if options.strict:
-                raise
             # something the symbolic import cannot say (a slice at a symbolic offset):
-            # each size is traced again, static, and compiled as any static graph
+            # each size is traced again, static, and compiled as any static graph (still
+            # coda's kernels: no eager fallback, so strict does not raise here)
             log.info("coda: %s graph is planned per size: %s", graph_kind, one_line(err))
             return _per_size(gm, graph_kind, options, params or {})
     try:

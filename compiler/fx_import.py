@@ -65,14 +65,20 @@ def element_type(dtype: torch.dtype) -> Attribute:
     return elem
 
 
-def size_dim(size: int | torch.SymInt) -> Dim:
-    """A dim of a traced tensor: an int, or the expression of a symbolic size."""
+def size_dim(size: int | torch.SymInt | torch.SymFloat) -> Dim:
+    """A dim of a traced tensor: an int, or the expression of a symbolic size (also of
+    one converted to float, `sym_float(s0)`, to divide by)."""
     if isinstance(size, int):
         return size
-    if not isinstance(size, torch.SymInt):
+    if not isinstance(size, torch.SymInt | torch.SymFloat):
         raise UnsupportedGraph(f"size {size!r} is neither an int nor a symbolic size")
+    expr = size.node.expr
+    if isinstance(size, torch.SymFloat):
+        if type(expr).__name__ != "ToFloat":
+            raise UnsupportedGraph(f"symbolic float {size} is not a size")
+        expr = expr.args[0]
     try:
-        return canonical(size.node.expr)
+        return canonical(expr)
     except SymbolicSizeError as err:
         raise UnsupportedGraph(f"symbolic size {size}: {err}") from None
 
@@ -147,6 +153,10 @@ class Importer:
         """The SSA value of an FX argument; Python scalars become 0-d constants."""
         if isinstance(arg, fx.Node):
             found = self.values.get(arg)
+            if found is None and isinstance(arg.meta.get("val"), torch.SymInt | torch.SymFloat):
+                elem = like.element_type if like is not None else f32
+                elem = elem if isinstance(elem, KERNEL_FLOATS) else f32
+                return self.emit(graph.SizeOp(size_dim(arg.meta["val"]), TensorType(elem, [])))
             if found is None:
                 users = ", ".join(u.name for u in arg.users)
                 raise UnsupportedGraph(f"{arg.name} is a size used as a tensor value ({users})")

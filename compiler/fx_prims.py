@@ -30,7 +30,7 @@ from coda.compiler.fx_import import (
     tensor_type,
 )
 from coda.dialects import graph
-from coda.dialects.graph_dims import symbolic_shape, symbolic_type
+from coda.dialects.graph_dims import canonical, symbolic_shape, symbolic_type
 
 prims = torch.ops.prims
 aten = torch.ops.aten
@@ -71,9 +71,11 @@ def _prims_var(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
     count = 1
     for d in dims:
         count *= shape[d]
-    if not isinstance(count, int):
-        raise Decline("variance over a symbolic size")
-    if not isinstance(correction, int | float) or count - correction <= 0:
+    symbolic = not isinstance(count, int)
+    # a symbolic size is at least 2 (Dynamo specializes 0 and 1): n - 1 is positive
+    if symbolic and correction not in (0, 1):
+        raise Decline(f"variance of {count} elements with correction {correction!r}")
+    if not symbolic and (not isinstance(correction, int | float) or count - correction <= 0):
         raise Decline(f"variance of {count} elements with correction {correction!r}")
     elem = out.element_type
     kept = symbolic_type(elem, [1 if d in dims else n for d, n in enumerate(shape)])
@@ -82,6 +84,9 @@ def _prims_var(imp: Importer, node: fx.Node, out: TensorType) -> SSAValue:
     centered = imp.emit(graph.PointwiseOp("sub", [source, mean], full))
     squares = imp.emit(graph.PointwiseOp("square", [centered], full))
     total = imp.emit(graph.ReduceOp("sum", squares, dims, False, out))
+    if symbolic:
+        divisor = imp.emit(graph.SizeOp(canonical(count - correction), TensorType(elem, [])))
+        return imp.emit(graph.PointwiseOp("div", [total, divisor], out))
     scale = imp.value(1.0 / (count - correction), out)
     return imp.emit(graph.PointwiseOp("mul", [total, scale], out))
 

@@ -55,7 +55,9 @@ def opaque_callable(op: graph.OpaqueOp) -> Callable[..., Any]:
     call = ast.literal_eval(op.args.data)
 
     def run(*tensors: torch.Tensor) -> Any:
-        return fn(*decode_args(call["args"], tensors), **decode_args(call["kwargs"], tensors))
+        # keyword by keyword: a call whose only keyword is `dtype` is not a dtype
+        kwargs = {k: decode_args(v, tensors) for k, v in call["kwargs"].items()}
+        return fn(*decode_args(call["args"], tensors), **kwargs)
 
     return run
 

@@ -69,6 +69,7 @@ class SymbolicGraph:
         ]
         self.arg_shapes = [symbolic_shape(a) for a in imported.func.body.block.args]
         self.runs: dict[tuple[tuple[str, int], ...], Run] = {}
+        self.solved: dict[tuple[Any, ...], tuple[tuple[str, int], ...]] = {}
         self.eager = make_boxed_func(gm.forward)
         self.warned = False
 
@@ -83,7 +84,13 @@ class SymbolicGraph:
     def __call__(self, args: list[Any]) -> list[Any]:
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
         tensors += self.folded.values(args)
-        key = tuple(sorted(self.sizes(args, tensors).items()))
+        # the sizes of shapes seen before without sympy: this runs on every call
+        shapes = (*(args[i] for i, _ in self.size_inputs), *(t.shape for t in tensors))
+        key = self.solved.get(shapes)
+        if key is None:
+            if len(self.solved) >= 4096:  # sizes that never repeat must not grow it forever
+                self.solved.clear()
+            key = self.solved[shapes] = tuple(sorted(self.sizes(args, tensors).items()))
         run = self.runs.get(key)
         if run is None:
             run = self._specialize(dict(key))

@@ -9,6 +9,7 @@ these, and fusion only has to reason about eight kinds of op (nine with the atte
     graph.view       reshape / permute / expand / slice: no data movement
     graph.concat     tensors joined along a dim (a loop kernel picks by index range)
     graph.constant   a splat scalar (0-d or broadcast) constant
+    graph.size       a symbolic size as a 0-d value (before bind-sizes only)
     graph.attention  scaled dot-product attention, and graph.attention_backward
                      (in `graph_attention`: one IO-aware kernel each)
     graph.opaque     any other aten op, run through torch at runtime
@@ -54,6 +55,8 @@ from coda.dialects.graph_dims import (
     DimsAttr,
     SymbolicSizeError,
     canonical,
+    dim_text,
+    parse_dim,
     symbolic_shape,
 )
 from coda.dialects.pointwise_fns import POINTWISE_FNS
@@ -443,6 +446,36 @@ def verify_constant_type(op: IRDLOperation, value: Attribute, element_type: Attr
 
 
 @irdl_op_definition
+class SizeOp(IRDLOperation):
+    """A size used as a value (a mean's `/ s0`): a 0-d tensor holding the size expression
+    `size` (graph_dims.py). Only a graph with symbolic sizes has one: `bind-sizes`
+    replaces it with the graph.constant of its value."""
+
+    name = "graph.size"
+    size = prop_def(StringAttr)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$size attr-dict `->` type($result)"
+
+    def __init__(self, size: Dim, result_type: TensorType):
+        super().__init__(
+            result_types=[result_type], properties={"size": StringAttr(dim_text(size))}
+        )
+
+    @property
+    def dim(self) -> Dim:
+        return parse_dim(self.size.data)
+
+    def verify_(self) -> None:
+        try:
+            parse_dim(self.size.data)
+        except SymbolicSizeError as err:
+            raise VerifyException(f"'graph.size' {err}") from None
+        if shape_of(self.result) != ():
+            raise VerifyException("'graph.size' result must be a 0-d tensor")
+
+
+@irdl_op_definition
 class OpaqueOp(IRDLOperation):
     """An aten op coda does not compile; the runtime calls torch for it.
 
@@ -495,6 +528,7 @@ Graph = Dialect(
         ViewOp,
         ConcatOp,
         ConstantOp,
+        SizeOp,
         OpaqueOp,
         AttentionOp,
         AttentionBackwardOp,
@@ -508,6 +542,7 @@ __all__ = [
     "AttentionOp",
     "RotaryOp",
     "ConcatOp",
+    "SizeOp",
     "ConstantOp",
     "Graph",
     "MatmulOp",

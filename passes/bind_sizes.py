@@ -24,7 +24,8 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
-from coda.dialects.graph_dims import SymbolicSizeError, bind_type, is_symbolic
+from coda.dialects.graph import ConstantOp, SizeOp
+from coda.dialects.graph_dims import SymbolicSizeError, bind_dim, bind_type, is_symbolic
 
 #: the function attribute holding the sizes a graph was traced at
 SIZE_HINTS = "graph.size_hints"
@@ -71,6 +72,15 @@ def _rebind(value: SSAValue, sizes: Mapping[str, int]) -> None:
 
 def bind_sizes(func: FuncOp, sizes: Mapping[str, int]) -> None:
     """Make `func` static with `sizes` (every symbol its types mention)."""
+    for op in list(func.walk()):
+        if isinstance(op, SizeOp):
+            try:
+                value = bind_dim(op.dim, sizes, op.size.data)
+            except SymbolicSizeError as err:
+                raise DiagnosticException(f"bind-sizes: graph.size: {err}") from None
+            constant = ConstantOp(value, bind_type(op.result.type, sizes))
+            Rewriter.replace_op(op, constant)
+            constant.result.name_hint = op.result.name_hint
     for op in func.walk():
         for region in op.regions:
             for block in region.blocks:

@@ -75,3 +75,22 @@ def test_float64_runs_in_torch(caplog: pytest.LogCaptureFixture) -> None:
         )
         for r in caplog.records
     )
+
+
+def test_opaque_keywords_decode_one_by_one() -> None:
+    """An opaque call's keywords are decoded keyword by keyword: `dtype=float64` alone is
+    the keyword dict {'dtype': ...}, not the encoding of a dtype (the float64 scalar a
+    `dynamic=True` graph lifts a Python float into runs as such a call)."""
+    from xdsl.dialects.builtin import TensorType, f64
+
+    from coda.compiler.reference import opaque_callable
+    from coda.dialects import graph
+
+    op = graph.OpaqueOp(
+        "aten.scalar_tensor.default",
+        [],
+        "{'args': [1.5], 'kwargs': {'dtype': {'dtype': 'float64'}}}",
+        [TensorType(f64, [])],
+    )
+    value = opaque_callable(op)()
+    assert value.dtype == torch.float64 and value.item() == 1.5

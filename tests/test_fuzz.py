@@ -289,13 +289,17 @@ def _relative_errors(got: list[torch.Tensor], ref: list[torch.Tensor]) -> list[f
 _DRAWS = 16
 
 
-def check(spec: GraphSpec, seed: int = 0) -> None:
-    """Compile `spec` with coda and compare with eager, forward and backward."""
+def check(
+    spec: GraphSpec, seed: int = 0, compiled: Callable[..., tuple[torch.Tensor, ...]] | None = None
+) -> None:
+    """Compile `spec` with coda (or take `compiled`, a compile of a program of the same
+    steps) and compare with eager, forward and backward."""
     dtype = getattr(torch, spec.dtype)
     xs = _inputs(spec, dtype, seed)
     fn = program(spec)
-    torch._dynamo.reset()  # each example its own compile (one code object for all specs)
-    compiled = torch.compile(fn, backend="coda", fullgraph=True)
+    if compiled is None:
+        torch._dynamo.reset()  # each example its own compile (one code object for all specs)
+        compiled = torch.compile(fn, backend="coda", fullgraph=True)
     got = _outputs_and_grads(compiled, xs, seed)
     eager = _outputs_and_grads(fn, xs, seed)
     assert not any(torch.isnan(t).any() for t in eager), "the generator made a NaN"
@@ -541,7 +545,7 @@ def test_regression(spec: GraphSpec, seed: int) -> None:
     check(spec, seed)
 
 
-def long_run(examples: int, seed: int) -> int:
+def long_run(examples: int, seed: int, checker: Callable[[GraphSpec, int], None] = check) -> int:
     """Check `examples` random graphs without stopping at a failure (no shrinking): every
     failing spec is printed for REGRESSIONS. Returns the number of failures."""
     import time
@@ -566,7 +570,7 @@ def long_run(examples: int, seed: int) -> int:
     def run(spec: GraphSpec, case_seed: int) -> None:
         counted[0] += 1
         try:
-            check(spec, case_seed)
+            checker(spec, case_seed)
         except Exception as err:
             first = (str(err).strip().splitlines() or [""])[0][:300]
             failures.append(f"{spec!r}, seed={case_seed}: {type(err).__name__}: {first}")

@@ -23,5 +23,18 @@ func.func @block(%x: tensor<2x?x32xf32, #graph.dims<"s0">>, %w: tensor<64x32xf32
 // TRACED:     func.func @block(%x: tensor<2x12x32xf32>, %w: tensor<64x32xf32>) -> tensor<24x64xf32> {
 // TRACED-NOT: graph.size_hints
 
+// A size used as a value (a mean over a symbolic dim divides by it) becomes a constant.
+func.func @mean(%x: tensor<?x8xf32, #graph.dims<"s0">>) -> tensor<8xf32> attributes {graph.size_hints = {s0 = 3 : i64}} {
+  %sum = graph.reduce "sum" %x dims array<i64: 0> : tensor<?x8xf32, #graph.dims<"s0">> -> tensor<8xf32>
+  %n = graph.size "s0 - 1" -> tensor<f32>
+  %var = graph.pointwise "div"(%sum, %n) : (tensor<8xf32>, tensor<f32>) -> tensor<8xf32>
+  func.return %var : tensor<8xf32>
+}
+
+// CHECK-LABEL: func.func @mean(%x: tensor<5x8xf32>) -> tensor<8xf32> {
+// CHECK-NEXT:    %sum = graph.reduce "sum" %x dims array<i64: 0> : tensor<5x8xf32> -> tensor<8xf32>
+// CHECK-NEXT:    %n = graph.constant 4.000000e+00 : f32 -> tensor<f32>
+// CHECK-NEXT:    %var = graph.pointwise "div"(%sum, %n) : (tensor<8xf32>, tensor<f32>) -> tensor<8xf32>
+
 // PIPELINE:   func.func @block(%x: tensor<2x12x32xf32>, %w: tensor<64x32xf32>) -> tensor<24x64xf32> {
 // PIPELINE:   kernel.gemm "gemm0_gelu" (%x, %w) : (tensor<2x12x32xf32>, tensor<64x32xf32>) -> (tensor<24x64xf32>)

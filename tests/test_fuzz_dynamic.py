@@ -1,0 +1,93 @@
+"""Differential fuzzing with symbolic sizes: each random graph of tests/test_fuzz.py is
+compiled once with `dynamic=True` (every dim a size symbol, so the symbolic import,
+`bind-sizes` and the per-size plans see matmul, norm and view dims that vary) and called
+at three sizes of one of its dims; every call must match eager, forward and backward.
+
+    CI=1 pytest tests/test_fuzz_dynamic.py                    # 30 graphs, derandomized
+    CODA_FUZZ_DYNAMIC_EXAMPLES=500 pytest tests/test_fuzz_dynamic.py
+    python tests/test_fuzz_dynamic.py 500 1                  # long run: GRAPHS SEED
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.test_fuzz import GraphSpec, Step, check, graph_specs, long_run, program
+
+EXAMPLES = int(os.environ.get("CODA_FUZZ_DYNAMIC_EXAMPLES", "30" if os.environ.get("CI") else "8"))
+#: how much the varied dim grows at the second and third call (it only grows: a narrow
+#: of the last dim keeps its bounds)
+GROWTH = (0, 3, 6)
+
+
+def resized(spec: GraphSpec, old: int, new: int) -> GraphSpec:
+    """`spec` with every dim of size `old` (Dynamo gives equal sizes one symbol) `new`."""
+
+    def size(d: int) -> int:
+        return new if d == old else d
+
+    return dataclasses.replace(
+        spec, inputs=tuple(tuple(size(d) for d in shape) for shape in spec.inputs)
+    )
+
+
+def _step_sizes(steps: tuple[Step, ...]) -> set[int]:
+    """Numbers in the steps that a size must not equal: the program is fixed by them."""
+    return {a for step in steps if step.op in ("expand", "narrow") for a in step.args}
+
+
+def check_dynamic(spec: GraphSpec, seed: int) -> None:
+    varied = max(spec.inputs[0])
+    # a varied size must be one symbol that only the inputs' shapes carry
+    if varied == 1 or varied in _step_sizes(spec.steps):
+        return  # (no dim to vary: the graph is the static fuzzer's)
+    # a size tied to another by arithmetic (a [9, 3] operand of a flattened [3, 3]) does
+    # not vary with it: such a resized graph is not a graph, eager rejects it too
+    specs = [resized(spec, varied, varied + growth) for growth in GROWTH]
+    specs = [s for s in specs if _runs_eagerly(s)]
+    if len(specs) < 2:
+        return
+    torch._dynamo.reset()
+    compiled = torch.compile(program(spec), backend="coda", fullgraph=True, dynamic=True)
+    for each in specs:
+        check(each, seed, compiled)
+
+
+def _runs_eagerly(spec: GraphSpec) -> bool:
+    try:
+        with torch.no_grad():
+            program(spec)(*(torch.zeros(s) for s in spec.inputs))
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
+@given(spec=graph_specs(), seed=st.integers(0, 2**16))
+def test_random_graphs_with_symbolic_sizes_match_eager(spec: GraphSpec, seed: int) -> None:
+    check_dynamic(spec, seed)
+
+
+if __name__ == "__main__":
+    import sys
+    import tempfile
+
+    os.environ.setdefault("CODA_STRICT", "1")
+    os.environ.setdefault("CODA_CACHE_DIR", tempfile.mkdtemp(prefix="coda-fuzz-cache-"))
+    sys.exit(1 if long_run(int(sys.argv[1]), int(sys.argv[2]), check_dynamic) else 0)
