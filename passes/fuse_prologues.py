@@ -264,13 +264,15 @@ def fuse_prologue(root: graph.PointwiseOp, block: Block) -> bool:
     before = root.next_op
     assert before is not None
     rebuilt: dict[tuple[object, ...], SSAValue] = {}
+    replaced: list[SSAValue] = []
     for gemm, index, views in rewrites:
-        old = gemm.operands[index]
+        replaced.append(gemm.operands[index])
         key = _signature(views)
         if key not in rebuilt:
             rebuilt[key] = _rebuild(chain, views, before)
         gemm.operands[index] = rebuilt[key]
-        _erase_dead([old], block)
+    # only now: `before` may be a view an earlier rewrite left unread
+    _erase_dead(replaced, block)
     return True
 
 

@@ -276,3 +276,18 @@ def test_a_failed_symbolic_trace_traces_each_size(
         "no symbolic partition today"
     ) in messages
     assert len(_specializations(caplog, kind="")) == 3, messages
+
+
+@pytest.mark.parametrize("model", ["llama-block", "gpt2-block"])
+def test_a_bound_symbolic_graph_plans_as_the_static_one(model: str) -> None:
+    """The symbolic import bound to the traced sizes lowers to the very kernels the static
+    import of those sizes does (`lowerc --model M --dynamic 0:1 --emit kernel`)."""
+    from coda.compiler.capture import capture
+    from coda.compiler.models import load_model
+    from coda.compiler.pipeline import lower
+
+    spec = load_model(model, None, torch.float32)
+    static = lower(capture(spec).to_module())
+    symbolic = capture(spec, dynamic=[(0, 1)]).to_module()
+    assert '#graph.dims<"s' in str(symbolic)
+    assert str(lower(symbolic)) == str(static)

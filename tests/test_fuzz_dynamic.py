@@ -84,6 +84,36 @@ def test_random_graphs_with_symbolic_sizes_match_eager(spec: GraphSpec, seed: in
     check_dynamic(spec, seed)
 
 
+#: shrunk cases this fuzzer found, kept as regression tests
+REGRESSIONS: list[tuple[GraphSpec, int]] = [
+    # dynamic=True lifts the Python float into an f64 input: the opaque scalar_tensor call
+    # whose only keyword is dtype had its keywords decoded as a dtype
+    (
+        GraphSpec("bfloat16", ((4, 3, 4),), (Step("binary", ("div", "number", 0.75, False)),), 0),
+        3067,
+    ),
+    # a gradient read by two GEMMs, one through a transpose: bind-sizes reverses use
+    # lists, and fuse-prologues erased the transpose it inserted before
+    (
+        GraphSpec(
+            "bfloat16",
+            ((31, 33), (33, 33)),
+            (Step("linear", (1, -1)), Step("binary", ("sub", "number", 0.75, False))),
+            1,
+        ),
+        2850,
+    ),
+    # a LayerNorm over a symbolic dim: its variance divides by a size (graph.size)
+    (GraphSpec("float32", ((2,),), (Step("norm", ("layer_norm", -1, -1)),), 0), 0),
+]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
+@pytest.mark.parametrize("spec, seed", REGRESSIONS)
+def test_regression(spec: GraphSpec, seed: int) -> None:
+    check_dynamic(spec, seed)
+
+
 if __name__ == "__main__":
     import sys
     import tempfile
