@@ -182,8 +182,7 @@ def _per_size(
     params: dict[int, tuple[str, torch.Tensor]],
 ) -> Callable[..., Any]:
     """A symbolic aten graph compiled per size from static copies of it (`concretize`)."""
-    tensor_index = tensor_arguments(gm)
-    numbered = {tensor_index.index(i): p for i, p in params.items() if i in tensor_index}
+    numbered = _numbered(params, gm, graph_kind)
 
     def compile_static(static: fx.GraphModule, tensors: list[torch.Tensor]) -> Any:
         boxed = compile_graph(
@@ -194,6 +193,19 @@ def _per_size(
     return make_boxed_func(
         specialize_per_size(gm, compile_static, strict=options.strict, bind=concretize)
     )
+
+
+def _numbered(
+    params: dict[int, tuple[str, torch.Tensor]], gm: fx.GraphModule, graph_kind: str
+) -> dict[int, tuple[str, torch.Tensor]]:
+    """`params` (by Dynamo input index) as the precision policy reads them: a forward or
+    inference graph's parameters by position among its tensor arguments (size inputs
+    are no func arguments), a backward's by Dynamo input index still, which its argument
+    names (primals_<i+1>) and gradient outputs carry."""
+    if graph_kind == "backward":
+        return params
+    arguments = tensor_arguments(gm)
+    return {arguments.index(i): p for i, p in params.items() if i in arguments}
 
 
 def _planner(
@@ -208,11 +220,9 @@ def _planner(
     and the packed weights it takes after its other inputs."""
     from coda.compiler.program import build_program  # codegen loads only when compiling
 
-    # size inputs are no func arguments: parameters are numbered as func arguments
-    arguments = tensor_arguments(folded_gm)
     placeholders = [n.name for n in folded_gm.graph.nodes if n.op == "placeholder"]
-    names = [placeholders[i] for i in arguments]
-    numbered = {arguments.index(i): p for i, p in params.items() if i in arguments}
+    names = [placeholders[i] for i in tensor_arguments(folded_gm)]
+    numbered = _numbered(params, folded_gm, graph_kind)
 
     def plan(module: ModuleOp, func: FuncOp) -> tuple[Program, list[torch.Tensor]]:
         mark_excluded(func, names, imported.output_slots, graph_kind, options.precision,

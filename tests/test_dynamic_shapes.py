@@ -291,3 +291,42 @@ def test_a_bound_symbolic_graph_plans_as_the_static_one(model: str) -> None:
     symbolic = capture(spec, dynamic=[(0, 1)]).to_module()
     assert '#graph.dims<"s' in str(symbolic)
     assert str(lower(symbolic)) == str(static)
+
+
+def _kept_arguments(
+    monkeypatch: pytest.MonkeyPatch, policy: object, dynamic: bool
+) -> list[tuple[str, str]]:
+    """(graph, type) of every function argument a compile marked {lowp.keep}."""
+    import coda.compiler.backend as backend
+
+    kept: list[tuple[str, str]] = []
+    mark_excluded = backend.mark_excluded
+
+    def recording(func: Any, *args: Any) -> None:
+        mark_excluded(func, *args)
+        attrs = func.arg_attrs.data if func.arg_attrs else ()
+        kept.extend(
+            (func.sym_name.data, str(arg.type))
+            for arg, attr in zip(func.args, attrs, strict=False)
+            if "lowp.keep" in attr.data
+        )
+
+    monkeypatch.setattr(backend, "mark_excluded", recording)
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    model = TwoLayer()
+    compiled = torch.compile(model, backend="coda", options={"strict": True, "precision": policy})
+    x = torch.randn(8, 16, requires_grad=True)
+    if dynamic:
+        torch._dynamo.mark_dynamic(x, 0)
+    compiled(x).sum().backward()
+    return sorted(kept)
+
+
+def test_precision_exclusions_hold_with_symbolic_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parameters are numbered without the size inputs, so a policy's `exclude` keeps the
+    same arguments in full precision as in a static compile: fc2's weight and bias."""
+    policy = {"policy": "fp8-rowwise", "exclude": ["fc2"]}
+    static = _kept_arguments(monkeypatch, policy, dynamic=False)
+    assert ("forward", "tensor<8x32xf32>") in static and ("forward", "tensor<8xf32>") in static
+    assert _kept_arguments(monkeypatch, policy, dynamic=True) == static
