@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "key",
         help="a workload key (llama-block/train, ...), 'targets:<workload key>', 'real', "
-        "'attention' or 'crosscheck'",
+        "'attention', 'varying' or 'crosscheck'",
     )
     parser.add_argument("out", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.gpu_targets import measure_targets
 
         data = measure_targets(args.key.removeprefix("targets:"))
+    elif args.key == "varying":
+        from benchmarks.varying_sizes import varying_sizes_rows
+
+        data = varying_sizes_rows()
     elif args.key == "attention":
         from benchmarks.attention_scaling import attention_rows
 

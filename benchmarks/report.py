@@ -166,8 +166,10 @@ def markdown(
     crosscheck: list[dict[str, Any]],
     meta: dict[str, Any],
     attention: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    varying: list[dict[str, Any]] = (),  # type: ignore[assignment]
 ) -> str:
     from benchmarks.attention_scaling import attention_table
+    from benchmarks.varying_sizes import varying_sizes_table
 
     parts = [
         "# coda benchmarks",
@@ -193,6 +195,14 @@ def markdown(
         "bytes; the S x S scores they never store would grow 64x.",
         "",
         attention_table(list(attention)) if attention else "(not measured in this run)",
+        "",
+        "## Varying sequence lengths (Llama block fwd+bwd, batch 2, hidden 256, fp32)",
+        "",
+        "Compile time of each new length's first step (that step minus a second one, kernel "
+        "bodies skipped), Dynamo compilations of the frame and Triton modules built, in one "
+        "process per system.",
+        "",
+        varying_sizes_table(list(varying)) if varying else "(not measured in this run)",
         "",
         "## Cross-check: coda's logged bytes against the interpreted kernels' loads and stores",
         "",

@@ -40,6 +40,7 @@ ORDER = (
     "gpt2-block/infer",
     "targets:gpt2-block/infer",
     "crosscheck",
+    "varying",
     "real",
     "attention",
 )
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="coda-bench-") as tmp:
         with ThreadPoolExecutor(args.jobs) as pool:
             done = list(pool.map(lambda k: _run_job(k, Path(tmp), repeats), keys))
-    results, real, crosscheck, attention, failures = [], [], [], [], {}
+    results, real, crosscheck, attention, varying, failures = [], [], [], [], [], {}
     targets: dict[str, dict[str, str]] = {}
     for key, data, err in done:
         if data is None:
@@ -99,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             crosscheck = data
         elif key == "attention":
             attention = data
+        elif key == "varying":
+            varying = data
         elif key == "real":
             real = [Measurement.from_json(d) for d in data]
         else:
@@ -113,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {args.jobs} jobs in parallel",
         "cuda": cuda,
     }
-    write_results(args.out, results, real, crosscheck, meta, failures, attention)
+    write_results(args.out, results, real, crosscheck, meta, failures, attention, varying)
     if not args.quick and args.out.resolve() == DEFAULT_OUT and not failures:
-        _update_readme(results, meta, attention)
+        _update_readme(results, meta, attention, varying)
     print((args.out / "results.md").read_text())
     for key, err in failures.items():
         print(f"job {key} failed:\n{err}", file=sys.stderr)
@@ -123,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _update_readme(
-    results: list[Measurement], meta: dict[str, Any], attention: list[dict[str, Any]]
+    results: list[Measurement],
+    meta: dict[str, Any],
+    attention: list[dict[str, Any]],
+    varying: list[dict[str, Any]],
 ) -> None:
     from benchmarks.attention_scaling import attention_table
     from benchmarks.readme import update_readme
@@ -142,6 +148,14 @@ def _update_readme(
             "bytes grow with S, not S^2.\n\n"
             f"{attention_table(attention)}\n"
         )
+    if varying:
+        from benchmarks.varying_sizes import varying_sizes_table
+
+        tables += (
+            "\nFive sequence lengths in turn (Llama block fwd+bwd): compile time of each "
+            "new length's first step, in seconds.\n\n"
+            f"{varying_sizes_table(varying)}\n"
+        )
     update_readme(REPO / "README.md", tables)
 
 
@@ -153,12 +167,13 @@ def write_results(
     meta: dict[str, Any],
     failures: dict[str, str],
     attention: list[dict[str, Any]] | None = None,
+    varying: list[dict[str, Any]] | None = None,
 ) -> None:
     from benchmarks.chart import write_chart
     from benchmarks.report import markdown
 
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(results, real, crosscheck, meta, attention or [])
+    text = markdown(results, real, crosscheck, meta, attention or [], varying or [])
     if failures:
         text += "\n## Failed jobs\n\n" + "\n".join(f"- {k}" for k in failures) + "\n"
     (out / "results.md").write_text(text)
@@ -168,6 +183,7 @@ def write_results(
         "real_shapes": [m.to_json() for m in real],
         "crosscheck": crosscheck,
         "attention_scaling": attention or [],
+        "varying_sizes": varying or [],
         "failed_jobs": sorted(failures),
     }
     (out / "results.json").write_text(json.dumps(everything, indent=1) + "\n")
