@@ -69,6 +69,11 @@ class _Template:
     #: the comment digits shown as `?`, fixed at the first generic render: a comment
     #: that varies later must not make another module of the same code
     unknown_text: frozenset[int] | None = None
+    #: the last render: its varying set, generic text (None: refused) and the slots whose
+    #: values are the parameters, in order. The text depends on the template alone (the
+    #: skeleton, `first`, `varying`, `unknown_text`), so a size that varies nothing new
+    #: reuses it and only reads its own values
+    rendered: tuple[frozenset[int], str | None, tuple[int, ...]] | None = None
 
 
 #: what a literal can be inside of (strings, comments, names), and number literals; one
@@ -139,10 +144,19 @@ class SizeGenericSources:
             return None
         if template.unknown_text is None:
             template.unknown_text = frozenset(i for i in template.varying if not slots[i].code)
-        return _render(source, slots, template)
+        varying = frozenset(template.varying)
+        if template.rendered is None or template.rendered[0] != varying:
+            rendered = _render(source, slots, template)
+            text, order = (rendered[0].source, rendered[1]) if rendered else (None, ())
+            template.rendered = (varying, text, order)
+        _, text, order = template.rendered
+        return None if text is None else GenericSource(text, tuple(values[i] for i in order))
 
 
-def _render(source: str, slots: list[Slot], template: _Template) -> GenericSource | None:
+def _render(
+    source: str, slots: list[Slot], template: _Template
+) -> tuple[GenericSource, tuple[int, ...]] | None:
+    """The generic source and, in parameter order, the slots whose values it takes."""
     tree = ast.parse(source)
     functions = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
     launch = functions.get("launch")
@@ -206,6 +220,7 @@ def _render(source: str, slots: list[Slot], template: _Template) -> GenericSourc
     helper_spans = {name: span(f) for name, f in helpers.items()}
     edits: list[tuple[int, int, str]] = []  # (start, end, text), applied right to left
     values: list[int] = []
+    order: list[int] = []  # the slot of each value
     in_kernel: list[int] = []  # the values the kernel (or a helper it calls) reads
     in_helper: dict[str, list[int]] = {name: [] for name in helpers}
     for i, slot in enumerate(slots):
@@ -234,6 +249,7 @@ def _render(source: str, slots: list[Slot], template: _Template) -> GenericSourc
             in_helper[helper].append(len(values))
         edits.append((slot.start, slot.end, text))
         values.append(slot.value)
+        order.append(i)
     for name, used in in_helper.items():
         if not used:
             continue
@@ -260,7 +276,7 @@ def _render(source: str, slots: list[Slot], template: _Template) -> GenericSourc
     edits.append((0, 0, _HEADER))
     for start, end, new in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
         text = text[:start] + new + text[end:]
-    return GenericSource(text, tuple(values))
+    return GenericSource(text, tuple(values)), tuple(order)
 
 
 #: shared by every compile in the process

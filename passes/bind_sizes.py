@@ -108,7 +108,19 @@ class BindSizes(ModulePass):
             given = parse_sizes(self.sizes)
         except SymbolicSizeError as err:
             raise DiagnosticException(str(err)) from None
-        for func in op.walk():
-            if isinstance(func, FuncOp):
-                bind_sizes(func, {**size_hints(func), **given})
-        op.verify()
+        funcs = [f for f in op.walk() if isinstance(f, FuncOp) and _symbolic(f)]
+        for func in funcs:
+            bind_sizes(func, {**size_hints(func), **given})
+        if funcs:
+            op.verify()
+
+
+def _symbolic(func: FuncOp) -> bool:
+    """Whether `func` has a size to bind (a static one is left as it is)."""
+    return (
+        SIZE_HINTS in func.attributes
+        or any(
+            isinstance(op, SizeOp) or any(is_symbolic(r) for r in op.results) for op in func.walk()
+        )
+        or any(is_symbolic(a) for a in func.args)
+    )
