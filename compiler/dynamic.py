@@ -37,14 +37,25 @@ from torch.fx.passes.fake_tensor_prop import FakeTensorProp
 log = logging.getLogger("coda.compiler")
 
 MAX_SPECIALIZATIONS_ENV = "CODA_MAX_SPECIALIZATIONS"
-#: distinct size sets compiled per symbolic graph before new sizes run eagerly
-DEFAULT_MAX_SPECIALIZATIONS = 8
+#: distinct size sets planned per symbolic graph before new sizes run eagerly. A size
+#: costs its planning (about 0.3 s for a small Llama block's forward and backward, the
+#: kernels being shared), so a run over a few dozen sequence lengths stays compiled
+DEFAULT_MAX_SPECIALIZATIONS = 32
 
 _SYMBOLIC = (torch.SymInt, torch.SymFloat, torch.SymBool)
 
 
 def max_specializations() -> int:
-    return int(os.environ.get(MAX_SPECIALIZATIONS_ENV, DEFAULT_MAX_SPECIALIZATIONS))
+    text = os.environ.get(MAX_SPECIALIZATIONS_ENV, "")
+    if not text:
+        return DEFAULT_MAX_SPECIALIZATIONS
+    if not text.strip().isdigit():
+        log.warning(
+            "coda: %s=%r is not a count: using %d",
+            MAX_SPECIALIZATIONS_ENV, text, DEFAULT_MAX_SPECIALIZATIONS,
+        )  # fmt: skip
+        return DEFAULT_MAX_SPECIALIZATIONS
+    return int(text)
 
 
 def is_symbolic(example_inputs: Sequence[Any]) -> bool:

@@ -94,6 +94,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     )
     try:
         results = {mode: _train(mode, rank) for mode in ("ddp", "fsdp2")}
+        # both ranks done before either tears its connections down: a rank still
+        # finishing its side of the last collective would see the peer's sockets close
+        # (gloo then aborts the process from its I/O thread)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
     (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(results))

@@ -330,3 +330,16 @@ def test_precision_exclusions_hold_with_symbolic_sizes(monkeypatch: pytest.Monke
     static = _kept_arguments(monkeypatch, policy, dynamic=False)
     assert ("forward", "tensor<8x32xf32>") in static and ("forward", "tensor<8xf32>") in static
     assert _kept_arguments(monkeypatch, policy, dynamic=True) == static
+
+
+def test_a_bad_bound_is_a_warning_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from coda.compiler.dynamic import DEFAULT_MAX_SPECIALIZATIONS, max_specializations
+
+    monkeypatch.setenv("CODA_MAX_SPECIALIZATIONS", "lots")
+    with caplog.at_level(logging.WARNING, logger="coda"):
+        assert max_specializations() == DEFAULT_MAX_SPECIALIZATIONS == 32
+    assert [r.getMessage() for r in caplog.records] == [
+        "coda: CODA_MAX_SPECIALIZATIONS='lots' is not a count: using 32"
+    ]
