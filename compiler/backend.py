@@ -33,7 +33,7 @@ from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 from torch._functorch.partitioners import min_cut_rematerialization_partition
 
-from coda.compiler.dynamic import concretize, is_symbolic, specialize_per_size
+from coda.compiler.dynamic import concretize, eager_graph, is_symbolic, specialize_per_size
 from coda.compiler.fold_constants import FoldedGraph, fold_constants
 from coda.compiler.fuse_cross_entropy import fuse_cross_entropy
 from coda.compiler.fx_import import ImportedGraph, UnsupportedGraph, import_graph
@@ -164,7 +164,7 @@ def compile_graph(
             else f" after an internal error: {type(err).__name__}: {one_line(err)}"
         )
         log.warning("coda: %s graph runs eagerly%s", graph_kind, why)
-        return make_boxed_func(gm.forward)
+        return eager_graph(gm)
     log.info(
         "coda: compiled %s graph into %d steps in %.2fs",
         graph_kind,
@@ -302,7 +302,7 @@ def _eager_if_first_run_fails(
                 "coda: %s graph runs eagerly after its first compiled run failed: %s: %s",
                 graph_kind, type(err).__name__, one_line(err),
             )  # fmt: skip
-            state["run"] = make_boxed_func(gm.forward)
+            state["run"] = eager_graph(gm)
             result = state["run"](args)
         state["proven"] = True
         return result

@@ -114,9 +114,18 @@ def concretize(gm: fx.GraphModule, args: Sequence[Any]) -> fx.GraphModule:
     with `args`' tensors, and arithmetic on sizes is folded into the arguments that use
     it, so the copy is a static graph like any other."""
     bound = bind_numbers(gm, args)
-    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    strides = traced_strides(gm, args)
+    inputs = [(a, st) for a, st in zip(args, strides, strict=True) if isinstance(a, torch.Tensor)]
     with unset_fake_temporarily(), FakeTensorMode(allow_non_fake_inputs=True) as mode:
-        fakes = [mode.from_tensor(t) for t in tensors]
+        # with the strides of the trace, not of this call's tensors: a backward's saved
+        # activations come contiguous from coda's forward, and the trace may `view` them
+        # as the permuted tensors eager would have saved
+        fakes = [
+            mode.from_tensor(t)
+            if st is None
+            else torch.empty_strided(t.shape, st, dtype=t.dtype, device=t.device)
+            for t, st in inputs
+        ]
         FakeTensorProp(bound, mode).propagate_dont_convert_inputs(*fakes)
     graph = bound.graph
     for node in list(graph.nodes):
@@ -126,6 +135,38 @@ def concretize(gm: fx.GraphModule, args: Sequence[Any]) -> fx.GraphModule:
     graph.lint()
     bound.recompile()
     return bound
+
+
+def traced_strides(gm: fx.GraphModule, args: Sequence[Any]) -> list[tuple[int, ...] | None]:
+    """Each input's strides in the trace, at this call's sizes (None for a size input,
+    or where a stride is not a polynomial of the sizes: the call's own then)."""
+    import sympy
+
+    placeholders = list(gm.graph.find_nodes(op="placeholder"))
+    sizes: dict[sympy.Symbol, int] = {}
+    for node, arg in zip(placeholders, args, strict=True):
+        val = node.meta.get("val")
+        dims = (
+            [(val, arg)]
+            if isinstance(val, torch.SymInt)
+            else list(zip(val.shape, arg.shape, strict=False))
+            if isinstance(val, torch.Tensor) and isinstance(arg, torch.Tensor)
+            else []
+        )
+        for dim, value in dims:
+            if isinstance(dim, torch.SymInt) and isinstance(dim.node.expr, sympy.Symbol):
+                sizes[dim.node.expr] = int(value)
+    strides: list[tuple[int, ...] | None] = []
+    for node, arg in zip(placeholders, args, strict=True):
+        val = node.meta.get("val")
+        if not (isinstance(val, torch.Tensor) and isinstance(arg, torch.Tensor)):
+            strides.append(None)
+            continue
+        exprs = [s.node.expr.xreplace(sizes) if isinstance(s, torch.SymInt) else s
+                 for s in val.stride()]  # fmt: skip
+        ok = all(isinstance(e, int) or getattr(e, "is_Integer", False) for e in exprs)
+        strides.append(tuple(int(e) for e in exprs) if ok else None)
+    return strides
 
 
 def specialize_per_size(
@@ -198,4 +239,32 @@ def specialize_per_size(
 def _eager(gm: fx.GraphModule, args: Sequence[Any], *tensors: torch.Tensor) -> Any:
     """`gm` on this call's tensors and the sizes of the call that specialized it."""
     it = iter(tensors)
-    return gm(*(next(it) if isinstance(a, torch.Tensor) else a for a in args))
+    return run_traced(gm, [next(it) if isinstance(a, torch.Tensor) else a for a in args])
+
+
+def run_traced(gm: fx.GraphModule, args: Sequence[Any]) -> Any:
+    """`gm` run eagerly on `args`, each tensor with the strides it had in the trace. A
+    backward's saved activations come contiguous from coda's forward where eager's
+    were, say, permuted, and the traced graph may `view` them as such."""
+    strides = traced_strides(gm, args)
+    return gm(
+        *(
+            _restrided(a, st) if isinstance(a, torch.Tensor) and st and a.stride() != st else a
+            for a, st in zip(args, strides, strict=True)
+        )
+    )
+
+
+def _restrided(tensor: torch.Tensor, strides: tuple[int, ...]) -> torch.Tensor:
+    out = torch.empty_strided(tensor.shape, strides, dtype=tensor.dtype, device=tensor.device)
+    return out.copy_(tensor)
+
+
+def eager_graph(gm: fx.GraphModule) -> Callable[[list[Any]], Any]:
+    """AOTAutograd's boxed convention for `run_traced`: the eager fallback of a graph."""
+
+    def run(args: list[Any]) -> Any:
+        return run_traced(gm, args)
+
+    run._boxed_call = True  # type: ignore[attr-defined]
+    return run

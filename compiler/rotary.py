@@ -177,6 +177,8 @@ def _placed_half(node: Any) -> tuple[fx.Node, int] | None:
         return None
     grad, sizes, dim, start, end, step = node.args[:6]
     d = sizes[-1]
+    if not all(type(v) is int for v in (d, start, end)):
+        return None  # a symbolic head dim or bound (a head dim is a weight's: static)
     if not (_last_dim(node, dim) and step == 1 and d % 2 == 0 and start in (0, d // 2)):
         return None
     if min(end, d) - start != d // 2 or not isinstance(grad, fx.Node):

@@ -24,11 +24,10 @@ from typing import Any
 
 import torch
 import torch.fx as fx
-from torch._functorch.aot_autograd import make_boxed_func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.dialects.func import FuncOp
 
-from coda.compiler.dynamic import MAX_SPECIALIZATIONS_ENV, max_specializations
+from coda.compiler.dynamic import MAX_SPECIALIZATIONS_ENV, eager_graph, max_specializations
 from coda.compiler.fold_constants import FoldedGraph
 from coda.compiler.fx_import import ImportedGraph, size_dim
 from coda.dialects.graph_dims import Dim, bind_dim, symbolic_shape
@@ -70,7 +69,7 @@ class SymbolicGraph:
         self.arg_shapes = [symbolic_shape(a) for a in imported.func.body.block.args]
         self.runs: dict[tuple[tuple[str, int], ...], Run] = {}
         self.solved: dict[tuple[Any, ...], tuple[tuple[str, int], ...]] = {}
-        self.eager = make_boxed_func(gm.forward)
+        self.eager = eager_graph(gm)
         self.warned = False
 
     def sizes(self, args: Sequence[Any], tensors: Sequence[torch.Tensor]) -> dict[str, int]:

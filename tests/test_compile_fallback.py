@@ -95,3 +95,21 @@ def test_strict_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODA_STRICT", "0")
     assert not backend.CodaOptions.from_user(None).strict
     assert backend.CodaOptions.from_user({"strict": True}).strict
+
+
+def test_eager_fallback_runs_inputs_with_their_traced_strides() -> None:
+    """A backward that falls back to eager gets its saved activations from coda's forward,
+    contiguous, where the trace saw eager's layout (here a transposed tensor) and may
+    `view` them as such: the fallback restrides them first."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from coda.compiler.dynamic import eager_graph
+
+    traced = make_fx(lambda t: (t.permute(1, 0).view(10),), tracing_mode="fake")(
+        torch.randn(2, 5).t()
+    )
+    contiguous = torch.arange(10.0).view(5, 2)
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        traced(contiguous)
+    (out,) = eager_graph(traced)([contiguous])
+    torch.testing.assert_close(out, contiguous.permute(1, 0).reshape(10))

@@ -105,6 +105,40 @@ REGRESSIONS: list[tuple[GraphSpec, int]] = [
     ),
     # a LayerNorm over a symbolic dim: its variance divides by a size (graph.size)
     (GraphSpec("float32", ((2,),), (Step("norm", ("layer_norm", -1, -1)),), 0), 0),
+    # a narrow of a symbolic dim in the backward (slice_backward with a size for bounds):
+    # the joint graph's rotary matcher did arithmetic on the size node
+    (
+        GraphSpec(
+            "float32",
+            ((2,), (2,)),
+            (
+                Step("norm", ("rms_norm", 1, -1)),
+                Step("residual", (0,)),
+                Step("narrow", (1, 1)),
+                Step("unary", ("silu",)),
+            ),
+            0,
+        ),
+        0,
+    ),
+    # planned per size (the symbolic import declines): the backward's saved activations
+    # come contiguous from coda's forward, the trace had them permuted and views them
+    (
+        GraphSpec(
+            "bfloat16",
+            ((5, 5), (2, 1), (31, 5)),
+            (
+                Step("unsqueeze", (2,)),
+                Step("linear", (1, -1)),
+                Step("permute"),
+                Step("unary", ("leaky_relu",)),
+                Step("permute"),
+                Step("linear", (2, -1)),
+            ),
+            0,
+        ),
+        0,
+    ),
 ]
 
 
