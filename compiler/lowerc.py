@@ -335,12 +335,12 @@ class Lowerc(xDSLOptMain):
 
     def _target(self) -> Target | None:
         """The --target GPU; checks that it and --emit go together."""
-        from coda.codegen.targets import parse_target
-
         if self.args.gpu_target is None:
             if self.args.emit in TARGET_STAGES:
                 raise ValueError(f"--emit {self.args.emit} needs --target")
             return None
+        from coda.codegen.targets import parse_target  # (imports torch: only when used)
+
         target = parse_target(self.args.gpu_target)
         if self.args.emit not in TARGET_STAGES:
             raise ValueError(f"--target needs --emit {'|'.join(TARGET_STAGES)}")
@@ -394,7 +394,8 @@ class Lowerc(xDSLOptMain):
 
     def run(self) -> None:
         self._target()  # a bad --target fails before a model is captured
-        self._policy()  # and so does a bad --precision
+        if self.args.precision != "none":
+            self._policy()  # and so does a bad --precision (the module imports torch)
         self.aot_diagnostics: list[str] = []
         if self.args.model:
             self.run_model()
