@@ -5,8 +5,14 @@ function that emits graph ops. An aten op without a rule, or one a rule declines
 (float64, integer arithmetic, unsupported arguments), becomes `graph.opaque` and
 runs through torch; its one-line reason is logged once per target.
 
-A graph coda cannot represent at all (symbolic shapes, non-tensor values flowing
-between ops) raises `UnsupportedGraph`; the backend then runs that graph eagerly.
+Symbolic sizes (a graph Dynamo traced with SymInts) become `?` dims whose sympy
+expressions are in the types (dialects/graph_dims.py): size inputs and arithmetic on
+sizes live in the types, a size used as a value is a `graph.size`, and sizes the graph
+returns are recorded in `ImportedGraph.size_outputs`.
+
+A graph coda cannot represent at all (non-tensor values flowing between ops, a size
+where an opaque op needs a literal) raises `UnsupportedGraph`; the backend then plans
+a symbolic graph per size from static traces, and runs a static one eagerly.
 """
 
 from __future__ import annotations
