@@ -150,6 +150,14 @@ def compile_graph(
             # coda's kernels: no eager fallback, so strict does not raise here)
             log.info("coda: %s graph is planned per size: %s", graph_kind, one_line(err))
             return _per_size(gm, graph_kind, options, params or {})
+        except Exception as err:  # a backward compiles lazily: this must not raise
+            if options.strict:
+                raise
+            log.warning(
+                "coda: %s graph is planned per size after an internal error: %s: %s",
+                graph_kind, type(err).__name__, one_line(err),
+            )  # fmt: skip
+            return _per_size(gm, graph_kind, options, params or {})
     try:
         folded = fold_constants(gm, device)
         imported = import_graph(folded.gm, graph_kind)

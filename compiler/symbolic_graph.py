@@ -30,7 +30,7 @@ from xdsl.dialects.func import FuncOp
 from coda.compiler.dynamic import MAX_SPECIALIZATIONS_ENV, eager_graph, max_specializations
 from coda.compiler.fold_constants import FoldedGraph
 from coda.compiler.fx_import import ImportedGraph, size_dim
-from coda.dialects.graph_dims import Dim, bind_dim, symbolic_shape
+from coda.dialects.graph_dims import Dim, SymbolicSizeError, bind_dim, symbolic_shape
 from coda.passes.bind_sizes import bind_sizes
 
 log = logging.getLogger("coda.compiler")
@@ -89,7 +89,13 @@ class SymbolicGraph:
         if key is None:
             if len(self.solved) >= 4096:  # sizes that never repeat must not grow it forever
                 self.solved.clear()
-            key = self.solved[shapes] = tuple(sorted(self.sizes(args, tensors).items()))
+            try:
+                key = self.solved[shapes] = tuple(sorted(self.sizes(args, tensors).items()))
+            except SymbolicSizeError as err:  # inputs Dynamo's guards should have refused
+                if self.strict:
+                    raise
+                log.warning("coda: %s graph runs eagerly: %s", self.graph_kind, err)
+                return self.eager(args)
         run = self.runs.get(key)
         if run is None:
             run = self._specialize(dict(key))

@@ -343,3 +343,39 @@ def test_a_bad_bound_is_a_warning_not_a_crash(
     assert [r.getMessage() for r in caplog.records] == [
         "coda: CODA_MAX_SPECIALIZATIONS='lots' is not a count: using 32"
     ]
+
+
+def test_an_internal_error_in_the_symbolic_import_plans_per_size(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A backward compiles lazily, inside the user's `backward()`: an error importing a
+    symbolic graph must not escape; the graph is planned per size from static traces."""
+    import coda.compiler.backend as backend
+
+    import_graph = backend.import_graph
+
+    def symbolic_fails(gm: fx.GraphModule, kind: str) -> Any:
+        if any(isinstance(n.meta.get("val"), torch.SymInt) for n in gm.graph.nodes):
+            raise RuntimeError("no symbolic import today")
+        return import_graph(gm, kind)
+
+    monkeypatch.setattr(backend, "import_graph", symbolic_fails)
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    model = TwoLayer()
+    compiled = torch.compile(model, backend="coda", options={"strict": False})
+    with caplog.at_level(logging.INFO, logger="coda"):
+        for batch in (6, 3):
+            x = torch.randn(batch, 16)
+            with record_launches() as launches:
+                got = _step(compiled, model, x, dynamic_dim=0)
+            _assert_close(got, _step(model, model, x))
+            assert {("forward", "gemm"), ("backward", "gemm")} <= {
+                (r.graph, r.kind) for r in launches
+            }
+    messages = [r.getMessage() for r in caplog.records]
+    for kind in ("forward", "backward"):
+        assert (
+            f"coda: {kind} graph is planned per size after an internal error: RuntimeError: "
+            "no symbolic import today"
+        ) in messages, messages
