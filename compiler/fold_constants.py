@@ -36,6 +36,8 @@ _SPLATS = {aten.full, aten.zeros, aten.ones, aten.scalar_tensor, aten.empty}
 
 #: a folded tensor larger than this stays computed at run time (memory over speed)
 MAX_FOLDED_ELEMENTS = 1 << 24
+#: sizes whose size-dependent folded tensors are kept (a graph plans at most 32)
+_SIZES_KEPT = 64
 
 
 @dataclass
@@ -192,6 +194,8 @@ def _per_size(
     def per_call(args: Sequence[Any]) -> list[torch.Tensor]:
         key = tuple(int(args[i]) for i in sizes)
         if key not in cache:
+            if len(cache) >= _SIZES_KEPT:  # sizes that never repeat: keep memory bounded
+                cache.clear()
             full: list[Any] = [None] * len(placeholders)
             for i, value in zip(sizes, key, strict=True):
                 full[i] = value
