@@ -23,7 +23,7 @@ class Compiled:
     compile_s: list[float]
 
 
-def _step_seconds(
+def step_seconds(
     fn: CompiledFn, model: nn.Module, x: torch.Tensor, grad: torch.Tensor | None
 ) -> float:
     start = time.perf_counter()
@@ -50,8 +50,8 @@ def compile_repeatedly(
         before_each()
         model, x, grad = workload.build()
         fn = compile_model(model)
-        first = _step_seconds(fn, model, x, grad)
-        steady = _step_seconds(fn, model, x, grad)
+        first = step_seconds(fn, model, x, grad)
+        steady = step_seconds(fn, model, x, grad)
         times.append(max(first - steady, 0.0))
         compiled = Compiled(fn, model, x, grad, times)
     assert compiled is not None

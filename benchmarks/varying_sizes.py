@@ -10,13 +10,13 @@ once and plans each new length (compiler/symbolic_graph.py) with size-generic ke
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
 
 from benchmarks.interp import fast_cpu_benchmarker, skip_kernel_bodies
-from benchmarks.workloads import BATCH, HIDDEN, MODELS, run_step
+from benchmarks.timing import step_seconds
+from benchmarks.workloads import BATCH, HIDDEN, MODELS
 
 #: the reference length first (Dynamo compiles it static), then four more
 LENGTHS = (128, 96, 112, 80, 120)
@@ -40,12 +40,8 @@ def _lengths(backend: Any, modules_built: Any) -> dict[str, Any]:
         x = torch.randn(BATCH, seq, HIDDEN, requires_grad=True)
         with torch.no_grad():
             grad = torch.randn_like(model(x))
-        start = time.perf_counter()
-        run_step(fn, model, x, grad)
-        first = time.perf_counter() - start
-        start = time.perf_counter()
-        run_step(fn, model, x, grad)
-        steady = time.perf_counter() - start
+        first = step_seconds(fn, model, x, grad)
+        steady = step_seconds(fn, model, x, grad)
         seconds.append(round(max(first - steady, 0.0), 3))
     return {
         "lengths": list(LENGTHS),

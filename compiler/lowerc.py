@@ -281,20 +281,17 @@ class Lowerc(xDSLOptMain):
     def _check_sizes_bound(self, prog: ModuleOp) -> None:
         """Passes plan with static sizes: on a graph with symbolic sizes the pipeline
         must bind them first (the default pipeline of --emit does)."""
-        from coda.dialects.graph_dims import is_symbolic
+        from coda.passes.bind_sizes import symbolic_value
 
         names = [p.name for p in parse_pipeline(self.args.passes)] if self.args.passes else []
         if not names or names[0] == "bind-sizes":
             return
-        for op in prog.walk():
-            values = [*op.results, *(a for r in op.regions for b in r.blocks for a in b.args)]
-            for value in values:
-                if is_symbolic(value):
-                    name = f"%{value.name_hint}: " if value.name_hint else ""
-                    raise UsageError(
-                        f"pass '{names[0]}' needs static sizes: run bind-sizes first "
-                        f"({name}{value.type})"
-                    )
+        value = symbolic_value(prog)
+        if value is not None:
+            name = f"%{value.name_hint}: " if value.name_hint else ""
+            raise UsageError(
+                f"pass '{names[0]}' needs static sizes: run bind-sizes first ({name}{value.type})"
+            )
 
     def _policy(self) -> PrecisionPolicy:
         """The --precision policy; a bad name is a usage error."""

@@ -30,7 +30,13 @@ from xdsl.dialects.func import FuncOp
 from coda.compiler.dynamic import MAX_SPECIALIZATIONS_ENV, eager_graph, max_specializations
 from coda.compiler.fold_constants import FoldedGraph
 from coda.compiler.fx_import import ImportedGraph, size_dim
-from coda.dialects.graph_dims import Dim, SymbolicSizeError, bind_dim, symbolic_shape
+from coda.dialects.graph_dims import (
+    Dim,
+    SymbolicSizeError,
+    bind_dim,
+    solve_sizes,
+    symbolic_shape,
+)
 from coda.passes.bind_sizes import bind_sizes
 
 log = logging.getLogger("coda.compiler")
@@ -74,8 +80,6 @@ class SymbolicGraph:
 
     def sizes(self, args: Sequence[Any], tensors: Sequence[torch.Tensor]) -> dict[str, int]:
         """Each symbol's value in this call (graph_dims.solve_sizes)."""
-        from coda.dialects.graph_dims import solve_sizes
-
         shapes: list[tuple[Dim, ...]] = [(dim,) for _, dim in self.size_inputs]
         values: list[Sequence[int]] = [(int(args[i]),) for i, _ in self.size_inputs]
         return solve_sizes([*shapes, *self.arg_shapes], [*values, *(t.shape for t in tensors)])

@@ -57,7 +57,7 @@ from coda.dialects.graph_dims import (
     canonical,
     dim_text,
     parse_dim,
-    symbolic_shape,
+    verified_shape,
 )
 from coda.dialects.pointwise_fns import POINTWISE_FNS
 
@@ -71,14 +71,6 @@ def tensor_shape(value: SSAValue | Attribute) -> tuple[int, ...]:
     if DYNAMIC_INDEX in shape:
         raise SymbolicSizeError(f"{ty} has symbolic sizes: bind them first (bind-sizes)")
     return shape
-
-
-def shape_of(value: SSAValue | Attribute) -> tuple[Dim, ...]:
-    """A verifier's view of a shape: symbolic dims as sympy expressions."""
-    try:
-        return symbolic_shape(value)
-    except SymbolicSizeError as err:
-        raise VerifyException(str(err)) from None
 
 
 def broadcast_shapes(*shapes: Sequence[Dim]) -> tuple[Dim, ...] | None:
@@ -119,7 +111,7 @@ class MatmulOp(IRDLOperation):
         super().__init__(operands=[lhs, rhs], result_types=[result_type])
 
     def verify_(self) -> None:
-        a, b, c = shape_of(self.lhs), shape_of(self.rhs), shape_of(self.result)
+        a, b, c = verified_shape(self.lhs), verified_shape(self.rhs), verified_shape(self.result)
         if not (len(a) >= 2 and len(a) == len(b) == len(c)):
             raise VerifyException(
                 f"'graph.matmul' operands and result must have one rank >= 2 "
@@ -156,11 +148,11 @@ class PointwiseOp(IRDLOperation):
 
     def verify_(self) -> None:
         verify_fn_application(self, self.fn.data, [v.type for v in self.inputs])
-        shape = broadcast_shapes(*(shape_of(v) for v in self.inputs))
-        if shape != shape_of(self.result):
+        shape = broadcast_shapes(*(verified_shape(v) for v in self.inputs))
+        if shape != verified_shape(self.result):
             raise VerifyException(
-                f"'graph.pointwise' result shape {list(shape_of(self.result))} is not the "
-                f"broadcast of its operand shapes {[list(shape_of(v)) for v in self.inputs]}"
+                f"'graph.pointwise' result shape {list(verified_shape(self.result))} is not the "
+                f"broadcast of its operand shapes {[list(verified_shape(v)) for v in self.inputs]}"
             )
         if POINTWISE_FNS[self.fn.data].predicate and self.result.type.element_type != i1:
             raise VerifyException(f"'graph.pointwise' \"{self.fn.data}\" must produce i1")
@@ -217,7 +209,7 @@ class ReduceOp(IRDLOperation):
                 f"'graph.reduce' kind must be one of {', '.join(REDUCE_KINDS)}, "
                 f'got "{self.kind.data}"'
             )
-        shape = shape_of(self.input)
+        shape = verified_shape(self.input)
         dims = self.reduced_dims
         if any(not 0 <= d < len(shape) for d in dims) or len(set(dims)) != len(dims):
             raise VerifyException(
@@ -227,9 +219,9 @@ class ReduceOp(IRDLOperation):
         keep = self.keepdim is not None
         expected = tuple((1 if keep else None) if d in dims else s for d, s in enumerate(shape))
         expected = tuple(s for s in expected if s is not None)
-        if expected != shape_of(self.result):
+        if expected != verified_shape(self.result):
             raise VerifyException(
-                f"'graph.reduce' result shape {list(shape_of(self.result))} does not match "
+                f"'graph.reduce' result shape {list(verified_shape(self.result))} does not match "
                 f"reducing {list(shape)} over {list(dims)} (expected {list(expected)})"
             )
 
@@ -283,7 +275,7 @@ class ViewOp(IRDLOperation):
 
     def verify_(self) -> None:
         kind = self.kind.data
-        src, dst = shape_of(self.input), shape_of(self.result)
+        src, dst = verified_shape(self.input), verified_shape(self.result)
         if kind not in VIEW_KINDS:
             raise VerifyException(
                 f"'graph.view' kind must be one of {', '.join(VIEW_KINDS)}, got \"{kind}\""
@@ -374,7 +366,7 @@ class ConcatOp(IRDLOperation):
         return starts
 
     def verify_(self) -> None:
-        out = shape_of(self.result)
+        out = verified_shape(self.result)
         dim = self.axis
         if not self.inputs:
             raise VerifyException("'graph.concat' needs at least one input")
@@ -382,7 +374,7 @@ class ConcatOp(IRDLOperation):
             raise VerifyException(f"'graph.concat' dim {dim} is out of range for {list(out)}")
         element = self.result.type.element_type
         for k, value in enumerate(self.inputs):
-            shape = shape_of(value)
+            shape = verified_shape(value)
             if value.type.element_type != element:
                 raise VerifyException(
                     f"'graph.concat' input {k} has element type {value.type.element_type}, "
@@ -395,7 +387,7 @@ class ConcatOp(IRDLOperation):
                     f"'graph.concat' input {k} of shape {list(shape)} does not fit "
                     f"{list(out)} along dim {dim}"
                 )
-        total = canonical(sum(shape_of(v)[dim] for v in self.inputs))
+        total = canonical(sum(verified_shape(v)[dim] for v in self.inputs))
         if total != out[dim]:
             raise VerifyException(
                 f"'graph.concat' inputs add up to {total} along dim {dim}, the result has "
@@ -471,7 +463,7 @@ class SizeOp(IRDLOperation):
             parse_dim(self.size.data)
         except SymbolicSizeError as err:
             raise VerifyException(f"'graph.size' {err}") from None
-        if shape_of(self.result) != ():
+        if verified_shape(self.result) != ():
             raise VerifyException("'graph.size' result must be a 0-d tensor")
 
 

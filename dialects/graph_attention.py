@@ -56,15 +56,8 @@ from xdsl.printer import Printer
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
-from coda.dialects.graph_dims import Dim, SymbolicSizeError, symbolic_shape
-
-
-def _shape(value: SSAValue) -> tuple[Dim, ...]:
-    """Batch and sequence may be symbolic (graph_dims.py); heads and head dims are not."""
-    try:
-        return symbolic_shape(value)
-    except SymbolicSizeError as err:
-        raise VerifyException(str(err)) from None
+# batch and sequence may be symbolic (graph_dims.py); heads and head dims are not
+from coda.dialects.graph_dims import verified_shape as _shape
 
 
 def _element(value: SSAValue) -> Attribute:
@@ -91,7 +84,11 @@ def verify_attention_operands(
             )
         if not isinstance(_element(value), AnyFloat):
             raise VerifyException(f"'{name}' {role} must be a float tensor")
-    (b, hq, s, d), (bk, hkv, skv, dk), (bv, hv, sv, dv) = _shape(q), _shape(k), _shape(v)
+    (b, hq, s, d), (bk, hkv, skv, dk), (bv, hv, sv, dv) = (
+        _shape(q),
+        _shape(k),
+        _shape(v),
+    )
     if (bk, dk) != (b, d) or (bv, hv, sv) != (bk, hkv, skv):
         raise VerifyException(
             f"'{name}' key {list(_shape(k))} and value {list(_shape(v))} do not fit query "

@@ -170,9 +170,12 @@ def symbolic_shape(value: SSAValue | Attribute) -> tuple[Dim, ...]:
     return dims
 
 
-def size_names(value: SSAValue | Attribute) -> set[str]:
-    """The sizes a tensor type's dims depend on."""
-    return {s.name for d in symbolic_shape(value) if not isinstance(d, int) for s in d.free_symbols}
+def verified_shape(value: SSAValue | Attribute) -> tuple[Dim, ...]:
+    """`symbolic_shape` for a verifier: a malformed symbolic type is a VerifyException."""
+    try:
+        return symbolic_shape(value)
+    except SymbolicSizeError as err:
+        raise VerifyException(str(err)) from None
 
 
 def bind_type(ty: Attribute, sizes: Mapping[str, int]) -> Attribute:
@@ -234,9 +237,9 @@ __all__ = [
     "dim_text",
     "is_symbolic",
     "parse_dim",
-    "size_names",
     "size_symbol",
     "solve_sizes",
     "symbolic_shape",
     "symbolic_type",
+    "verified_shape",
 ]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects.builtin import DictionaryAttr, FunctionType, IntegerAttr, ModuleOp
 from xdsl.dialects.func import FuncOp
-from xdsl.ir import Attribute, SSAValue
+from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 from xdsl.utils.exceptions import DiagnosticException
@@ -115,12 +115,21 @@ class BindSizes(ModulePass):
             op.verify()
 
 
+def symbolic_value(root: Operation) -> SSAValue | None:
+    """The first value under `root` (an op result or block argument) whose type has
+    symbolic sizes, or None."""
+    for op in root.walk():
+        values = [*op.results, *(a for r in op.regions for b in r.blocks for a in b.args)]
+        found = next((v for v in values if is_symbolic(v)), None)
+        if found is not None:
+            return found
+    return None
+
+
 def _symbolic(func: FuncOp) -> bool:
     """Whether `func` has a size to bind (a static one is left as it is)."""
     return (
         SIZE_HINTS in func.attributes
-        or any(
-            isinstance(op, SizeOp) or any(is_symbolic(r) for r in op.results) for op in func.walk()
-        )
-        or any(is_symbolic(a) for a in func.args)
+        or any(isinstance(op, SizeOp) for op in func.walk())
+        or symbolic_value(func) is not None
     )
