@@ -25,13 +25,20 @@ def function_bodies(module: ModuleOp) -> list[Block]:
 def dataflow_graph(block: Block) -> nx.DiGraph:
     """Nodes are the block's ops; an edge u -> v means v uses a result of u."""
     graph = nx.DiGraph()
-    for index, op in enumerate(block.ops):
-        graph.add_node(op, order=index)
-        for operand in op.operands:
-            producer = operand.owner
-            if isinstance(producer, Operation) and producer.parent_block() is block:
-                graph.add_edge(producer, op)
+    for op in block.ops:
+        graph.add_node(op)
+        for producer in _producers(op, block):
+            graph.add_edge(producer, op)
     return graph
+
+
+def _producers(op: Operation, block: Block) -> set[Operation]:
+    """The ops of `block` whose results `op` uses."""
+    return {
+        v.owner
+        for v in op.operands
+        if isinstance(v.owner, Operation) and v.owner.parent_block() is block
+    }
 
 
 class Contracted(Protocol):
@@ -83,6 +90,8 @@ def topological_reorder(block: Block) -> None:
     Fusion moves a group to one place; this restores dominance afterwards.
     """
     ops = list(block.ops)
+    if _in_dataflow_order(ops, block):
+        return  # what the sort below would return; most fusions keep the order
     terminator = ops[-1] if ops and ops[-1].has_trait(IsTerminator) else None
     graph = dataflow_graph(block)
     position = {op: i for i, op in enumerate(ops)}
@@ -96,6 +105,18 @@ def topological_reorder(block: Block) -> None:
         op.detach()
     for op in order:
         block.add_op(op)
+
+
+def _in_dataflow_order(ops: list[Operation], block: Block) -> bool:
+    """Whether every op of `ops` comes after the ops of `block` it uses and the
+    terminator, if any, is last. Then the sort keeps `ops` as they are: the earliest
+    op not yet placed always has its producers placed."""
+    placed: set[Operation] = set()
+    for op in ops:
+        if not _producers(op, block) <= placed:
+            return False
+        placed.add(op)
+    return not any(op.has_trait(IsTerminator) for op in ops[:-1])
 
 
 def users_outside(values: Iterable[SSAValue], members: Collection[Operation]) -> list[SSAValue]:

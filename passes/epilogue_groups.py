@@ -233,23 +233,58 @@ def grow_group(matmul: graph.MatmulOp, block: Block) -> EpilogueGroup:
     group = EpilogueGroup(matmul, [matmul])
     dataflow = dataflow_graph(block)
     ops = list(block.ops)
+    position = {op: index for index, op in enumerate(ops)}
     matmuls = [op for op in ops if isinstance(op, graph.MatmulOp)]
-    others = [op for op in ops if not isinstance(op, graph.MatmulOp)]
     while True:
         joining = next((op for op in matmuls if group.accepts(op, dataflow)), None)
-        joining = joining or next((op for op in others if group.accepts(op, dataflow)), None)
+        consumers = _consumers(group, position)
+        joining = joining or next((op for op in consumers if group.accepts(op, dataflow)), None)
         if joining is not None:
             group.members.append(joining)
             continue
-        producer = next((j for op in others if (j := group.absorbs(op, dataflow))), None)
+        producers = _producers(group, position)
+        producer = next((j for op in producers if (j := group.absorbs(op, dataflow))), None)
         if producer is None:
             break
         group.members += producer
     # program order: a producer absorbed late is still computed before its users
-    position = {op: index for index, op in enumerate(ops)}
     group.members.sort(key=position.__getitem__)
     _leave_recomputable_leaves(group)
     return group
+
+
+def _consumers(group: EpilogueGroup, position: dict[Operation, int]) -> list[Operation]:
+    """The non-matmul ops using a value of the group, in program order: the only ones
+    `accepts` can take (an elementwise op, view or reduction must read the group)."""
+    members = set(group.members)
+    users = {
+        use.operation
+        for op in group.members
+        for result in op.results
+        for use in result.uses
+        if use.operation in position
+        and use.operation not in members
+        and not isinstance(use.operation, graph.MatmulOp)
+    }
+    return sorted(users, key=position.__getitem__)
+
+
+def _producers(group: EpilogueGroup, position: dict[Operation, int]) -> list[Operation]:
+    """The non-matmul ops whose results the group reads, directly or through reshapes,
+    in program order: the only ones `absorbs` can take (a member must use them)."""
+    members = set(group.members)
+    found: set[Operation] = set()
+    todo = [operand.owner for op in group.members for operand in op.operands]
+    while todo:
+        owner = todo.pop()
+        if not isinstance(owner, Operation) or owner in found or owner in members:
+            continue
+        if owner not in position or isinstance(owner, graph.MatmulOp):
+            continue  # another block's op, or a mainloop operand
+        found.add(owner)
+        if isinstance(owner, graph.ViewOp):  # a member may read a regrouping of it
+            todo.append(owner.input.owner)
+    return sorted(found, key=position.__getitem__)
 
 
 def _leave_recomputable_leaves(group: EpilogueGroup) -> None:
