@@ -812,26 +812,37 @@ class _GemmGenerator:
         lines.append(f"{offs} = {pid} * ({groups}) + tl.arange(0, {groups})")
         shape = tensor_shape(self.gemm.outputs[index])
         partials = shape[-2] if op.over_rows else shape[-1]
+        # the partials block is [lanes, groups]: its row and column index vectors
+        partial = f"{offs}[None, :]"
+        m, n = (partial, "offs_n[:, None]") if op.over_rows else ("offs_m[:, None]", partial)
+        lane_mask = "mask_n" if op.over_rows else "mask_m"
+        mask = f"{lane_mask}[:, None] & ({offs} < {partials})[None, :]"
         for out in self._outputs_of(index):
-            if out.address is not None:
-                raise CodegenError(
-                    f'kernel.gemm "{self.kernel.kernel_name}": partials are stored in place'
-                )
-            batch = _batch_offset(self.batch_dims, out.strides)
-            if op.over_rows:  # [BLOCK_N, groups]: partial rows along axis 1
-                ptrs = (
-                    f"{out.ptr}{batch} + {offs}[None, :] * {out.strides['m']}"
-                    f" + offs_n[:, None] * {out.strides['n']}"
-                )
-                mask = f"mask_n[:, None] & ({offs} < {partials})[None, :]"
+            if out.address is not None and out.offset is not None:
+                ptrs = self._partials_through(out.ptr, out.offset, m, n, lanes, groups)
+                lines += [f"# stored through layout {out.address.comment}", f"{out.ptrs} = {ptrs}"]
             else:
-                ptrs = (
-                    f"{out.ptr}{batch} + offs_m[:, None] * {out.strides['m']}"
-                    f" + {offs}[None, :] * {out.strides['n']}"
+                batch = _batch_offset(self.batch_dims, out.strides)
+                lines.append(
+                    f"{out.ptrs} = {out.ptr}{batch} + {m} * {out.strides['m']}"
+                    f" + {n} * {out.strides['n']}"
                 )
-                mask = f"mask_m[:, None] & ({offs} < {partials})[None, :]"
-            lines += [f"{out.ptrs} = {ptrs}", f"tl.store({out.ptrs}, {name}, mask={mask})"]
+            lines.append(f"tl.store({out.ptrs}, {name}, mask={mask})")
         return lines
+
+    def _partials_through(
+        self, ptr: str, offset: sympy.Expr, m: str, n: str, lanes: str, groups: str
+    ) -> str:
+        """The addresses of a [lanes, groups] partials block stored through views: their
+        layout's `offset` at row index `m` and column index `n` (a transposed or
+        reshaped result of partials, such as a column sum read as a row)."""
+        names = {_index(d): d for d in self.batch_dims} | {_index("m"): m, _index("n"): n}
+        text = triton_expr(offset, names) if offset != 0 else ""
+        ptrs = f"{ptr} + {text}" if text else ptr
+        if not {_index("m"), _index("n")} <= offset.free_symbols:
+            # a size-1 dim has no offset term: broadcast to the block the mask covers
+            ptrs = f"tl.broadcast_to({ptrs}, ({lanes}, {groups}))"
+        return ptrs
 
     def _tree(self, var: str, combine: str, lanes: str, groups: str, group: int) -> list[str]:
         """Reduce `var`, [lanes, groups, group], over its last axis by halving it

@@ -162,3 +162,44 @@ def test_column_partials_match_torch(tmp_path: Path, m: int, n: int, tile: GemmT
             {"INPUT_PRECISION": "tf32", "BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 32},
         )
         assert "mma" in ptx
+
+
+def _transposed_partials_kernel(m: int, n: int, k: int) -> KernelOp:
+    """The column sums (groups of 32 rows) and row maxima (groups of 32 columns) of
+    x @ w, each a kernel result only through a transpose: stored through its layout."""
+    x, w = f"tensor<{m}x{k}xf32>", f"tensor<{k}x{n}xf32>"
+    rows, cols = -(-m // 32), -(-n // 32)
+    p, pt = f"tensor<{rows}x{n}xf32>", f"tensor<{n}x{rows}xf32>"
+    q, qt = f"tensor<{m}x{cols}xf32>", f"tensor<{cols}x{m}xf32>"
+    return parse_kernel(
+        {"x": x, "w": w},
+        f"""
+%a, %b = kernel.gemm "transposed_partials" (%x, %w) : ({x}, {w}) -> ({pt}, {qt}) {{
+^bb0(%xa: {x}, %wa: {w}):
+  %0, %1 = epilogue.gemm %xa, %wa : ({x}, {w}) -> ({p}, {q}) {{
+  ^tile(%acc: {TILE}):
+    epilogue.reduce "sum" %acc : {TILE} -> result 0 rows 32
+    epilogue.reduce "max" %acc : {TILE} -> result 1 columns 32
+  }}
+  %2 = graph.view "permute" %0 perm array<i64: 1, 0> : {p} -> {pt}
+  %3 = graph.view "permute" %1 perm array<i64: 1, 0> : {q} -> {qt}
+  kernel.yield %2, %3 : {pt}, {qt}
+}}""",
+    )
+
+
+@pytest.mark.parametrize(("m", "n"), [(72, 40), (3, 3)])  # several partials; one each way
+def test_partials_stored_through_a_transpose(tmp_path: Path, m: int, n: int) -> None:
+    """A column sum read as a row (a fuzzed backward's `sum` of a transposed product):
+    the partials reach their buffer through the view's layout, not its own strides."""
+    k = 8
+    source = generate_kernel_source(_transposed_partials_kernel(m, n, k))
+    assert "# stored through layout" in source
+    mod = load(source, tmp_path)
+    x, w = torch.randn(m, k), torch.randn(k, n)
+    sums = torch.full((n, -(-m // 32)), float("nan"))
+    maxes = torch.full((-(-n // 32), m), float("nan"))
+    mod.launch(x, w, sums, maxes)
+    z = x @ w
+    torch.testing.assert_close(sums, partial_reduce("sum", z, 32, "rows").T, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(maxes, partial_reduce("max", z, 32).T)
