@@ -125,9 +125,17 @@ def load_conversion(elem: Attribute) -> str:
     return ""
 
 
-def cast_expr(var: str, source: Attribute, target: Attribute) -> str:
+def cast_expr(
+    var: str, source: Attribute, target: Attribute, helpers: set[str], computed: bool
+) -> str:
     """`graph/epilogue "cast"`: only a change of compute type (float/int/bool) emits code;
-    narrowing to f16/bf16 happens at the store."""
+    narrowing to f16/bf16 happens at the store. A `computed` narrow float (held in float32
+    by the kernel, not loaded) is rounded to its type first, whatever the target: the
+    cast reads the narrow value, as any kernel that stored and reloaded it would (x
+    upcast for a norm's statistics, and the statistics saved narrow for the backward,
+    must agree: x - mean of a constant row is 0 only if both saw the same x)."""
+    if computed and isinstance(source, BFloat16Type | Float16Type) and source != target:
+        var = rounded_expr(var, source, helpers)
     if compute_type(source) == compute_type(target):
         return var
     return f"{var}.to({compute_type(target)})"

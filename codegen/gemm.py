@@ -865,8 +865,6 @@ class _GemmGenerator:
 
     def _map_expr(self, op: MapOp) -> str:
         operands = [self.var[v] for v in op.inputs]
-        if op.fn.data == "cast":
-            return cast_expr(operands[0], element_type(op.inputs[0]), element_type(op.result))
         # the accumulators and epilogue results are float32 whatever their IR type;
         # loaded epilogue inputs and literals hold what the IR type can
         gemm = op.parent_op()
@@ -876,6 +874,9 @@ class _GemmGenerator:
             None if v in inputs or isinstance(v.owner, ConstantOp) else element_type(v)
             for v in op.inputs
         ]
+        if op.fn.data == "cast":
+            source, target = element_type(op.inputs[0]), element_type(op.result)
+            return cast_expr(operands[0], source, target, self.helpers, widened[0] is not None)
         return pointwise_expr(op.fn.data, operands, self.helpers, widened)
 
 

@@ -808,14 +808,15 @@ class _LoopGenerator:
     def _pointwise_expr(self, op: PointwiseOp) -> str:
         in_loop = op not in self.post_reduce
         operands = [self._operand(v, in_loop) for v in op.inputs]
-        if op.fn.data == "cast":
-            return cast_expr(operands[0], element_type(op.inputs[0]), element_type(op.result))
         # values this kernel computes are float32 whatever their IR type; loaded operands
         # and literals hold what the IR type can
         widened = [
             element_type(v) if isinstance(v.owner, PointwiseOp | ReduceOp) else None
             for v in op.inputs
         ]
+        if op.fn.data == "cast":
+            source, target = element_type(op.inputs[0]), element_type(op.result)
+            return cast_expr(operands[0], source, target, self.helpers, widened[0] is not None)
         return pointwise_expr(op.fn.data, operands, self.helpers, widened)
 
     # -- outputs ---------------------------------------------------------------------------

@@ -51,14 +51,15 @@ def prologue_operand(
             return literal(owner.value)
         if isinstance(owner, PointwiseOp):
             operands = [expr(i) for i in owner.inputs]
+            # a comparison or a cast sees computed (float32) operands rounded to their type
+            widened = [
+                element_type(i) if isinstance(i.owner, PointwiseOp) else None for i in owner.inputs
+            ]
             if owner.fn.data == "cast":
-                text = cast_expr(operands[0], element_type(owner.inputs[0]), element_type(v))
+                source = element_type(owner.inputs[0])
+                computed = widened[0] is not None
+                text = cast_expr(operands[0], source, element_type(v), gen.helpers, computed)
             else:
-                # a comparison sees computed (float32) operands rounded to their IR type
-                widened = [
-                    element_type(i) if isinstance(i.owner, PointwiseOp) else None
-                    for i in owner.inputs
-                ]
                 text = pointwise_expr(owner.fn.data, operands, gen.helpers, widened)
             var = gen.namer.fresh(f"{prefix}_{owner.fn.data}")
             lines.extend([f"# {gen.ir.op(owner)}", f"{var} = {text}"])

@@ -526,6 +526,34 @@ def test_comparisons_see_low_precision_values_rounded_to_their_type(tmp_path: Pa
         assert out.any(-1).all()  # every row finds its max
 
 
+def test_upcasts_see_low_precision_values_rounded_to_their_type(tmp_path: Path) -> None:
+    """An upcast of a bf16 (f16) value computed in the kernel reads it rounded to its
+    type, as eager and a reload of a store would: a norm's upcast x and its statistics
+    saved in bf16 must agree (x - mean of a constant row is 0 only if both saw the same
+    x). Loaded operands are cast as loaded."""
+    for elem, dtype in (("bf16", torch.bfloat16), ("f16", torch.float16)):
+        t, f = f"tensor<4x31x{elem}>", "tensor<4x31xf32>"
+        source, mod = build(
+            {"x": t, "c": t},
+            f"""
+%r, %s = kernel.loop "upcast_{elem}" (%x, %c) : ({t}, {t}) -> ({f}, {f}) {{
+^bb0(%xa: {t}, %ca: {t}):
+  %0 = graph.pointwise "sub"(%xa, %ca) : ({t}, {t}) -> {t}
+  %1 = graph.pointwise "cast"(%0) : ({t}) -> {f}
+  %2 = graph.pointwise "cast"(%xa) : ({t}) -> {f}
+  kernel.yield %1, %2 : {f}, {f}
+}}""",
+            tmp_path,
+        )
+        gen = torch.Generator().manual_seed(0)
+        x, c = (torch.randn(4, 31, generator=gen).to(dtype) for _ in range(2))
+        upcast, loaded = torch.empty(4, 31), torch.empty(4, 31)
+        mod.launch(x, c, upcast, loaded)
+        assert torch.equal(upcast, (x - c).float())  # rounded, then widened
+        assert (x.float() - c.float() != (x - c).float()).any()  # which float32 is not
+        assert torch.equal(loaded, x.float())
+
+
 def _finalize_then_dx_kernel(rows: tuple[int, int], n: int, partials: int) -> str:
     """A norm backward after fuse-reductions: the row sum arrives as `partials` values
     per row ([rows, P], viewed in the reduction's shape), is finalized with the per-row
