@@ -232,10 +232,12 @@ def _planner(
     names = [placeholders[i] for i in tensor_arguments(folded_gm)]
     numbered = _numbered(params, folded_gm, graph_kind)
 
-    def plan(module: ModuleOp, func: FuncOp) -> tuple[Program, list[torch.Tensor]]:
+    def plan(
+        module: ModuleOp, func: FuncOp, start: str = "graph"
+    ) -> tuple[Program, list[torch.Tensor]]:
         mark_excluded(func, names, imported.output_slots, graph_kind, options.precision,
                       numbered)  # fmt: skip
-        lower_with_policy(module, options.precision)
+        lower_with_policy(module, options.precision, start=start)
         packed = apply_weight_only(func, options.precision, graph_kind, numbered)
         sources = _ahead_of_time(module, graph_kind, options)
         # a GPU runs what was checked for it; the interpreter keeps its small tiles
@@ -266,12 +268,12 @@ def _symbolic(
     planned the first time they are seen (compiler/symbolic_graph.py)."""
     plan = _planner(folded.gm, imported, device, graph_kind, options, params)
 
-    def plan_run(module: ModuleOp, func: FuncOp) -> Callable[[list[Any]], list[Any]]:
-        start = time.perf_counter()
-        program, packed = plan(module, func)
+    def plan_run(module: ModuleOp, func: FuncOp, start: str) -> Callable[[list[Any]], list[Any]]:
+        began = time.perf_counter()
+        program, packed = plan(module, func, start)
         log.info(
             "coda: compiled %s graph into %d steps in %.2fs",
-            graph_kind, len(program.steps), time.perf_counter() - start,
+            graph_kind, len(program.steps), time.perf_counter() - began,
         )  # fmt: skip
         run = _boxed(program, packed)
         return run if options.strict else _eager_if_first_run_fails(run, gm, graph_kind)

@@ -122,6 +122,8 @@ def _why_not(node: fx.Node) -> tuple[_CrossEntropy | None, str]:
     logits = _log_softmax_input(logp)
     if logits is None:
         return None, "its input is not a log_softmax over dim 1 of a [tokens, classes] tensor"
+    if not isinstance(logits.meta["val"].shape[1], int):
+        return None, "a symbolic number of classes"  # the one-hot's arange would need it
     backwards = [u for u in logp.users if is_call(u, aten.nll_loss_backward.default)]
     dlogits = None
     if backwards:
@@ -158,7 +160,8 @@ class _Builder:
 def _rewrite(gm: fx.GraphModule, ce: _CrossEntropy, fake_mode: Any) -> None:
     graph = gm.graph
     build = _Builder(graph, fake_mode)
-    tokens, vocab = ce.logits.meta["val"].shape
+    # the token count may be a size symbol: views spell it -1, never as a graph constant
+    vocab = ce.logits.meta["val"].shape[1]
     device, dtype = ce.logits.meta["val"].device, ce.logits.meta["val"].dtype
     with graph.inserting_before(ce.nll):
         # 0/1 in the logits' dtype (where.Scalar would give the default dtype)
@@ -167,14 +170,14 @@ def _rewrite(gm: fx.GraphModule, ce: _CrossEntropy, fake_mode: Any) -> None:
         lse = build(aten.logsumexp.default, ce.logits, [1], True)
         iota = build(aten.arange.default, vocab, dtype=torch.int64, device=device)
         row = build(aten.view.default, iota, [1, vocab])
-        col = build(aten.view.default, ce.target, [tokens, 1])
+        col = build(aten.view.default, ce.target, [-1, 1])
         onehot = build(aten.eq.Tensor, row, col)
         masked = build(aten.where.ScalarOther, onehot, ce.logits, 0.0)
         picked = build(aten.sum.dim_IntList, masked, [1], True)
         nll = build(aten.sub.Tensor, lse, picked)
         valid = build(aten.ne.Scalar, ce.target, ce.ignore_index)
         weight = build(aten.where.self, valid, one, zero)
-        per_token = build(aten.mul.Tensor, build(aten.view.default, nll, [tokens]), weight)
+        per_token = build(aten.mul.Tensor, build(aten.view.default, nll, [-1]), weight)
         total = build(aten.sum.default, per_token)
         count = build(aten.sum.default, weight)
         loss = build(aten.div.Tensor, total, count) if ce.reduction == _MEAN else total
@@ -191,7 +194,7 @@ def _rewrite(gm: fx.GraphModule, ce: _CrossEntropy, fake_mode: Any) -> None:
             probs = build(aten.exp.default, build(aten.sub.Tensor, ce.logits, lse))
             onehot_f = build(aten.where.self, onehot, one, zero)
             diff = build(aten.sub.Tensor, probs, onehot_f)
-            dlogits = build(aten.mul.Tensor, diff, build(aten.view.default, scale, [tokens, 1]))
+            dlogits = build(aten.mul.Tensor, diff, build(aten.view.default, scale, [-1, 1]))
         ce.dlogits.replace_all_uses_with(dlogits)
         _recompute_in_backward(ce.logits, onehot, ce.target)
     graph.eliminate_dead_code()

@@ -219,7 +219,8 @@ class Lowerc(xDSLOptMain):
             action="append",
             metavar="INPUT:DIM",
             help="trace dim DIM of input INPUT as a symbolic size (torch._dynamo.mark_dynamic): "
-            "the imported IR keeps it symbolic; stages bind it (bind-sizes) at the traced size",
+            "the imported IR and the graph stage keep it symbolic; the epilogue stage "
+            "binds it (bind-sizes) at the traced size",
         )
         arg_parser.add_argument(
             "--inference",
@@ -279,18 +280,20 @@ class Lowerc(xDSLOptMain):
                 prog.verify()
 
     def _check_sizes_bound(self, prog: ModuleOp) -> None:
-        """Passes plan with static sizes: on a graph with symbolic sizes the pipeline
-        must bind them first (the default pipeline of --emit does)."""
+        """Planning passes need static sizes: on a graph with symbolic sizes, bind-sizes
+        must run before the first of them (the default pipeline of --emit does)."""
+        from coda.passes import SYMBOLIC_PASSES
         from coda.passes.bind_sizes import symbolic_value
 
         names = [p.name for p in parse_pipeline(self.args.passes)] if self.args.passes else []
-        if not names or names[0] == "bind-sizes":
+        planning = next((n for n in names if n == "bind-sizes" or n not in SYMBOLIC_PASSES), None)
+        if planning is None or planning == "bind-sizes":
             return
         value = symbolic_value(prog)
         if value is not None:
             name = f"%{value.name_hint}: " if value.name_hint else ""
             raise UsageError(
-                f"pass '{names[0]}' needs static sizes: run bind-sizes first ({name}{value.type})"
+                f"pass '{planning}' needs static sizes: run bind-sizes first ({name}{value.type})"
             )
 
     def _policy(self) -> PrecisionPolicy:

@@ -13,9 +13,12 @@ from coda.passes import PASSES
 
 #: stage name -> the passes that produce it from the previous stage
 STAGES: dict[str, tuple[str, ...]] = {
-    # a graph with symbolic sizes is planned at the sizes it was traced at
-    "graph": ("bind-sizes", "fuse-rotary", "canonicalize", "fold-views"),
+    # symbolic sizes stay symbolic through this stage (passes.SYMBOLIC_PASSES)
+    "graph": ("fuse-rotary", "canonicalize", "fold-views"),
     "epilogue": (
+        # planning needs numbers: a graph's symbolic sizes are bound here, to the sizes
+        # it was traced at by default (the backend binds each call's sizes itself)
+        "bind-sizes",
         "fuse-prologues",
         "concat-projections",
         "fuse-epilogues",
@@ -28,15 +31,21 @@ STAGES: dict[str, tuple[str, ...]] = {
 IR_STAGES = tuple(STAGES)
 
 
-def lower(module: ModuleOp, until: str = "kernel") -> ModuleOp:
-    """Run the default pipeline in place up to and including stage `until`."""
-    if until not in STAGES:
-        raise ValueError(f"unknown stage '{until}' (stages: {', '.join(STAGES)})")
+def stages(until: str = "kernel", start: str = "graph") -> list[tuple[str, tuple[str, ...]]]:
+    """The stages from `start` up to and including `until`, with their passes."""
+    for name in (start, until):
+        if name not in STAGES:
+            raise ValueError(f"unknown stage '{name}' (stages: {', '.join(STAGES)})")
+    names = list(STAGES)
+    return [(s, STAGES[s]) for s in names[names.index(start) : names.index(until) + 1]]
+
+
+def lower(module: ModuleOp, until: str = "kernel", start: str = "graph") -> ModuleOp:
+    """Run the default pipeline in place from stage `start` (a module that is already
+    at the stage before it) up to and including stage `until`."""
     ctx = make_context()
-    for stage, passes in STAGES.items():
+    for _, passes in stages(until, start):
         for name in passes:
             PASSES[name]()().apply(ctx, module)
-        if stage == until:
-            break
     module.verify()
     return module

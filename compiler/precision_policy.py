@@ -318,12 +318,14 @@ def _primal_index(name: str) -> int | None:
     return int(number) - 1 if prefix == "primals" and number.isdigit() else None
 
 
-def lower_with_policy(module: ModuleOp, policy: PrecisionPolicy, until: str = "kernel") -> None:
-    """The default pipeline up to and including stage `until` (coda.compiler.pipeline);
-    an activation policy adds quantize-activations right before fuse-quantize (after
-    the epilogues are formed). Weight-only policies run later, on the kernel stage
-    (apply_weight_only)."""
-    from coda.compiler.pipeline import STAGES, lower
+def lower_with_policy(
+    module: ModuleOp, policy: PrecisionPolicy, until: str = "kernel", start: str = "graph"
+) -> None:
+    """The default pipeline from stage `start` up to and including stage `until`
+    (coda.compiler.pipeline); an activation policy adds quantize-activations right
+    before fuse-quantize (after the epilogues are formed). Weight-only policies run
+    later, on the kernel stage (apply_weight_only)."""
+    from coda.compiler.pipeline import lower, stages
     from coda.dialects import make_context
     from coda.passes import PASSES
     from coda.passes.quantize_activations import QuantizeActivations
@@ -331,12 +333,10 @@ def lower_with_policy(module: ModuleOp, policy: PrecisionPolicy, until: str = "k
 
     element = policy.activation_element
     if element is None and policy.name not in OPERAND_POLICIES:
-        lower(module, until)
+        lower(module, until, start)
         return
-    if until not in STAGES:
-        raise ValueError(f"unknown stage '{until}' (stages: {', '.join(STAGES)})")
     ctx = make_context()
-    for stage, passes in STAGES.items():
+    for stage, passes in stages(until, start):
         for name in passes:
             if name == "fuse-quantize" and element is not None:
                 QuantizeActivations(element=element).apply(ctx, module)
@@ -350,7 +350,5 @@ def lower_with_policy(module: ModuleOp, policy: PrecisionPolicy, until: str = "k
         if stage == "kernel" and policy.name in OPERAND_POLICIES:
             # every GEMM operand not already in low precision, quantized as it is loaded
             QuantizeOperands(recipe=policy.name).apply(ctx, module)
-        if stage == until:
-            break
     module.verify()
     QUANTIZED_ACTIVATIONS.append(sum(isinstance(op, StoreQuantizedOp) for op in module.walk()))

@@ -7,12 +7,14 @@ recomputes, compiler/saved_values.py) become Dynamo guards, so a size that would
 otherwise is a recompile Dynamo bounds and logs.
 
 Each forward or backward graph is imported once into the graph dialect with symbolic
-dims (dialects/graph_dims.py): `tensor<?x32xf32, #graph.dims<"2*s0">>`. A call solves the
-symbols from its inputs' shapes and, the first time it sees those sizes, clones the
-symbolic module, binds the sizes (`bind-sizes`) and runs the static pipeline, whose
-plan depends on them (tiles, row groups); its kernels are size-generic sources shared
-between sizes (codegen/size_generic.py). Distinct sizes are bounded as in
-compiler/dynamic.py; a size that fails to compile runs eagerly, logged.
+dims (dialects/graph_dims.py): `tensor<?x32xf32, #graph.dims<"2*s0">>`, and runs the
+graph stage of the pipeline once, symbolic (rotary fusion, canonicalization, folded
+views). A call solves the symbols from its inputs' shapes and, the first time it sees
+those sizes, clones that module, binds the sizes (`bind-sizes`) and runs the rest of
+the pipeline, whose plan depends on them (tiles, row groups); its kernels are
+size-generic sources shared between sizes (codegen/size_generic.py). Distinct sizes
+are bounded as in compiler/dynamic.py; a size that fails to compile runs eagerly,
+logged.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from xdsl.dialects.func import FuncOp
 from coda.compiler.dynamic import MAX_SPECIALIZATIONS_ENV, eager_graph, max_specializations
 from coda.compiler.fold_constants import FoldedGraph
 from coda.compiler.fx_import import ImportedGraph, size_dim
+from coda.compiler.pipeline import lower
 from coda.dialects.graph_dims import (
     Dim,
     SymbolicSizeError,
@@ -41,8 +44,9 @@ from coda.passes.bind_sizes import bind_sizes
 
 log = logging.getLogger("coda.compiler")
 
-#: plans one bound module: (module, func) -> a boxed runnable taking the call's tensors
-Plan = Callable[[ModuleOp, FuncOp], Callable[[list[Any]], list[Any]]]
+#: plans one bound module from a pipeline stage: (module, func, first stage) -> a boxed
+#: runnable taking the call's tensors
+Plan = Callable[[ModuleOp, FuncOp, str], Callable[[list[Any]], list[Any]]]
 #: one size's runnable: (the call's arguments, its tensors and folded values) -> outputs
 Run = Callable[[list[Any], list[torch.Tensor]], list[Any]]
 
@@ -73,10 +77,30 @@ class SymbolicGraph:
             if isinstance(n.meta.get("val"), torch.SymInt)
         ]
         self.arg_shapes = [symbolic_shape(a) for a in imported.func.body.block.args]
+        #: the module each size is bound from, and the pipeline stage that plans it
+        self.source, self.start = self._graph_stage()
         self.runs: dict[tuple[tuple[str, int], ...], Run] = {}
         self.solved: dict[tuple[Any, ...], tuple[tuple[str, int], ...]] = {}
         self.eager = eager_graph(gm)
         self.warned = False
+
+    def _graph_stage(self) -> tuple[ModuleOp, str]:
+        """The imported module through the graph stage, which keeps sizes symbolic
+        (passes.SYMBOLIC_PASSES): its rewrites then run once, not once per size. If they
+        fail, each size runs them after binding (logged)."""
+        module = self.imported.module.clone()
+        try:
+            lower(module, until="graph")
+        except Exception as err:
+            if self.strict:
+                raise
+            first = (str(err).strip().splitlines() or ["(no message)"])[0]
+            log.warning(
+                "coda: %s graph's graph stage runs per size: %s: %s",
+                self.graph_kind, type(err).__name__, first,
+            )  # fmt: skip
+            return self.imported.module, "graph"
+        return module, "epilogue"
 
     def sizes(self, args: Sequence[Any], tensors: Sequence[torch.Tensor]) -> dict[str, int]:
         """Each symbol's value in this call (graph_dims.solve_sizes)."""
@@ -125,11 +149,11 @@ class SymbolicGraph:
                 )  # fmt: skip
             return self._eager
         try:
-            module = self.imported.module.clone()
+            module = self.source.clone()
             func = module.ops.first
             assert isinstance(func, FuncOp)
             bind_sizes(func, sizes)
-            planned = self.plan(module, func)
+            planned = self.plan(module, func, self.start)
             sizes_out = {i: bind_dim(d, sizes) for i, d in self.imported.size_outputs.items()}
             run: Run = functools.partial(_with_sizes, planned, sizes_out)
         except Exception as err:  # these sizes run eagerly; the others keep their plans

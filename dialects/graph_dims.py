@@ -12,14 +12,18 @@ An expression is an integer polynomial in positive integer symbols, kept expande
 equal sizes are equal expressions and the verifiers compare them structurally. It is
 parsed from its text by a small `ast` walk, never `eval`: IR files are user input.
 
-Only the graph stage is symbolic. `bind-sizes` (passes/bind_sizes.py) substitutes the
-sizes of a call before planning, so every later pass sees static shapes;
-`graph.tensor_shape` refuses a symbolic type, so no pass can mistake `?` for a size.
+The graph stage is symbolic: its passes (passes.SYMBOLIC_PASSES) read dims with
+`symbolic_shape` and build types with `symbolic_type`, and assume, as Dynamo's 0/1
+specialization guarantees, that a symbol is at least 2. `bind-sizes`
+(passes/bind_sizes.py) substitutes the sizes of a call before planning, so every later
+pass sees static shapes; `graph.tensor_shape` refuses a symbolic type, so no planning
+pass can mistake `?` for a size.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 
 import sympy
@@ -45,6 +49,8 @@ def size_symbol(name: str) -> sympy.Symbol:
 
 def canonical(expr: Dim | sympy.Basic) -> Dim:
     """`expr` expanded; a constant as a Python int."""
+    if type(expr) is int:  # static sizes: most of them, on every type built
+        return expr
     expr = sympy.expand(sympy.sympify(expr))
     if expr.is_Integer:
         return int(expr)
@@ -61,8 +67,10 @@ def canonical(expr: Dim | sympy.Basic) -> Dim:
 _BINARY = {ast.Add: sympy.Add, ast.Sub: lambda a, b: a - b, ast.Mult: sympy.Mul}
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_dim(text: str) -> Dim:
-    """A size expression from its text (`2*s0 + 1`, `s0**2`)."""
+    """A size expression from its text (`2*s0 + 1`, `s0**2`). Cached: every size bound
+    reads each symbolic type's few distinct expressions again."""
 
     def walk(node: ast.AST) -> sympy.Expr:
         if isinstance(node, ast.Constant) and type(node.value) is int:

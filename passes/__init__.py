@@ -130,4 +130,9 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "quantize-operands": _quantize_operands,
 }
 
-__all__ = ["PASSES"]
+#: the passes that take a graph with symbolic sizes (dialects/graph_dims.py) as it is:
+#: their rewrites compare dims structurally, sizes being at least 2 as Dynamo's are. The
+#: others plan with numbers (tiles, row groups) and run after bind-sizes
+SYMBOLIC_PASSES = frozenset({"bind-sizes", "fuse-rotary", "canonicalize", "fold-views"})
+
+__all__ = ["PASSES", "SYMBOLIC_PASSES"]

@@ -37,6 +37,7 @@ from xdsl.transforms.common_subexpression_elimination import CommonSubexpression
 
 from coda.dialects import graph
 from coda.dialects.dtypes import torch_dtype_of
+from coda.dialects.graph_dims import Dim, canonical, symbolic_shape, symbolic_type
 from coda.dialects.pointwise_fns import POINTWISE_FNS
 
 
@@ -108,8 +109,18 @@ class FoldConstantPointwise(RewritePattern):
         rewriter.replace(op, graph.ConstantOp(value, out_type))
 
 
-def _is_scalar_constant(value: SSAValue) -> bool:
-    return isinstance(value.owner, graph.ConstantOp) and graph.tensor_shape(value) == ()
+def _is_splat_scalar(value: SSAValue) -> bool:
+    """A 0-d splat: a constant, or a size symbol's value (`graph.size`)."""
+    return isinstance(value.owner, graph.ConstantOp | graph.SizeOp) and symbolic_shape(value) == ()
+
+
+def _is_count(divisor: SSAValue, count: Dim) -> bool:
+    """Whether 0-d `divisor` is the number `count` (a constant, or the size expression
+    of a `graph.size` when the count is symbolic)."""
+    owner = divisor.owner
+    if isinstance(owner, graph.SizeOp):
+        return owner.dim == count
+    return isinstance(owner, graph.ConstantOp) and owner.scalar == count
 
 
 class ReshapeBeforeScalarPointwise(RewritePattern):
@@ -123,18 +134,17 @@ class ReshapeBeforeScalarPointwise(RewritePattern):
             return
         if inner.fn.data == "cast" or not inner.result.has_one_use():
             return
-        tensors = [v for v in inner.inputs if not _is_scalar_constant(v)]
+        tensors = [v for v in inner.inputs if not _is_splat_scalar(v)]
         if len(tensors) != 1 or tensors[0].type != inner.result.type:
             return
         if not isinstance(tensors[0].owner, graph.ReduceOp):
             return  # elsewhere the reshape would split a loop kernel's iteration shape
         element = op.result.type.element_type
-        source_type = TensorType(tensors[0].type.element_type, op.result.type.get_shape())
+        shape = symbolic_shape(op.result)
+        source_type = symbolic_type(tensors[0].type.element_type, shape)
         reshaped = graph.ViewOp("reshape", tensors[0], source_type)
         operands = [reshaped.result if v is tensors[0] else v for v in inner.inputs]
-        new = graph.PointwiseOp(
-            inner.fn.data, operands, TensorType(element, source_type.get_shape())
-        )
+        new = graph.PointwiseOp(inner.fn.data, operands, symbolic_type(element, shape))
         rewriter.replace(op, [reshaped, new])
 
 
@@ -149,9 +159,9 @@ class ReshapeOfReduceIsKeepdim(RewritePattern):
             return
         if reduce.keepdim is not None:
             return
-        shape = graph.tensor_shape(reduce.input)
+        shape = symbolic_shape(reduce.input)
         kept = [1 if d in reduce.reduced_dims else n for d, n in enumerate(shape)]
-        if list(graph.tensor_shape(op.result)) != kept:
+        if list(symbolic_shape(op.result)) != kept:
             return
         new = graph.ReduceOp(
             reduce.kind.data, reduce.input, reduce.reduced_dims, True, op.result.type
@@ -167,7 +177,7 @@ class ReduceOverUnitDims(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: graph.ReduceOp, rewriter: PatternRewriter) -> None:
-        shape = graph.tensor_shape(op.input)
+        shape = symbolic_shape(op.input)
         if any(shape[d] != 1 for d in op.reduced_dims):
             return
         if op.input.type.element_type != op.result.type.element_type:
@@ -190,16 +200,17 @@ class SumOverCountIsMean(RewritePattern):
         reduce = total.owner
         if not (isinstance(reduce, graph.ReduceOp) and reduce.kind.data == "sum"):
             return
-        if not _is_scalar_constant(divisor) or total.type != op.result.type:
+        if not _is_splat_scalar(divisor) or total.type != op.result.type:
             return
-        shape = graph.tensor_shape(reduce.input)
-        count = prod(shape[d] for d in reduce.reduced_dims)
-        value = divisor.owner.scalar
+        shape = symbolic_shape(reduce.input)
+        count = canonical(prod(shape[d] for d in reduce.reduced_dims))
         if op.fn.data == "mul":
             # only an exact reciprocal: x * (1/N) rounds like x / N
-            if count & (count - 1) or value * count != 1.0:
+            if not isinstance(count, int) or not isinstance(divisor.owner, graph.ConstantOp):
                 return
-        elif value != count:
+            if count & (count - 1) or divisor.owner.scalar * count != 1.0:
+                return
+        elif not _is_count(divisor, count):
             return
         new = graph.ReduceOp(
             "mean", reduce.input, reduce.reduced_dims, reduce.keepdim is not None, op.result.type
@@ -235,11 +246,11 @@ class ConcatOfSlicesThroughPointwise(RewritePattern):
             return
         if source.uses.get_length() != len(views):
             return  # f(a, b) is needed anyway: reading it is cheaper than its operands
-        full = graph.tensor_shape(source)
+        full = symbolic_shape(source)
         new_ops: list = []
         operands: list[SSAValue] = []
         for operand in producer.inputs:
-            shape = graph.tensor_shape(operand)
+            shape = symbolic_shape(operand)
             dim = axis - (len(full) - len(shape))
             if dim < 0 or shape[dim] == 1:
                 operands.append(operand)  # the same along the axis: nothing to rearrange
@@ -247,26 +258,26 @@ class ConcatOfSlicesThroughPointwise(RewritePattern):
             if shape != full:
                 # a broadcast table (RoPE's sin): rearranged in the full shape, so the
                 # concat iterates like its users and runs in their loop kernel
-                expand = graph.ViewOp(
-                    "expand", operand, TensorType(operand.type.element_type, full)
-                )
+                element = operand.type.element_type
+                expand = graph.ViewOp("expand", operand, symbolic_type(element, full))
                 new_ops.append(expand)
                 operand, shape, dim = expand.result, full, axis
             pieces = []
             for view in views:
                 _, start, _ = view.slice_spec  # type: ignore[union-attr]
-                size = graph.tensor_shape(view.result)[axis]  # type: ignore[union-attr]
+                size = symbolic_shape(view.result)[axis]  # type: ignore[union-attr]
                 piece_shape = [*shape[:dim], size, *shape[dim + 1 :]]
                 piece = graph.ViewOp(
                     "slice",
                     operand,
-                    TensorType(operand.type.element_type, piece_shape),
+                    symbolic_type(operand.type.element_type, piece_shape),
                     slice=(dim, start, 1),
                 )
                 new_ops.append(piece)
                 pieces.append(piece.result)
-            out_shape = [*shape[:dim], graph.tensor_shape(op.result)[axis], *shape[dim + 1 :]]
-            joined = graph.ConcatOp(pieces, dim, TensorType(operand.type.element_type, out_shape))
+            out_shape = [*shape[:dim], symbolic_shape(op.result)[axis], *shape[dim + 1 :]]
+            element = operand.type.element_type
+            joined = graph.ConcatOp(pieces, dim, symbolic_type(element, out_shape))
             new_ops.append(joined)
             operands.append(joined.result)
         new_ops.append(graph.PointwiseOp(producer.fn.data, operands, op.result.type))
@@ -288,13 +299,13 @@ class ExpandIsBroadcast(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: graph.PointwiseOp, rewriter: PatternRewriter) -> None:
-        shape = graph.tensor_shape(op.result)
+        shape = symbolic_shape(op.result)
         for index, operand in enumerate(op.inputs):
             source = _expanded(operand)
             if source is None:
                 continue
-            others = [graph.tensor_shape(v) for v in op.inputs if v is not operand]
-            if graph.broadcast_shapes(graph.tensor_shape(source), *others) == shape:
+            others = [symbolic_shape(v) for v in op.inputs if v is not operand]
+            if graph.broadcast_shapes(symbolic_shape(source), *others) == shape:
                 operands = [source if i == index else v for i, v in enumerate(op.inputs)]
                 rewriter.replace(op, graph.PointwiseOp(op.fn.data, operands, op.result.type))
                 return
@@ -307,16 +318,16 @@ class SinkExpandBelowPointwise(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: graph.PointwiseOp, rewriter: PatternRewriter) -> None:
-        tensors = [v for v in op.inputs if not _is_scalar_constant(v)]
+        tensors = [v for v in op.inputs if not _is_splat_scalar(v)]
         sources = [_expanded(v) for v in tensors]
         if not tensors or None in sources:
             return
-        small = graph.broadcast_shapes(*(graph.tensor_shape(s) for s in sources if s))
-        if small is None or small == graph.tensor_shape(op.result):
+        small = graph.broadcast_shapes(*(symbolic_shape(s) for s in sources if s))
+        if small is None or small == symbolic_shape(op.result):
             return
         operands = [sources[tensors.index(v)] if v in tensors else v for v in op.inputs]
         element = op.result.type.element_type
-        new = graph.PointwiseOp(op.fn.data, operands, TensorType(element, small))
+        new = graph.PointwiseOp(op.fn.data, operands, symbolic_type(element, small))
         expand = graph.ViewOp("expand", new.result, op.result.type)
         rewriter.replace(op, [new, expand])
 

@@ -32,6 +32,7 @@ from xdsl.pattern_rewriter import (
 )
 
 from coda.dialects import graph
+from coda.dialects.graph_dims import canonical, symbolic_shape, symbolic_type
 
 
 def _unmerged(value: SSAValue) -> SSAValue | None:
@@ -39,10 +40,10 @@ def _unmerged(value: SSAValue) -> SSAValue | None:
     view = value.owner
     if not (isinstance(view, graph.ViewOp) and view.kind.data == "reshape"):
         return None
-    src, dst = graph.tensor_shape(view.input), graph.tensor_shape(view.result)
+    src, dst = symbolic_shape(view.input), symbolic_shape(view.result)
     if len(dst) != 3 or len(src) < 3 or src[-2:] != dst[-2:]:
         return None
-    return view.input if prod(src[:-2]) == dst[0] else None
+    return view.input if canonical(prod(src[:-2])) == dst[0] else None
 
 
 class MatmulOfBatchReshapes(RewritePattern):
@@ -51,15 +52,15 @@ class MatmulOfBatchReshapes(RewritePattern):
         lhs, rhs = _unmerged(op.lhs), _unmerged(op.rhs)
         if lhs is None or rhs is None:
             return
-        lhs_shape, rhs_shape = graph.tensor_shape(lhs), graph.tensor_shape(rhs)
+        lhs_shape, rhs_shape = symbolic_shape(lhs), symbolic_shape(rhs)
         batch = graph.broadcast_shapes(lhs_shape[:-2], rhs_shape[:-2])
         # both sides must enumerate the merged batch in the same order
         if batch is None or lhs_shape[:-2] != batch or rhs_shape[:-2] != batch:
             return
         result_type = op.result.type
         assert isinstance(result_type, TensorType)
-        out_shape = graph.tensor_shape(op.result)
-        unmerged_type = TensorType(result_type.element_type, [*batch, *out_shape[-2:]])
+        out_shape = symbolic_shape(op.result)
+        unmerged_type = symbolic_type(result_type.element_type, [*batch, *out_shape[-2:]])
         matmul = graph.MatmulOp(lhs, rhs, unmerged_type)
         merged = graph.ViewOp("reshape", matmul.result, result_type)
         rewriter.replace(op, [matmul, merged])

@@ -22,11 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 
 from coda.dialects import graph
+from coda.dialects.graph_dims import SymbolicSizeError, symbolic_shape, symbolic_type
 from coda.passes.dataflow import function_bodies
 
 
@@ -38,8 +39,8 @@ def _rotation(value: SSAValue, transpose: bool = False) -> graph.RotaryOp | None
 
 
 def _fits_kernels(q: SSAValue) -> bool:
-    d = graph.tensor_shape(q)[-1]
-    return d >= 16 and d & (d - 1) == 0
+    d = symbolic_shape(q)[-1]
+    return isinstance(d, int) and d >= 16 and d & (d - 1) == 0
 
 
 def _tables_of(q: graph.RotaryOp, k: graph.RotaryOp) -> tuple[SSAValue, SSAValue] | None:
@@ -47,9 +48,9 @@ def _tables_of(q: graph.RotaryOp, k: graph.RotaryOp) -> tuple[SSAValue, SSAValue
     one table per (batch, position)."""
     if q.cos != k.cos or q.sin != k.sin:
         return None
-    shape = graph.tensor_shape(q.input)
+    shape = symbolic_shape(q.input)
     for table in (q.cos, q.sin):
-        padded = (1,) * (4 - len(graph.tensor_shape(table))) + graph.tensor_shape(table)
+        padded = (1,) * (4 - len(symbolic_shape(table))) + symbolic_shape(table)
         if len(padded) != 4 or padded[1] != 1:
             return None  # per-head tables (never seen in practice) stay outside
         if padded[0] not in (1, shape[0]):
@@ -59,16 +60,16 @@ def _tables_of(q: graph.RotaryOp, k: graph.RotaryOp) -> tuple[SSAValue, SSAValue
 
 def _as_batch_table(table: SSAValue, like: SSAValue, before: Operation, block: Block) -> SSAValue:
     """`table` viewed as [B, 1, S, D] for a q of shape [B, H, S, D]."""
-    b, _, s, d = graph.tensor_shape(like)
+    b, _, s, d = symbolic_shape(like)
     element = table.type.element_type
-    shape = graph.tensor_shape(table)
+    shape = symbolic_shape(table)
     padded = (1,) * (4 - len(shape)) + shape
     if padded != shape:
-        view = graph.ViewOp("reshape", table, TensorType(element, list(padded)))
+        view = graph.ViewOp("reshape", table, symbolic_type(element, padded))
         block.insert_op_before(view, before)
         table = view.result
     if padded != (b, 1, s, d):
-        view = graph.ViewOp("expand", table, TensorType(element, [b, 1, s, d]))
+        view = graph.ViewOp("expand", table, symbolic_type(element, (b, 1, s, d)))
         block.insert_op_before(view, before)
         table = view.result
     return table
@@ -171,10 +172,12 @@ def expand_rotary(op: graph.RotaryOp, block: Block) -> None:
     """R x = x * cos + cat(-x_hi, x_lo) * sin; R^T x = x * cos + cat(z_hi, -z_lo) with
     z = x * sin."""
     ty = op.input.type
-    shape = graph.tensor_shape(op.input)
+    shape = symbolic_shape(op.input)
+    if not isinstance(shape[-1], int):  # the importer matches static head dims only
+        raise SymbolicSizeError(f"graph.rotary over a symbolic last dim {shape[-1]}")
     half = shape[-1] // 2
     element = ty.element_type
-    half_type = TensorType(element, [*shape[:-1], half])
+    half_type = symbolic_type(element, [*shape[:-1], half])
     new: list[Operation] = []
 
     def emit(operation: Operation) -> SSAValue:

@@ -71,3 +71,37 @@ def test_evaluation_loss_under_no_grad_writes_no_logits() -> None:
     torch.testing.assert_close(got, model(x, target), rtol=1e-5, atol=1e-6)
     assert {a.graph for a in allocations} == {"inference"}
     assert all(a.shape != (TOKENS, VOCAB) for a in allocations), allocations
+
+
+def test_a_varying_token_count_keeps_the_rewrite(caplog: pytest.LogCaptureFixture) -> None:
+    """Under varying sizes the token count is a symbol: the rewrite still applies (the
+    symbolic forward has no [tokens, vocab] buffer either) and every length matches
+    eager."""
+    import logging
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = Head("mean")
+    compiled_model = Head("mean")
+    compiled_model.load_state_dict(model.state_dict())
+    compiled = torch.compile(compiled_model, backend="coda", options={"strict": True})
+    with caplog.at_level(logging.INFO, logger="coda"):
+        for tokens in (TOKENS, 9, 14):
+            x, target = torch.randn(tokens, DIM), torch.randint(0, VOCAB, (tokens,))
+            torch._dynamo.mark_dynamic(x, 0)
+            torch._dynamo.mark_dynamic(target, 0)
+            model.zero_grad()
+            compiled_model.zero_grad()
+            expected = model(x, target)
+            expected.backward()
+            with record_allocations() as allocations:
+                got = compiled(x, target)
+                got.backward()
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+            for p, q in zip(model.parameters(), compiled_model.parameters(), strict=True):
+                torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6)
+            forward = [a for a in allocations if a.graph == "forward"]
+            assert forward and all(a.shape != (tokens, VOCAB) for a in forward), forward
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "cross-entropy kept as is" in m], messages
+    assert any("graph with symbolic sizes specialized for" in m for m in messages), messages

@@ -217,6 +217,63 @@ def test_symbolic_graph_is_traced_and_imported_once(monkeypatch: pytest.MonkeyPa
     assert all('#graph.dims<"s' in text for text in imported), imported
 
 
+def test_the_graph_stage_runs_once_per_symbolic_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graph stage (rotary fusion, canonicalization, folded views) runs on the
+    symbolic module once per graph; each size binds that result and plans from the
+    epilogue stage, with the same numbers as eager."""
+    import coda.compiler.symbolic_graph as symbolic_graph
+
+    stages: list[str] = []
+    lower = symbolic_graph.lower
+
+    def recording(module: Any, until: str = "kernel", start: str = "graph") -> Any:
+        stages.append(f"{start}..{until}")
+        return lower(module, until, start)
+
+    monkeypatch.setattr(symbolic_graph, "lower", recording)
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    model = TwoLayer()
+    compiled = torch.compile(model, backend="coda", options={"strict": True})
+    for batch in (6, 3, 9, 4):
+        x = torch.randn(batch, 16)
+        _assert_close(_step(compiled, model, x, dynamic_dim=0), _step(model, model, x))
+    assert stages == ["graph..graph", "graph..graph"]  # the forward's, the backward's
+
+
+def test_a_graph_stage_that_fails_on_symbolic_sizes_runs_per_size(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If a graph-stage rewrite fails on the symbolic module, each size runs the whole
+    pipeline after binding, as before: logged, never eager, never wrong."""
+    import coda.compiler.symbolic_graph as symbolic_graph
+
+    def failing(module: Any, until: str = "kernel", start: str = "graph") -> Any:
+        raise RuntimeError("no symbolic rewrite today")
+
+    monkeypatch.setattr(symbolic_graph, "lower", failing)
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    model = TwoLayer()
+    compiled = torch.compile(model, backend="coda", options={"strict": False})
+    with caplog.at_level(logging.INFO, logger="coda"):
+        for batch in (6, 3):
+            x = torch.randn(batch, 16)
+            with record_launches() as launches:
+                got = _step(compiled, model, x, dynamic_dim=0)
+            _assert_close(got, _step(model, model, x))
+            assert {("forward", "gemm"), ("backward", "gemm")} <= {
+                (r.graph, r.kind) for r in launches
+            }
+    messages = [r.getMessage() for r in caplog.records]
+    for kind in ("forward", "backward"):
+        assert (
+            f"coda: {kind} graph's graph stage runs per size: RuntimeError: "
+            "no symbolic rewrite today"
+        ) in messages, messages
+    assert len(_specializations(caplog)) == 2
+
+
 class DropLast(nn.Module):
     """A slice whose end is a size expression (`s0 - 1`): the symbolic import cannot
     say it, so each size of this graph is traced static and compiled on its own."""
@@ -291,6 +348,25 @@ def test_a_bound_symbolic_graph_plans_as_the_static_one(model: str) -> None:
     symbolic = capture(spec, dynamic=[(0, 1)]).to_module()
     assert '#graph.dims<"s' in str(symbolic)
     assert str(lower(symbolic)) == str(static)
+
+
+def test_a_symbolic_language_model_plans_the_static_kernels() -> None:
+    """The LM's cross-entropy rewrite under a symbolic token count: its views spell the
+    count -1 (a size symbol as a graph constant would fail wherever the graph runs
+    eagerly: lowerc's capture runs it, a fallback would), and the bound graph plans
+    the kernels of the static one (only a folded input's index differs)."""
+    from coda.compiler.capture import capture
+    from coda.compiler.models import load_model
+    from coda.compiler.pipeline import lower
+    from coda.dialects import kernel
+
+    def kernels(module: Any) -> list[str]:
+        return [op.kernel_name for op in module.walk() if isinstance(op, kernel.KernelOp)]
+
+    spec = load_model("llama-lm", None, torch.float32)
+    symbolic = capture(spec, dynamic=[(0, 1)]).to_module()
+    assert '#graph.dims<"2*s' in str(symbolic)
+    assert kernels(lower(symbolic)) == kernels(lower(capture(spec).to_module()))
 
 
 def _kept_arguments(
