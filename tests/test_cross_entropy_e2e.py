@@ -28,6 +28,13 @@ class Head(nn.Module):
         return F.cross_entropy(logits, target, reduction=self.reduction)
 
 
+def _assert_matches(got: torch.Tensor, want: torch.Tensor, model: Head, compiled: Head) -> None:
+    """The loss and every parameter gradient of the compiled copy match eager's."""
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    for p, q in zip(model.parameters(), compiled.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("reduction", "vocab", "per_row"),
     [("mean", VOCAB, (TOKENS, 1)), ("sum", VOCAB, (TOKENS, 1)), ("mean", 300, (TOKENS, 10))],
@@ -49,9 +56,7 @@ def test_cross_entropy_matches_eager_without_a_logits_buffer(
     with record_allocations() as allocations, record_launches() as launches:
         got = compiled(x, target)
         got.backward()
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
-    for p, q in zip(model.parameters(), compiled_model.parameters(), strict=True):
-        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6)
+    _assert_matches(got, expected, model, compiled_model)
     forward = [a for a in allocations if a.graph == "forward"]
     assert forward and all(a.shape != (TOKENS, vocab) for a in forward), forward
     # the logsumexp and the target logit: whole (80 <= 256) or 300 / 32 -> 10 partials
@@ -97,9 +102,7 @@ def test_a_varying_token_count_keeps_the_rewrite(caplog: pytest.LogCaptureFixtur
             with record_allocations() as allocations:
                 got = compiled(x, target)
                 got.backward()
-            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
-            for p, q in zip(model.parameters(), compiled_model.parameters(), strict=True):
-                torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6)
+            _assert_matches(got, expected, model, compiled_model)
             forward = [a for a in allocations if a.graph == "forward"]
             assert forward and all(a.shape != (tokens, VOCAB) for a in forward), forward
     messages = [r.getMessage() for r in caplog.records]

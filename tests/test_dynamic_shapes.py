@@ -187,12 +187,17 @@ def test_strict_raises_past_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_symbolic_graph_is_traced_and_imported_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """AOTAutograd traces the symbolic graph once and coda imports its forward and its
-    backward once (sizes are `?` dims in the IR); each new size only binds and plans."""
+    backward once (sizes are `?` dims in the IR) and runs their graph stage (rotary
+    fusion, canonicalization, folded views) once; each new size only binds and plans
+    from the epilogue stage."""
     import coda.compiler.backend as backend
+    import coda.compiler.symbolic_graph as symbolic_graph
 
     traced: list[int] = []
     imported: list[str] = []
+    stages: list[str] = []
     partition, import_graph = backend.partition, backend.import_graph
+    lower = symbolic_graph.lower
 
     def counting_partition(joint: fx.GraphModule, *args: Any, **kwargs: Any) -> Any:
         traced.append(1)
@@ -203,8 +208,13 @@ def test_symbolic_graph_is_traced_and_imported_once(monkeypatch: pytest.MonkeyPa
         imported.append(f"{kind}: {result.func.function_type}")
         return result
 
+    def recording_lower(module: Any, until: str = "kernel", start: str = "graph") -> Any:
+        stages.append(f"{start}..{until}")
+        return lower(module, until, start)
+
     monkeypatch.setattr(backend, "partition", counting_partition)
     monkeypatch.setattr(backend, "import_graph", counting_import)
+    monkeypatch.setattr(symbolic_graph, "lower", recording_lower)
     torch.manual_seed(0)
     torch._dynamo.reset()
     model = TwoLayer()
@@ -215,43 +225,13 @@ def test_symbolic_graph_is_traced_and_imported_once(monkeypatch: pytest.MonkeyPa
     assert len(traced) == 1
     assert [text.split(":")[0] for text in imported] == ["forward", "backward"]
     assert all('#graph.dims<"s' in text for text in imported), imported
+    # the graph stage ran on the symbolic forward and backward once; sizes start after it
+    assert stages == ["graph..graph", "graph..graph"]
 
 
-def test_the_graph_stage_runs_once_per_symbolic_graph(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The graph stage (rotary fusion, canonicalization, folded views) runs on the
-    symbolic module once per graph; each size binds that result and plans from the
-    epilogue stage, with the same numbers as eager."""
-    import coda.compiler.symbolic_graph as symbolic_graph
-
-    stages: list[str] = []
-    lower = symbolic_graph.lower
-
-    def recording(module: Any, until: str = "kernel", start: str = "graph") -> Any:
-        stages.append(f"{start}..{until}")
-        return lower(module, until, start)
-
-    monkeypatch.setattr(symbolic_graph, "lower", recording)
-    torch.manual_seed(0)
-    torch._dynamo.reset()
-    model = TwoLayer()
-    compiled = torch.compile(model, backend="coda", options={"strict": True})
-    for batch in (6, 3, 9, 4):
-        x = torch.randn(batch, 16)
-        _assert_close(_step(compiled, model, x, dynamic_dim=0), _step(model, model, x))
-    assert stages == ["graph..graph", "graph..graph"]  # the forward's, the backward's
-
-
-def test_a_graph_stage_that_fails_on_symbolic_sizes_runs_per_size(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """If a graph-stage rewrite fails on the symbolic module, each size runs the whole
-    pipeline after binding, as before: logged, never eager, never wrong."""
-    import coda.compiler.symbolic_graph as symbolic_graph
-
-    def failing(module: Any, until: str = "kernel", start: str = "graph") -> Any:
-        raise RuntimeError("no symbolic rewrite today")
-
-    monkeypatch.setattr(symbolic_graph, "lower", failing)
+def _two_batches_in_kernels(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """TwoLayer (not strict) at two batch sizes under mark_dynamic: every step matches
+    eager and runs coda's GEMM kernels forward and backward. Returns the log."""
     torch.manual_seed(0)
     torch._dynamo.reset()
     model = TwoLayer()
@@ -265,7 +245,21 @@ def test_a_graph_stage_that_fails_on_symbolic_sizes_runs_per_size(
             assert {("forward", "gemm"), ("backward", "gemm")} <= {
                 (r.graph, r.kind) for r in launches
             }
-    messages = [r.getMessage() for r in caplog.records]
+    return [r.getMessage() for r in caplog.records]
+
+
+def test_a_graph_stage_that_fails_on_symbolic_sizes_runs_per_size(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If a graph-stage rewrite fails on the symbolic module, each size runs the whole
+    pipeline after binding, as before: logged, never eager, never wrong."""
+    import coda.compiler.symbolic_graph as symbolic_graph
+
+    def failing(module: Any, until: str = "kernel", start: str = "graph") -> Any:
+        raise RuntimeError("no symbolic rewrite today")
+
+    monkeypatch.setattr(symbolic_graph, "lower", failing)
+    messages = _two_batches_in_kernels(caplog)
     for kind in ("forward", "backward"):
         assert (
             f"coda: {kind} graph's graph stage runs per size: RuntimeError: "
@@ -436,20 +430,7 @@ def test_an_internal_error_in_the_symbolic_import_plans_per_size(
         return import_graph(gm, kind)
 
     monkeypatch.setattr(backend, "import_graph", symbolic_fails)
-    torch.manual_seed(0)
-    torch._dynamo.reset()
-    model = TwoLayer()
-    compiled = torch.compile(model, backend="coda", options={"strict": False})
-    with caplog.at_level(logging.INFO, logger="coda"):
-        for batch in (6, 3):
-            x = torch.randn(batch, 16)
-            with record_launches() as launches:
-                got = _step(compiled, model, x, dynamic_dim=0)
-            _assert_close(got, _step(model, model, x))
-            assert {("forward", "gemm"), ("backward", "gemm")} <= {
-                (r.graph, r.kind) for r in launches
-            }
-    messages = [r.getMessage() for r in caplog.records]
+    messages = _two_batches_in_kernels(caplog)
     for kind in ("forward", "backward"):
         assert (
             f"coda: {kind} graph is planned per size after an internal error: RuntimeError: "
