@@ -53,12 +53,17 @@ class ViewAccess:
     flat_source: Layout | None = None
     # flat fallback: where the view's row-major index 0 lies in flat_source's index
     flat_offset: int = 0
+    # per view dim, where its index 0 lies in its layout mode: a slice of a dim merged
+    # from several (strided apart, so not one mode) keeps the whole merged mode, and its
+    # coordinate is split over the mode's leaves after adding the slice's start
+    starts: tuple[int, ...] = ()
 
     def offset(self, indices: Sequence[sympy.Expr]) -> sympy.Expr:
         if len(indices) != len(self.shape):
             raise ValueError(f"{len(indices)} indices for a rank-{len(self.shape)} view")
+        starts = self.starts or (0,) * len(self.shape)
         # size-1 dims have index 0 whatever the caller iterates over (broadcasting)
-        crd = [0 if n == 1 else i for i, n in zip(indices, self.shape, strict=True)]
+        crd = [o if n == 1 else i + o for i, n, o in zip(indices, self.shape, starts, strict=True)]
         if self.layout is not None:
             value = self.layout(tuple(reversed(crd))) if crd else 0
         else:
@@ -75,8 +80,14 @@ class ViewAccess:
         assert layout is not None
         if 0 in self.shape:
             return 0
-        leaves = zip(_flat(layout.shape), _flat(layout.stride), strict=True)
-        return prod(int(s) for s, d in leaves if d != 0)
+        if self.layout is not None and any(self.starts):
+            # a dim that is a range of a merged mode reads its extent, not the whole mode
+            modes = _modes(self.layout, len(self.shape))
+            return prod(
+                n if start else _distinct(Layout(*mode))
+                for n, start, mode in zip(self.shape, self.starts, modes, strict=True)
+            )
+        return _distinct(layout)
 
     def describe(self) -> str:
         """One line for a comment in the generated code."""
@@ -190,9 +201,12 @@ class _ViewState:
     # after a reshape composition cannot express: the layout before it (flat-indexed)
     flat: Layout | None
     flat_offset: int = 0
+    # per torch dim, its slice start within its mode (ViewAccess.starts); () all 0
+    starts: tuple[int, ...] = ()
 
     def apply(self, view: ViewOp) -> _ViewState:
         dst = tensor_shape(view.result)
+        src = tensor_shape(view.input)
         kind = view.kind.data
         if self.layout is None:
             # already flat-indexed: any further view is expressed on the flat index only
@@ -202,16 +216,29 @@ class _ViewState:
                     f"a {kind} view after a reshape that is not a layout cannot be addressed"
                 )
             return self
-        modes = _modes(self.layout, len(tensor_shape(view.input)))  # torch order
+        modes = _modes(self.layout, len(src))  # torch order
+        starts = list(self.starts or (0,) * len(src))
         if kind == "permute":
             modes = [modes[p] for p in view.permutation]
+            starts = [starts[p] for p in view.permutation]
         elif kind == "expand":
-            src = tensor_shape(view.input)
-            padded = [(1, 0)] * (len(dst) - len(src)) + modes
-            modes = [(n, 0) if s == 1 else (s, d) for (s, d), n in zip(padded, dst, strict=True)]
+            for d, start in enumerate(starts):
+                if start and src[d] == 1:  # the one element broadcast: into the base
+                    self.base = self.base + Layout(*modes[d])(start)
+                    starts[d] = 0
+            pad = len(dst) - len(src)
+            padded = [(1, 0)] * pad + modes
+            sizes = (1,) * pad + src
+            modes = [(n, 0) if s == 1 else m for m, s, n in zip(padded, sizes, dst, strict=True)]
+            starts = [0] * pad + starts
         elif kind == "slice":
             dim, start, step = view.slice_spec
             mode = Layout(*modes[dim])
+            if starts[dim]:  # already a range of a merged mode: a range of that range
+                if step != 1:
+                    raise ViewLayoutError(f"cannot slice merged dim {mode} with step {step}")
+                starts[dim] += start
+                return _ViewState(self.layout, self.base, None, 0, tuple(starts))
             self.base = self.base + mode(start)
             if not isinstance(mode.shape, tuple):
                 modes[dim] = (dst[dim], mode.stride * step)
@@ -219,17 +246,22 @@ class _ViewState:
                 try:
                     sliced = composition(mode, Layout(dst[dim], step))
                 except LayoutError as error:
-                    if dim == 0 and step == 1:
+                    self.base = self.base - mode(start)
+                    if dim == 0 and step == 1 and not any(starts):
                         # a range of the outermost dim is a range of the flat index:
                         # address the sliced view flat-indexed in the unsliced one
-                        self.base = self.base - mode(start)
-                        src = tensor_shape(view.input)
                         return _ViewState(
                             None, self.base, _from_modes(modes), start * prod(src[1:])
                         )
-                    raise ViewLayoutError(f"cannot slice merged dim {mode}: {error}") from None
+                    if step != 1:
+                        raise ViewLayoutError(f"cannot slice merged dim {mode}: {error}") from None
+                    # keep the whole merged mode; the coordinate starts at `start`
+                    starts[dim] = start
+                    return _ViewState(_from_modes(modes), self.base, None, 0, tuple(starts))
                 modes[dim] = (sliced.shape, sliced.stride)
         elif kind == "reshape":
+            if any(starts):
+                raise ViewLayoutError("a reshape of a slice of a merged dim cannot be addressed")
             current = _from_modes(modes)
             try:
                 new = composition(current, col_major(tuple(reversed(dst))) if dst else Layout(1))
@@ -238,10 +270,11 @@ class _ViewState:
             return _ViewState(new, self.base, None)
         else:
             raise ViewLayoutError(f"graph.view kind '{kind}' has no layout")
-        return _ViewState(_from_modes(modes), self.base, None)
+        return _ViewState(_from_modes(modes), self.base, None, 0, tuple(starts))
 
-    def finish(self) -> tuple[Layout | None, sympy.Expr, Layout | None, int]:
-        return self.layout, sympy.sympify(self.base), self.flat, self.flat_offset
+    def finish(self) -> tuple[Layout | None, sympy.Expr, Layout | None, int, tuple[int, ...]]:
+        starts = self.starts if any(self.starts) else ()
+        return self.layout, sympy.sympify(self.base), self.flat, self.flat_offset, starts
 
 
 def _modes(layout: Layout, rank: int) -> list[tuple[object, object]]:
@@ -253,6 +286,12 @@ def _modes(layout: Layout, rank: int) -> list[tuple[object, object]]:
         shape, stride = (shape,), (stride,)
     assert isinstance(stride, tuple) and len(shape) == rank, (layout, rank)
     return list(reversed(list(zip(shape, stride, strict=True))))
+
+
+def _distinct(layout: Layout) -> int:
+    """Offsets a layout reaches, counting leaves of stride 0 (broadcasts) once."""
+    leaves = zip(_flat(layout.shape), _flat(layout.stride), strict=True)
+    return prod(int(s) for s, d in leaves if d != 0)
 
 
 def _flat(t: object) -> list[object]:

@@ -172,3 +172,29 @@ def test_range_of_a_merged_outer_dim_is_a_range_of_the_flat_index() -> None:
         strides = {s0: source.stride(0), s1: source.stride(1)}
         offsets = [int(access.offset([i]).subs(strides | {i: k})) for k in range(17)]
         assert offsets == source.reshape(32)[3:20].long().tolist()
+
+
+def test_range_of_a_merged_inner_dim_splits_its_coordinate() -> None:
+    """flatten([4, 16, 16], 0, 1), transposed, then elements 26..63 of the merged dim
+    (the fuzzer's softmax over such a narrow): with runtime strides the merged dim is two
+    modes (16, 4) that a range from 26 does not compose with, and it is not the outermost
+    dim. The view keeps the whole merged mode and starts its coordinate at 26, split
+    over the two strides. Checked against torch for contiguous and permuted sources."""
+    block = Block(arg_types=[TensorType(f32, [4, 16, 16])])
+    flat = graph.ViewOp("reshape", block.args[0], TensorType(f32, [64, 16]))
+    turned = graph.ViewOp("permute", flat.result, TensorType(f32, [16, 64]), perm=[1, 0])
+    part = graph.ViewOp("slice", turned.result, TensorType(f32, [16, 38]), slice=(1, 26, 1))
+    block.add_ops([flat, turned, part])
+    access = view_access(part.result, block, ["s0", "s1", "s2"])
+    assert access.starts == (0, 26)
+    assert access.distinct_elements == 16 * 38  # the range, not the whole merged dim
+    i, j = sympy.symbols("i j", integer=True, nonnegative=True)
+    names = {s: s.name for s in (i, j, *access.strides)}
+    code = compile(triton_expr(access.offset([i, j]), names), "<offset>", "eval")
+    for order in ((0, 1, 2), (2, 0, 1), (1, 2, 0)):
+        base = torch.arange(4 * 16 * 16).reshape([(4, 16, 16)[o] for o in order])
+        source = base.permute([order.index(d) for d in range(3)])
+        expected = source.reshape(64, 16).t()[:, 26:]
+        env = dict(zip(("s0", "s1", "s2"), source.stride(), strict=True))
+        for a, b in itertools.product(range(16), range(38)):
+            assert eval(code, {}, env | {"i": a, "j": b}) == int(expected[a, b])
