@@ -57,7 +57,7 @@ from coda.passes.dataflow import (
 )
 from coda.passes.epilogue_groups import EpilogueGroup
 from coda.passes.fuse_epilogues import fuse_group
-from coda.passes.fuse_prologues import PROLOGUE_FNS
+from coda.passes.fuse_prologues import PROLOGUE_FNS, feeds_gemm_operands_only
 
 # The most values a small reduction reduces per kept coordinate: they are loaded as one
 # block per program, so they must fit in registers next to the pass's own blocks.
@@ -465,7 +465,13 @@ def _prologue(gemm: epilogue.GemmOp) -> list[Operation]:
 
     for value in gemm.products:
         owner = value.owner
-        if isinstance(owner, Operation) and qualifies(owner, graph.tensor_shape(value)):
+        # only a value GEMM mainloops alone read: one the epilogue also takes as an input
+        # (a residual of the product's own operand) is read from memory by both
+        if (
+            isinstance(owner, Operation)
+            and qualifies(owner, graph.tensor_shape(value))
+            and feeds_gemm_operands_only(value)
+        ):
             visit(owner)
         elif isinstance(owner, graph.ConcatOp) and all(
             use.operation is gemm for use in value.uses

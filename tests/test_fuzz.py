@@ -609,6 +609,24 @@ REGRESSIONS: list[Any] = [
         65535,
         id="range-of-a-merged-inner-dim",
     ),
+    # the backward's g = t1 + t2^T is a GEMM's lhs and, as the residual of g + g @ W^T,
+    # its epilogue's input too: split-blocks computed g as the mainloop's prologue and
+    # the epilogue input then named a value no kernel operand holds. Seed 20's run
+    pytest.param(
+        GraphSpec(
+            "bfloat16",
+            ((16, 17, 5), (5, 2), (16, 2, 2)),
+            (
+                Step("matmul", (1,)),
+                Step("matmul", (2,)),
+                Step("residual", (1,)),
+                Step("transpose"),
+            ),
+            3,
+        ),
+        3,
+        id="prologue-value-also-an-epilogue-input",
+    ),
 ]
 
 
