@@ -33,7 +33,13 @@ from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 from torch._functorch.partitioners import min_cut_rematerialization_partition
 
-from coda.compiler.dynamic import concretize, eager_graph, is_symbolic, specialize_per_size
+from coda.compiler.dynamic import (
+    concretize,
+    eager_graph,
+    is_symbolic,
+    one_line,
+    specialize_per_size,
+)
 from coda.compiler.fold_constants import FoldedGraph, fold_constants
 from coda.compiler.fuse_cross_entropy import fuse_cross_entropy
 from coda.compiler.fx_import import ImportedGraph, UnsupportedGraph, import_graph
@@ -285,12 +291,6 @@ def _symbolic(
     return SymbolicGraph(
         gm, folded, imported, plan_run, graph_kind=graph_kind, strict=options.strict
     )
-
-
-def one_line(err: BaseException) -> str:
-    """The first line of an exception's message: a warning must stay one log line."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else "(no message)"
 
 
 def _eager_if_first_run_fails(

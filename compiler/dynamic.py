@@ -38,11 +38,17 @@ log = logging.getLogger("coda.compiler")
 
 MAX_SPECIALIZATIONS_ENV = "CODA_MAX_SPECIALIZATIONS"
 #: distinct size sets planned per symbolic graph before new sizes run eagerly. A size
-#: costs its planning (about 0.3 s for a small Llama block's forward and backward, the
+#: costs its planning (about 0.2 s for a small Llama block's forward and backward, the
 #: kernels being shared), so a run over a few dozen sequence lengths stays compiled
 DEFAULT_MAX_SPECIALIZATIONS = 32
 
 _SYMBOLIC = (torch.SymInt, torch.SymFloat, torch.SymBool)
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of an exception's message: a warning must stay one log line."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else "(no message)"
 
 
 def max_specializations() -> int:
@@ -219,10 +225,9 @@ def specialize_per_size(
         except Exception as err:  # binding failed: these sizes run eagerly
             if strict:
                 raise
-            first = (str(err).strip().splitlines() or ["(no message)"])[0]
             log.warning(
                 "coda: graph runs eagerly for %s after an internal error: %s: %s",
-                sizes, type(err).__name__, first,
+                sizes, type(err).__name__, one_line(err),
             )  # fmt: skip
             program = eager
         programs[tuple(_key(a) for a in args)] = program

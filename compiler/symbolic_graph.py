@@ -29,7 +29,12 @@ import torch.fx as fx
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.dialects.func import FuncOp
 
-from coda.compiler.dynamic import MAX_SPECIALIZATIONS_ENV, eager_graph, max_specializations
+from coda.compiler.dynamic import (
+    MAX_SPECIALIZATIONS_ENV,
+    eager_graph,
+    max_specializations,
+    one_line,
+)
 from coda.compiler.fold_constants import FoldedGraph
 from coda.compiler.fx_import import ImportedGraph, size_dim
 from coda.compiler.pipeline import lower
@@ -94,10 +99,9 @@ class SymbolicGraph:
         except Exception as err:
             if self.strict:
                 raise
-            first = (str(err).strip().splitlines() or ["(no message)"])[0]
             log.warning(
                 "coda: %s graph's graph stage runs per size: %s: %s",
-                self.graph_kind, type(err).__name__, first,
+                self.graph_kind, type(err).__name__, one_line(err),
             )  # fmt: skip
             return self.imported.module, "graph"
         return module, "epilogue"
@@ -159,10 +163,9 @@ class SymbolicGraph:
         except Exception as err:  # these sizes run eagerly; the others keep their plans
             if self.strict:
                 raise
-            first = (str(err).strip().splitlines() or ["(no message)"])[0]
             log.warning(
                 "coda: %s graph runs eagerly for %s after an internal error: %s: %s",
-                self.graph_kind, text, type(err).__name__, first,
+                self.graph_kind, text, type(err).__name__, one_line(err),
             )  # fmt: skip
             run = self._eager
         self.runs[tuple(sorted(sizes.items()))] = run

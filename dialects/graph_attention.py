@@ -84,11 +84,7 @@ def verify_attention_operands(
             )
         if not isinstance(_element(value), AnyFloat):
             raise VerifyException(f"'{name}' {role} must be a float tensor")
-    (b, hq, s, d), (bk, hkv, skv, dk), (bv, hv, sv, dv) = (
-        _shape(q),
-        _shape(k),
-        _shape(v),
-    )
+    (b, hq, s, d), (bk, hkv, skv, dk), (bv, hv, sv, dv) = _shape(q), _shape(k), _shape(v)
     if (bk, dk) != (b, d) or (bv, hv, sv) != (bk, hkv, skv):
         raise VerifyException(
             f"'{name}' key {list(_shape(k))} and value {list(_shape(v))} do not fit query "

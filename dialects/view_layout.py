@@ -239,14 +239,12 @@ class _ViewState:
                     raise ViewLayoutError(f"cannot slice merged dim {mode} with step {step}")
                 starts[dim] += start
                 return _ViewState(self.layout, self.base, None, 0, tuple(starts))
-            self.base = self.base + mode(start)
             if not isinstance(mode.shape, tuple):
                 modes[dim] = (dst[dim], mode.stride * step)
             else:  # a dim merged by an earlier reshape: slice its layout by composition
                 try:
                     sliced = composition(mode, Layout(dst[dim], step))
                 except LayoutError as error:
-                    self.base = self.base - mode(start)
                     if dim == 0 and step == 1 and not any(starts):
                         # a range of the outermost dim is a range of the flat index:
                         # address the sliced view flat-indexed in the unsliced one
@@ -259,6 +257,7 @@ class _ViewState:
                     starts[dim] = start
                     return _ViewState(_from_modes(modes), self.base, None, 0, tuple(starts))
                 modes[dim] = (sliced.shape, sliced.stride)
+            self.base = self.base + mode(start)
         elif kind == "reshape":
             if any(starts):
                 raise ViewLayoutError("a reshape of a slice of a merged dim cannot be addressed")
