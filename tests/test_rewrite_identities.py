@@ -45,6 +45,20 @@ def test_sum_over_count_is_mean() -> None:
     assert not torch.equal(s * torch.tensor(1 / 6, dtype=torch.float32), s / 6)  # hence the rule
 
 
+def test_sum_over_a_symbolic_count_is_mean() -> None:
+    """canonicalize on symbolic sizes: sum(x) / graph.size is mean(x) when the size's
+    expression is the count of the reduced dims (here 2*s0 of [3, 2*s0]), at every
+    size the graph is later bound to (float64)."""
+    from coda.dialects.graph_dims import bind_dim, canonical, parse_dim
+
+    count = canonical(parse_dim("2*s0"))
+    gen = torch.Generator().manual_seed(0)
+    for s0 in range(2, 12):
+        n = bind_dim(count, {"s0": s0})
+        x = torch.randn(3, n, generator=gen, dtype=torch.float64)
+        torch.testing.assert_close(x.sum(-1) / n, x.mean(-1), rtol=1e-15, atol=0)
+
+
 def test_sum_of_gemms_is_one_gemm_over_concatenated_k() -> None:
     """fuse-epilogues: a @ b + c @ d == [a | c] @ [b ; d], so a sum of GEMMs with the
     same output tile (even of different K) accumulates in one accumulator, one K loop
